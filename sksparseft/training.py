@@ -1,0 +1,143 @@
+"""Training and inference loops (fit step 4): skorch drives the masked training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, EpochScoring, GradientNormClipping, LRScheduler, ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch.nn import functional as F
+
+from .batching import length_sorted_batches, to_batch, trim_collate
+
+
+class SparseNet(NeuralNet):
+    """skorch NeuralNet whose optimizer only ever sees trainable tensors.
+
+    Frozen backbone tensors get no gradient and no optimizer state.
+    """
+
+    def get_all_learnable_params(self):
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
+
+class WarmupLinearDecay:
+    """LambdaLR factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+
+    def __init__(self, total, warmup):
+        self.total = max(int(total), 1)
+        self.warmup = max(int(warmup), 0)
+
+    def __call__(self, step):
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        return max(0.0, (self.total - step) / max(self.total - self.warmup, 1))
+
+
+def _accuracy(net, X, y):
+    # skorch caches the validation forward pass, so this costs no extra inference.
+    logits = net.predict(X)
+    return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
+
+
+def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06):
+    """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
+
+    ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
+    net scores ``valid_acc`` each epoch and stops early after ``patience`` epochs
+    without progress, restoring the best epoch's weights.
+    """
+    valid_split = None if valid_data is None else predefined_split(Dataset(*valid_data))
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total = steps_per_epoch * max_epochs
+    cbs = [
+        ("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
+        ("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=WarmupLinearDecay(total, warmup_fraction * total), step_every="batch")),
+    ]
+    if valid_data is not None:
+        cbs.append(("valid_acc", EpochScoring(_accuracy, name="valid_acc", lower_is_better=False, on_train=False)))
+        if patience:
+            cbs.append(("early_stopping", EarlyStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
+    if verbose:
+        cbs.append(("progress", ProgressBar()))
+    for i, cb in enumerate(callbacks or []):
+        cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
+    weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+    return SparseNet(
+        module,
+        criterion=torch.nn.CrossEntropyLoss,
+        criterion__weight=weight,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=weight_decay,
+        optimizer__param_groups=[("head.*", {"lr": head_lr})],
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        train_split=valid_split,
+        callbacks=cbs,
+        iterator_train__shuffle=True,
+        iterator_train__collate_fn=trim_collate,
+        iterator_valid__collate_fn=trim_collate,
+        device=str(device),
+        verbose=int(verbose),
+    )
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+@torch.inference_mode()
+def run_inference(module, encodings, batch_size, device, what="logits", progress=None):
+    """Logits (or pooled features) of every encoded text, in input order."""
+    n = encodings["input_ids"].shape[0]
+    was_training = module.training
+    module.eval()
+    out = None
+    batches = length_sorted_batches(encodings, batch_size)
+    try:
+        for rows in progress(batches) if progress else batches:
+            b = to_batch(encodings, rows, device)
+            res = module.features(b["input_ids"], b["attention_mask"]) if what == "features" else module(b["input_ids"], b["attention_mask"])
+            res = res.float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, res.shape[1]), dtype=np.float32)
+            out[rows] = res
+    finally:
+        module.train(was_training)
+    if out is None:
+        out = np.empty((0, module.head.out_features if what == "logits" else module.head.in_features), dtype=np.float32)
+    return out
+
+
+def fit_linear_probe(head, features, y, *, class_weight=None, C=1.0, max_iter=200):
+    """Initialise ``head`` as an L2-regularised multinomial logistic regression on frozen features.
+
+    Starting the finetune from a trained head (LP-FT) keeps the first steps from
+    wrecking the backbone with gradients of a random head.
+    """
+    device = head.weight.device
+    X = torch.as_tensor(features, dtype=torch.float32, device=device)
+    t = torch.as_tensor(y, dtype=torch.long, device=device)
+    w = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+    W = torch.zeros_like(head.weight, dtype=torch.float32, requires_grad=True)
+    b = torch.zeros_like(head.bias, dtype=torch.float32, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
+    reg = 0.5 / (C * max(len(t), 1))
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(X @ W.T + b, t, weight=w) + reg * W.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        head.weight.copy_(W.detach())
+        head.bias.copy_(b.detach())
