@@ -82,7 +82,8 @@ def load_backbone(model):
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"model={model!r} is an encoder-decoder ({config.model_type}); a sequence encoder is needed")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-    encoder = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    # float32 master weights whatever the checkpoint's dtype: sparse updates are tiny.
+    encoder = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False, dtype=torch.float32)
     if not hasattr(encoder, "get_input_embeddings") or encoder.get_input_embeddings() is None:
         raise ValueError(f"model={model!r} has no input embeddings: not a text encoder")
     return tokenizer, encoder, path

@@ -97,7 +97,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     n_trainable_params_ : int
         Backbone entries in the mask plus the head's parameters.
     history_ : list of dict
-        Per-epoch training log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...).
+        Per-epoch training log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...);
+        with a validation split, row 0 is the linear probe on frozen features.
+    finetuned_ : bool
+        False when the sparse finetune did not beat the frozen-feature linear
+        probe on the validation split and was discarded (the probe is kept).
     fit_time_ : float
         Wall time of ``fit`` in seconds.
     module_ : ClassifierModule
@@ -321,8 +325,25 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             class_weight=class_weight, valid_data=valid_data, patience=self.patience,
             callbacks=self.callbacks, verbose=self.verbose,
         )
+        # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
+        probe_acc = None
+        probe_head = None
+        if valid_data is not None:
+            probe_acc = _accuracy(module, valid_data, max(self.batch_size, 64), device)
+            probe_head = {k: v.detach().clone() for k, v in module.head.state_dict().items()}
         net.fit(X_train, y_train)
         module = net.module_
+        history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        self.finetuned_ = True
+        if probe_acc is not None:
+            history.insert(0, {"epoch": 0, "valid_acc": probe_acc, "stage": "linear_probe"})
+            best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
+            if best < probe_acc:
+                module.reset_delta_()
+                module.head.load_state_dict(probe_head)
+                self.finetuned_ = False
+                if self.verbose:
+                    print(f"finetuning did not beat the linear probe on validation ({best:.4f} < {probe_acc:.4f}): keeping the probe")
         module.merge_()
         module.eval()
 
@@ -331,7 +352,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.mask_ = mask
         self.mask_summary_ = mask.summary()
         self.n_trainable_params_ = mask.n_selected + sum(p.numel() for p in module.head.parameters())
-        self.history_ = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        self.history_ = history
         self.pooling_ = pooling
         self.module_ = module
         self.tokenizer_ = tokenizer
@@ -418,6 +439,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.non_deterministic = False
         return tags
+
+
+def _accuracy(module, data, batch_size, device):
+    X, y = data
+    return float((run_inference(module, X, batch_size, device).argmax(axis=1) == y).mean())
 
 
 def _param_name(module, param):

@@ -82,6 +82,14 @@ class ClassifierModule(nn.Module):
         return out
 
     @torch.no_grad()
+    def reset_delta_(self):
+        """Set every delta value back to zero (the pretrained backbone)."""
+        if self.merged:
+            raise RuntimeError("the delta is merged into the backbone; it can no longer be reset")
+        for v in self.delta_values.values():
+            v.zero_()
+
+    @torch.no_grad()
     def merge_(self):
         """Fold the delta into the backbone weights (idempotent); training is over after this."""
         if self.merged:
