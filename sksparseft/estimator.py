@@ -357,7 +357,6 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.module_ = module
         self.tokenizer_ = tokenizer
         self.device_ = device
-        self.n_features_in_ = 1
         self.fit_time_ = time.perf_counter() - start
         return self
 

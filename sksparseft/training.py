@@ -12,7 +12,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch.nn import functional as F
 
-from .batching import length_sorted_batches, to_batch, trim_collate
+from .batching import BucketLoader, length_sorted_batches, to_batch, trim_collate
 
 
 class SparseNet(NeuralNet):
@@ -81,6 +81,7 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         batch_size=batch_size,
         train_split=valid_split,
         callbacks=cbs,
+        iterator_train=BucketLoader,
         iterator_train__shuffle=True,
         iterator_train__collate_fn=trim_collate,
         iterator_valid__collate_fn=trim_collate,
