@@ -78,12 +78,23 @@ def load_backbone(model):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = resolve_model_path(model)
-    config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"model={model!r}: {path} holds no readable Hugging Face config ({exc})") from exc
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"model={model!r} is an encoder-decoder ({config.model_type}); a sequence encoder is needed")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-    # float32 master weights whatever the checkpoint's dtype: sparse updates are tiny.
-    encoder = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False, dtype=torch.float32)
+    if not hasattr(config, "hidden_size") or not hasattr(config, "vocab_size"):
+        raise ValueError(f"model={model!r} ({config.model_type}) is not a text sequence encoder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"model={model!r}: no usable tokenizer in {path} ({exc})") from exc
+    try:
+        # float32 master weights whatever the checkpoint's dtype: sparse updates are tiny.
+        encoder = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"model={model!r}: could not load the weights in {path} ({exc})") from exc
     if not hasattr(encoder, "get_input_embeddings") or encoder.get_input_embeddings() is None:
         raise ValueError(f"model={model!r} has no input embeddings: not a text encoder")
     return tokenizer, encoder, path

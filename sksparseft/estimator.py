@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import numbers
 import time
@@ -99,6 +100,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     history_ : list of dict
         Per-epoch training log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...);
         with a validation split, row 0 is the linear probe on frozen features.
+    interrupted_ : bool
+        True when training was stopped by KeyboardInterrupt (Ctrl-C): the
+        estimator is usable and holds the best weights so far (or the probe).
     finetuned_ : bool
         False when the sparse finetune did not beat the frozen-feature linear
         probe on the validation split and was discarded (the probe is kept).
@@ -222,6 +226,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                 if t is None or (isinstance(t, float) and np.isnan(t)):
                     raise ValueError(f"{name}[{i}] is missing ({t!r}); drop or fill missing texts before fitting")
                 raise TypeError(f"{name}[{i}] is a {type(t).__name__}, not a str: {t!r:.60}")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                # Lone surrogates cannot reach the tokenizer: replace them (documented).
+                texts[i] = t.encode("utf-8", "replace").decode("utf-8")
         return texts
 
     def _validate_y(self, y, n):
@@ -294,15 +303,17 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         # 2. Module and head (LP-FT).
         module = ClassifierModule(encoder, len(classes), pooling=pooling, dropout=self.dropout).to(device)
         if self.head_init == "linear_probe":
-            feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
+            with self._oom_advice("feature extraction"):
+                feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
             fit_linear_probe(module.head, feats, y_train, class_weight=class_weight)
 
         # 3. Sensitivity and mask.
         names = eligible_parameters(module)
-        scores = sensitivity_scores(
-            module, enc_train, y_train, names, focus=focus, n_samples=self.n_sensitivity_samples,
-            device=device, random_state=seed, progress=progress("sensitivity"),
-        )
+        with self._oom_advice("sensitivity scoring"):
+            scores = sensitivity_scores(
+                module, enc_train, y_train, names, focus=focus, n_samples=self.n_sensitivity_samples,
+                device=device, random_state=seed, progress=progress("sensitivity"),
+            )
         shapes = {n: tuple(p.shape) for n, p in module.encoder.named_parameters()}
         n_keep = int(round(self.density * sum(int(np.prod(s)) for s in shapes.values())))
         emb_name = _param_name(module.encoder, module.encoder.get_input_embeddings().weight)
@@ -331,8 +342,15 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         if valid_data is not None:
             probe_acc = _accuracy(module, valid_data, max(self.batch_size, 64), device)
             probe_head = {k: v.detach().clone() for k, v in module.head.state_dict().items()}
-        net.fit(X_train, y_train)
+        with self._oom_advice("training"):
+            net.fit(X_train, y_train)
         module = net.module_
+        self.interrupted_ = bool(getattr(net, "interrupted_", False))
+        if self.interrupted_:
+            warnings.warn(
+                f"fit was interrupted after {len(net.history)} epoch(s); keeping the best weights so far",
+                stacklevel=2,
+            )
         history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
         self.finetuned_ = True
         if probe_acc is not None:
@@ -359,6 +377,17 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = device
         self.fit_time_ = time.perf_counter() - start
         return self
+
+    @contextlib.contextmanager
+    def _oom_advice(self, stage):
+        """Turn a CUDA out-of-memory error into one that says what to set."""
+        try:
+            yield
+        except torch.cuda.OutOfMemoryError as exc:
+            raise MemoryError(
+                f"CUDA ran out of memory during {stage} with batch_size={self.batch_size}, "
+                f"max_length={self.max_length}: set a smaller batch_size or max_length, or device='cpu'"
+            ) from exc
 
     def _class_weights(self, classes, y):
         if self.class_weight is None:
@@ -393,7 +422,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         if not texts:
             return np.empty((0, n_classes), dtype=np.float32)
         enc = encode(self.tokenizer_, texts, self.max_length)
-        return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=_progress(self.verbose)("predict"))
+        with self._oom_advice("prediction"):
+            return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=_progress(self.verbose)("predict"))
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``; rows sum to 1."""
