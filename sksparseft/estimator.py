@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import numbers
 import time
@@ -17,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
+from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
 from .mask import SparseMask
 from .module import ClassifierModule
 from .sensitivity import eligible_parameters, sensitivity_scores
@@ -50,7 +52,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         on tiny datasets so that every class can have groups).
     n_sensitivity_samples : int, default=256
         Training texts used to score parameter sensitivity.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=5e-4
         Learning rate of the sparse backbone entries (AdamW, warm-up then linear decay).
     head_learning_rate : float or None, default=None
         Learning rate of the classification head; None uses ``learning_rate``.
@@ -78,6 +80,13 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         epoch's weights are restored.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
+    checkpoint_path : str or None, default=None
+        File to which a resumable checkpoint (sparse delta, head, optimizer,
+        history, RNG and early-stopping state; never the backbone) is written
+        atomically after every epoch. If it already holds a checkpoint of the
+        same fit (same parameters, data and mask), fit resumes from it and, on
+        CPU with a fixed ``random_state``, ends with the same model as an
+        uninterrupted fit.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps". CUDA
         training uses bf16 mixed precision.
@@ -123,7 +132,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         max_ngram=3,
         min_count=3,
         n_sensitivity_samples=256,
-        learning_rate=1e-3,
+        learning_rate=5e-4,
         head_learning_rate=None,
         weight_decay=0.01,
         max_epochs=8,
@@ -136,6 +145,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         patience=3,
         callbacks=None,
+        checkpoint_path=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -159,6 +169,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.callbacks = callbacks
+        self.checkpoint_path = checkpoint_path
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -329,12 +340,19 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         valid_data = None
         if valid_idx is not None:
             valid_data = ({k: v[valid_idx] for k, v in enc.items()}, y_enc[valid_idx])
+        extra, resume_state = [], None
+        if self.checkpoint_path is not None:
+            fingerprint = self._fingerprint(texts, y, mask)
+            resume_state = load_checkpoint(self.checkpoint_path, fingerprint)
+            extra.append(("resume_checkpoint", ResumeCheckpoint(self.checkpoint_path, fingerprint)))
+            if resume_state is not None:
+                extra.append(("restore_training_state", RestoreTrainingState(resume_state)))
         net = build_net(
             module, n_train=len(train_idx), lr=self.learning_rate,
             head_lr=self.head_learning_rate or self.learning_rate, weight_decay=self.weight_decay,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
             class_weight=class_weight, valid_data=valid_data, patience=self.patience,
-            callbacks=self.callbacks, verbose=self.verbose,
+            callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
         )
         # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
         probe_acc = None
@@ -343,7 +361,18 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             probe_acc = _accuracy(module, valid_data, max(self.batch_size, 64), device)
             probe_head = {k: v.detach().clone() for k, v in module.head.state_dict().items()}
         with self._oom_advice("training"):
-            net.fit(X_train, y_train)
+            if resume_state is None:
+                net.fit(X_train, y_train)
+            else:
+                net.initialize()
+                restore(net, resume_state)
+                remaining = self.max_epochs - resume_state["epoch"]
+                es = resume_state.get("early_stopping")
+                if remaining > 0 and not (es and self.patience and es["misses"] >= self.patience):
+                    net.partial_fit(X_train, y_train, epochs=remaining)
+                elif es and es["best_trainable"] is not None:
+                    # The saved fit had already finished: take its best epoch.
+                    restore(net, dict(resume_state, trainable=es["best_trainable"]))
         module = net.module_
         self.interrupted_ = bool(getattr(net, "interrupted_", False))
         if self.interrupted_:
@@ -377,6 +406,18 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = device
         self.fit_time_ = time.perf_counter() - start
         return self
+
+    def _fingerprint(self, texts, y, mask):
+        """Identifies a fit: parameters that shape training, the data, and the selected mask."""
+        h = hashlib.sha256()
+        skip = {"callbacks", "verbose", "device", "checkpoint_path"}
+        h.update(repr(sorted((k, repr(v)) for k, v in self.get_params().items() if k not in skip)).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "replace") + b"\x00")
+        h.update(repr(list(map(str, y))).encode())
+        for name in sorted(mask.indices):
+            h.update(name.encode() + mask.indices[name].numpy().tobytes())
+        return h.hexdigest()
 
     @contextlib.contextmanager
     def _oom_advice(self, stage):

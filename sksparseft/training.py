@@ -27,7 +27,10 @@ class SparseNet(NeuralNet):
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         except KeyboardInterrupt:
-            self.interrupted_ = True
+            # EarlyStopping stops training by raising KeyboardInterrupt too.
+            self.interrupted_ = not any(
+                isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience for _, cb in self.callbacks_
+            )
             raise
 
     def get_all_learnable_params(self):
@@ -55,7 +58,7 @@ def _accuracy(net, X, y):
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
 
 
-def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06):
+def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=()):
     """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
@@ -73,6 +76,7 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         cbs.append(("valid_acc", EpochScoring(_accuracy, name="valid_acc", lower_is_better=False, on_train=False)))
         if patience:
             cbs.append(("early_stopping", EarlyStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
+    cbs.extend(extra_callbacks)
     if verbose:
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):

@@ -1,0 +1,152 @@
+"""Resumable training checkpoints: one small file per fit, rewritten atomically after each epoch.
+
+A checkpoint holds only what training changes (the sparse delta, the head, the optimizer, the
+learning-rate position via the history, the RNG and early-stopping state), never the frozen
+backbone, and is read back with ``torch.load(weights_only=True)``: loading runs no code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+
+FORMAT = 1
+FILENAME = "sksparseft-checkpoint.pt"
+
+
+def _plain(value):
+    # History rows hold numpy scalars; weights_only loading accepts Python primitives only.
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _trainable_state(module):
+    return {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+
+def atomic_torch_save(obj, path):
+    """Write ``obj`` to ``path`` so that a crash leaves either the old file or the new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ResumeCheckpoint(Callback):
+    """Save training state after every epoch; restore it at the start of a resumed fit.
+
+    Parameters
+    ----------
+    path : str
+        The checkpoint file.
+    fingerprint : str
+        Identifies the fit (parameters, data, mask); a checkpoint with another
+        fingerprint is never resumed from.
+    """
+
+    def __init__(self, path, fingerprint):
+        self.path = path
+        self.fingerprint = fingerprint
+
+    def _early_stopping(self, net):
+        for _, cb in net.callbacks_:
+            if isinstance(cb, EarlyStopping):
+                return cb
+        return None
+
+    def on_epoch_end(self, net, **kwargs):
+        es = self._early_stopping(net)
+        es_state = None
+        if es is not None:
+            best = es.best_model_weights_
+            es_state = {
+                "misses": int(es.misses_),
+                "threshold": float(es.dynamic_threshold_),
+                "best_epoch": int(es.best_epoch_) if getattr(es, "best_epoch_", None) is not None else -1,
+                "best_trainable": None if best is None else {n: best[n].detach().cpu().clone() for n in _trainable_state(net.module_)},
+            }
+        state = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "epoch": len(net.history),
+            "trainable": _trainable_state(net.module_),
+            "optimizer": net.optimizer_.state_dict(),
+            "history": _plain([{k: v for k, v in row.items() if k != "batches"} for row in net.history]),
+            "rng": torch.get_rng_state(),
+            "early_stopping": es_state,
+        }
+        atomic_torch_save(state, self.path)
+
+
+def load_checkpoint(path, fingerprint):
+    """The saved state if ``path`` holds a checkpoint of this very fit, else None."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise ValueError(f"{path} is not a readable sksparseft checkpoint ({exc}); delete it to start afresh") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} has an unknown checkpoint format; delete it to start afresh")
+    if state.get("fingerprint") != fingerprint:
+        return None
+    return state
+
+
+def restore(net, state):
+    """Put a checkpoint's state into an initialised skorch net, before training goes on."""
+    params = dict(net.module_.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value.to(params[name].device))
+    net.optimizer_.load_state_dict(state["optimizer"])
+    net.history.clear()
+    for row in state["history"]:
+        net.history.append(dict(row, batches=[]))
+    torch.set_rng_state(state["rng"])
+
+
+class RestoreTrainingState(Callback):
+    """Re-applies the state that other callbacks reset at train begin on a resumed fit.
+
+    Must come after EarlyStopping and LRScheduler in the callback list.
+    """
+
+    def __init__(self, state):
+        self.state = state
+
+    def on_train_begin(self, net, **kwargs):
+        for _, cb in net.callbacks_:
+            if isinstance(cb, LRScheduler) and cb.step_every == "batch":
+                # skorch positions a resumed scheduler by epochs; ours steps every batch.
+                cb.lr_scheduler_ = cb._get_scheduler(net, cb.policy_, **{**cb.kwargs, "last_epoch": cb.batch_idx_ - 1})
+        es_state = self.state.get("early_stopping")
+        if not es_state:
+            return
+        for _, cb in net.callbacks_:
+            if isinstance(cb, EarlyStopping):
+                cb.misses_ = es_state["misses"]
+                cb.dynamic_threshold_ = es_state["threshold"]
+                if es_state["best_epoch"] >= 0:
+                    cb.best_epoch_ = es_state["best_epoch"]
+                if es_state["best_trainable"] is not None:
+                    full = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+                    full.update(es_state["best_trainable"])
+                    cb.best_model_weights_ = full

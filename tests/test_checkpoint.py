@@ -1,0 +1,76 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from sksparseft import TokenSparseClassifier
+from sksparseft.checkpoint import atomic_torch_save, load_checkpoint
+from sksparseft.module import ClassifierModule
+
+FAST = dict(max_epochs=4, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, patience=0, learning_rate=3e-3)
+
+
+@pytest.mark.parametrize("patience", [0, 3])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_data, tmp_path, monkeypatch, patience):
+    X, y = toy_data
+    params = {**FAST, "patience": patience}
+    reference = TokenSparseClassifier(tiny_model, **params).fit(X, y)
+    path = str(tmp_path / "ckpt.pt")
+
+    calls = {"n": 0}
+    original = ClassifierModule.forward
+
+    def interrupt_in_epoch_three(self, *args, **kwargs):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 12:  # 5 train batches per epoch
+                raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassifierModule, "forward", interrupt_in_epoch_three)
+    with pytest.warns(UserWarning, match="interrupted"):
+        broken = TokenSparseClassifier(tiny_model, checkpoint_path=path, **params).fit(X, y)
+    assert broken.interrupted_ and os.path.isfile(path)
+    monkeypatch.setattr(ClassifierModule, "forward", original)
+
+    resumed = TokenSparseClassifier(tiny_model, checkpoint_path=path, **params).fit(X, y)
+    assert not resumed.interrupted_
+    assert [r["epoch"] for r in resumed.history_[1:]] == [r["epoch"] for r in reference.history_[1:]]
+    assert [r["epoch"] for r in resumed.history_[1:]][:3] == [1, 2, 3]
+    np.testing.assert_array_equal(resumed.predict_proba(X), reference.predict_proba(X))
+    if patience == 0:
+        assert not np.array_equal(broken.predict_proba(X), reference.predict_proba(X))
+
+
+def test_checkpoint_of_another_fit_is_not_used(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    path = str(tmp_path / "ckpt.pt")
+    TokenSparseClassifier(tiny_model, checkpoint_path=path, **{**FAST, "max_epochs": 1}).fit(X, y)
+    other = TokenSparseClassifier(tiny_model, checkpoint_path=path, **{**FAST, "max_epochs": 2}).fit(X, y)
+    assert [r["epoch"] for r in other.history_[1:]] == [1, 2]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable sksparseft checkpoint"):
+        TokenSparseClassifier(tiny_model, checkpoint_path=str(path), **FAST).fit(X, y)
+    atomic_torch_save({"format": 99}, str(path))
+    with pytest.raises(ValueError, match="unknown checkpoint format"):
+        load_checkpoint(str(path), "x")
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = str(tmp_path / "f.pt")
+    atomic_torch_save({"a": torch.ones(2)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("crash mid-save")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"a": Boom()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["f.pt"]
