@@ -52,7 +52,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         on tiny datasets so that every class can have groups).
     n_sensitivity_samples : int, default=256
         Training texts used to score parameter sensitivity.
-    learning_rate : float, default=5e-4
+    learning_rate : float, default=1e-3
         Learning rate of the sparse backbone entries (AdamW, warm-up then linear decay).
     head_learning_rate : float or None, default=None
         Learning rate of the classification head; None uses ``learning_rate``.
@@ -132,7 +132,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         max_ngram=3,
         min_count=3,
         n_sensitivity_samples=256,
-        learning_rate=5e-4,
+        learning_rate=1e-3,
         head_learning_rate=None,
         weight_decay=0.01,
         max_epochs=8,

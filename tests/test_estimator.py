@@ -199,3 +199,21 @@ def test_bad_model_path(toy_data, tmp_path):
 def test_bad_input_fails_early(tiny_model, X, y, exc, match):
     with pytest.raises(exc, match=match):
         TokenSparseClassifier(tiny_model, **FAST).fit(X, y)
+
+
+def test_pickle_loads_in_a_fresh_interpreter(fitted, toy_data, tmp_path):
+    import subprocess
+    import sys
+
+    X, _ = toy_data
+    path = tmp_path / "model.joblib"
+    joblib.dump(fitted, path)
+    expected = fitted.predict(X)
+    code = (
+        "import joblib, sys, json; m = joblib.load(sys.argv[1]);"
+        "print(json.dumps(list(map(str, m.predict(json.loads(sys.argv[2]))))))"
+    )
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(list(X))], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == list(map(str, expected))
