@@ -247,15 +247,20 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     def _validate_y(self, y, n):
         if y is None:
             raise ValueError("y is required: the class label of every text")
-        y = column_or_1d(np.asarray(y, dtype=object) if not hasattr(y, "dtype") else y, warn=True)
-        if len(y) != n:
-            raise ValueError(f"X and y have different lengths: {n} texts, {len(y)} labels")
         y_obj = np.asarray(y, dtype=object)
+        if y_obj.ndim == 2 and y_obj.shape[1] == 1:
+            y_obj = y_obj[:, 0]
+        if y_obj.ndim != 1:
+            raise ValueError(f"y must be one-dimensional, got shape {y_obj.shape}")
+        if len(y_obj) != n:
+            raise ValueError(f"X and y have different lengths: {n} texts, {len(y_obj)} labels")
         for i, v in enumerate(y_obj):
-            if v is None or (isinstance(v, float) and np.isnan(v)):
+            if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
                 raise ValueError(f"y[{i}] is missing ({v!r}); every text needs a label")
         if len({isinstance(v, str) for v in y_obj}) > 1:
             raise TypeError("y mixes strings and other types; use one label type")
+        # Strings stay an object array; numbers get their natural dtype back.
+        y = y_obj if all(isinstance(v, str) for v in y_obj) else np.asarray(y_obj.tolist())
         check_classification_targets(y)
         return y
 
