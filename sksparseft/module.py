@@ -53,11 +53,15 @@ class ClassifierModule(nn.Module):
     # -- the sparse delta -------------------------------------------------
     def set_mask(self, mask):
         """Create one zero-initialised trainable vector per selected tensor of ``mask``."""
-        if self.delta_names:
+        if self.delta_names or any(p.requires_grad for p in self.encoder.parameters()):
             raise RuntimeError("the mask is already set")
         params = dict(self.encoder.named_parameters())
         for name, idx in mask.indices.items():
             base = params[name]
+            if idx.numel() == base.numel():
+                # A whole tensor trains in place: no index_add, no copy.
+                base.requires_grad_(True)
+                continue
             self.register_buffer(f"delta_idx__{_key(name)}", idx.to(base.device), persistent=True)
             self.delta_values[_key(name)] = nn.Parameter(torch.zeros(idx.numel(), dtype=base.dtype, device=base.device))
             self.delta_names.append(name)
@@ -81,13 +85,18 @@ class ClassifierModule(nn.Module):
             out[name] = base.reshape(-1).index_add(0, self.delta_indices(name), vals.to(base.dtype)).view_as(base)
         return out
 
+    def trainable_state(self):
+        """A copy of every trainable tensor (delta values, whole tensors, adapters, head)."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
     @torch.no_grad()
-    def reset_delta_(self):
-        """Set every delta value back to zero (the pretrained backbone)."""
+    def load_trainable_state_(self, state):
+        """Put back a :meth:`trainable_state` copy (before the delta is merged)."""
         if self.merged:
-            raise RuntimeError("the delta is merged into the backbone; it can no longer be reset")
-        for v in self.delta_values.values():
-            v.zero_()
+            raise RuntimeError("the delta is merged into the backbone; its state can no longer be loaded")
+        params = dict(self.named_parameters())
+        for n, v in state.items():
+            params[n].copy_(v)
 
     @torch.no_grad()
     def merge_(self):
@@ -99,6 +108,8 @@ class ClassifierModule(nn.Module):
             base = params[name]
             base.view(-1).index_add_(0, self.delta_indices(name), self.delta_values[_key(name)].to(base.dtype))
             self.delta_values[_key(name)].requires_grad_(False)
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
         self.merged = True
 
     # -- forward ----------------------------------------------------------

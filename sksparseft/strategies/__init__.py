@@ -1,0 +1,31 @@
+"""Finetuning strategies, one small module each, registered in one table.
+
+Every strategy has the same shape (:class:`~sksparseft.strategies.base.Strategy`): a name, the
+learning rate customary for the method, the options it reads, and ``setup(module, ctx)``,
+which makes trainable exactly what the method trains.
+"""
+
+from .base import FitContext, MaskStrategy, Strategy
+from .bitfit import BitFit
+from .fisher import Fisher
+from .full import Full
+from .layers import Layers
+from .lora import LoRA
+from .prefix import PrefixTuning, register
+from .random_mask import RandomMask
+from .token_sparse import TokenSparse
+
+STRATEGIES = {cls.name: cls for cls in (TokenSparse, Fisher, RandomMask, BitFit, Layers, Full, LoRA, PrefixTuning)}
+
+# A pickled prefix-tuned model names this attention function in its config: register it on import.
+register()
+
+
+def get_strategy(name, options=None):
+    """Instantiate the strategy called ``name`` with ``options``."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {name!r}")
+    return STRATEGIES[name](**(options or {}))
+
+
+__all__ = ["STRATEGIES", "FitContext", "MaskStrategy", "Strategy", "get_strategy"]

@@ -1,0 +1,84 @@
+"""What every finetuning strategy shares: the fit context it reads and the shape it has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..mask import SparseMask
+
+
+@dataclass
+class FitContext:
+    """Everything a strategy may read to decide what to train (built by the estimator)."""
+
+    encodings: dict
+    y: np.ndarray
+    groups: list
+    focus: np.ndarray | None
+    density: float
+    n_sensitivity_samples: int
+    device: object
+    random_state: int | None
+    options: dict = field(default_factory=dict)
+    progress: object = None
+
+
+class Strategy:
+    """A finetuning strategy: makes trainable, in a ClassifierModule, exactly what it trains.
+
+    Subclasses set ``name``, ``default_learning_rate`` (the rate customary for the method)
+    and implement :meth:`setup`. The head is always trainable and is not the strategy's concern.
+    """
+
+    name = ""
+    default_learning_rate = 1e-3
+    #: options this strategy reads from ``strategy_options``, with their defaults
+    options = {}
+
+    def __init__(self, **options):
+        unknown = set(options) - set(self.options)
+        if unknown:
+            raise ValueError(
+                f"strategy_options {sorted(unknown)} are not known to strategy {self.name!r}"
+                f" (known: {sorted(self.options) or 'none'})"
+            )
+        self.settings = {**self.options, **options}
+
+    def setup(self, module, ctx):
+        """Make what this strategy trains trainable; return the backbone mask, or None for adapters."""
+        raise NotImplementedError
+
+    def describe(self):
+        return {"strategy": self.name, **self.settings}
+
+
+class MaskStrategy(Strategy):
+    """A strategy that trains a subset of the existing backbone entries (no new parameters)."""
+
+    def select(self, module, ctx):
+        """The :class:`SparseMask` of backbone entries to train."""
+        raise NotImplementedError
+
+    def setup(self, module, ctx):
+        mask = self.select(module, ctx)
+        module.set_mask(mask)
+        return mask
+
+
+def backbone_shapes(module):
+    return {n: tuple(p.shape) for n, p in module.encoder.named_parameters()}
+
+
+def budget(module, density):
+    """How many backbone entries ``density`` allows."""
+    return int(round(density * sum(int(np.prod(s)) for s in backbone_shapes(module).values())))
+
+
+def whole_tensors(module, names):
+    """A mask selecting every entry of the named backbone tensors."""
+    import torch
+
+    params = dict(module.encoder.named_parameters())
+    return SparseMask({n: torch.arange(params[n].numel()) for n in names}, backbone_shapes(module))

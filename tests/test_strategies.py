@@ -1,0 +1,136 @@
+"""One table of strategies, every one through the same checks (PEFT's test layout)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sksparseft import TokenSparseClassifier
+from sksparseft.strategies import STRATEGIES
+
+FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, validation_fraction=0.0)
+
+CASES = [
+    ("token_sparse", {}),
+    ("fisher", {}),
+    ("random", {}),
+    ("bitfit", {}),
+    ("layers", {"n_layers": 1}),
+    ("full", {}),
+    ("lora", {"r": 4}),
+    ("prefix", {"n_prefix": 4}),
+]
+ADAPTERS = {"lora", "prefix"}
+
+
+def test_every_registered_strategy_is_in_the_table():
+    assert {name for name, _ in CASES} == set(STRATEGIES)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def fitted(request, tiny_model, toy_data):
+    name, options = request.param
+    X, y = toy_data
+    # A learning rate large enough that two epochs visibly move what is trained.
+    clf = TokenSparseClassifier(tiny_model, strategy=name, strategy_options=options, learning_rate=1e-2, **FAST)
+    return name, clf.fit(X, y)
+
+
+def test_fit_and_predict(fitted, toy_data):
+    name, clf = fitted
+    X, y = toy_data
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert clf.strategy_["strategy"] == name
+    assert clf.n_trainable_params_ > clf.module_.head.weight.numel()
+
+
+def test_pickle_round_trip(fitted, toy_data):
+    _, clf = fitted
+    X, _ = toy_data
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))
+
+
+def test_frozen_entries_untouched(fitted, tiny_model):
+    name, clf = fitted
+    base = load_file(f"{tiny_model}/model.safetensors")
+    params = {n.replace(".base_layer", ""): p.detach() for n, p in clf.module_.encoder.named_parameters()}
+    changed = 0
+    for pname, ref in base.items():
+        now = params[pname]
+        if name in ADAPTERS:
+            assert torch.equal(now, ref), pname  # the backbone itself never moves
+            continue
+        trained = clf.mask_.dense(pname)
+        assert torch.equal(now[~trained], ref[~trained]), pname
+        changed += int((now[trained] != ref[trained]).sum())
+    if name in ADAPTERS:
+        extra = [n for n in params if n not in base]
+        assert extra  # the adapter's own parameters
+    else:
+        assert changed > 0
+
+
+def test_default_learning_rate_is_the_strategys(tiny_model, toy_data):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, strategy="full", **{**FAST, "max_epochs": 1}).fit(X, y)
+    assert clf.learning_rate_ == STRATEGIES["full"].default_learning_rate
+
+
+def test_trainable_counts_are_ordered(tiny_model, toy_data):
+    X, y = toy_data
+    counts = {
+        s: TokenSparseClassifier(tiny_model, strategy=s, **{**FAST, "max_epochs": 1}).fit(X, y).n_trainable_params_
+        for s in ("bitfit", "layers", "full")
+    }
+    assert counts["bitfit"] < counts["layers"] < counts["full"]
+
+
+@pytest.mark.parametrize("strategy,options,match", [
+    ("magic", None, "strategy must be one of"),
+    ("lora", {"rank": 4}, "not known to strategy 'lora'"),
+    ("token_sparse", "dense", "strategy_options must be a dict"),
+])
+def test_unknown_strategy_or_option(tiny_model, toy_data, strategy, options, match):
+    X, y = toy_data
+    with pytest.raises(ValueError, match=match):
+        TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options=options, **FAST).fit(X, y)
+
+
+def test_gridsearch_compares_strategies(tiny_model, toy_data):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = toy_data
+    search = GridSearchCV(
+        TokenSparseClassifier(tiny_model, **{**FAST, "max_epochs": 1}), {"strategy": ["token_sparse", "lora"]}, cv=2
+    ).fit(X, np.asarray(y))
+    assert set(search.cv_results_["param_strategy"]) == {"token_sparse", "lora"}
+
+
+def test_prefix_changes_attention_and_respects_padding(tiny_model):
+    from sksparseft.backbone import load_backbone
+    from sksparseft.module import ClassifierModule
+    from sksparseft.strategies import FitContext, get_strategy
+    from sksparseft.tokens import encode
+
+    tok, enc, _ = load_backbone(tiny_model)
+    module = ClassifierModule(enc, 2, dropout=0.0).eval()
+    e = encode(tok, ["short", "a much longer text with many more tokens in it"], 32)
+    ids, am = torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"])
+    before = module(ids, am)
+    ctx = FitContext(encodings=e, y=np.array([0, 1]), groups=[], focus=None, density=0.01,
+                     n_sensitivity_samples=2, device="cpu", random_state=0)
+    get_strategy("prefix", {"n_prefix": 3}).setup(module, ctx)
+    with torch.no_grad():
+        for m in module.encoder.modules():
+            if hasattr(m, "prefix_key"):
+                m.prefix_key.normal_(0, 1.0)
+                m.prefix_value.normal_(0, 1.0)
+    after = module(ids, am)
+    assert not torch.allclose(before, after)
+    alone = encode(tok, ["short"], 32)
+    single = module(torch.as_tensor(alone["input_ids"]), torch.as_tensor(alone["attention_mask"]))
+    torch.testing.assert_close(single[0], after[0], atol=1e-5, rtol=1e-4)
