@@ -1,0 +1,213 @@
+"""Benchmark runner: datasets x regimes x strategies x seeds -> raw JSON lines, then render the docs.
+
+    python benchmarks/run.py --config quick            # 2-core CPU, under 30 minutes
+    python benchmarks/run.py --config full             # for a GPU
+    python benchmarks/run.py --render-only             # re-render docs from results/*.jsonl
+
+Every fit runs in a fresh process so that its peak memory (RSS, and CUDA peak on a GPU) is its
+own. Results append to ``benchmarks/results/<config>.jsonl``; ``docs/benchmarks.md`` gets the
+rendered tables between its ``results`` markers, and ``docs/img/`` the plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "data_full.json"
+
+STRATEGIES = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
+REFERENCES = ["tfidf_lr", "frozen_lr"]
+
+CONFIGS = {
+    # 10-shot only, fewer epochs: fits a 2-core CPU in under 30 minutes.
+    "quick": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+              "strategies": STRATEGIES, "estimator": {"max_epochs": 3}},
+    "full": {"datasets": ["banking77", "clinc150"], "regimes": ["full", "10shot"], "seeds": [0, 1, 2],
+             "strategies": STRATEGIES, "estimator": {}},
+    "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+                "strategies": ["token_sparse"], "estimator": {"max_epochs": 4},
+                "sweep": {"density": [0.001, 0.005, 0.01, 0.05]}},
+}
+
+
+# ----------------------------------------------------------------------------- data
+def load(dataset, regime, seed):
+    """Train and test texts/labels (+ out-of-scope test texts for CLINC150)."""
+    if dataset == "banking77":
+        from sksparseft.datasets import load_banking77
+
+        X, y = load_banking77("train", return_X_y=True)
+        Xt, yt = load_banking77("test", return_X_y=True)
+        oos = None
+    elif dataset == "clinc150":
+        if not CLINC.is_file():
+            raise FileNotFoundError(f"CLINC150 is read from {CLINC}")
+        data = json.loads(CLINC.read_text())
+        X, y = [t for t, _ in data["train"]], np.asarray([c for _, c in data["train"]], dtype=object)
+        Xt, yt = [t for t, _ in data["test"]], np.asarray([c for _, c in data["test"]], dtype=object)
+        oos = {"val_in": [t for t, _ in data["val"]], "val_oos": [t for t, _ in data["oos_val"]],
+               "test_oos": [t for t, _ in data["oos_test"]]}
+    else:
+        raise ValueError(dataset)
+    y = np.asarray(y, dtype=object)
+    if regime == "10shot":
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in sorted(set(y))])
+        X, y = [X[i] for i in idx], y[idx]
+    return X, y, Xt, np.asarray(yt, dtype=object), oos
+
+
+# ----------------------------------------------------------------------------- one run
+def _references(name, X, y, seed):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if name == "tfidf_lr":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(C=10, max_iter=3000)).fit(X, y), 0
+    if name == "frozen_lr":
+        from sklearn.preprocessing import FunctionTransformer
+
+        embed = FunctionTransformer(_frozen_embeddings)
+        return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y), 0
+    raise ValueError(name)
+
+
+_ENCODER = {}
+
+
+def _frozen_embeddings(texts):
+    import torch
+
+    from sksparseft.backbone import load_backbone, resolve_device
+    from sksparseft.module import ClassifierModule
+    from sksparseft.tokens import encode
+    from sksparseft.training import run_inference
+
+    if "m" not in _ENCODER:
+        tok, enc, _ = load_backbone("all-MiniLM-L6-v2")
+        device = resolve_device("auto")
+        _ENCODER.update(m=ClassifierModule(enc, 2).to(device), tok=tok, device=device)
+    with torch.inference_mode():
+        return run_inference(_ENCODER["m"], encode(_ENCODER["tok"], list(texts), 128), 128, _ENCODER["device"], what="features")
+
+
+def one_run(spec, queue):
+    """Fit and evaluate one (dataset, regime, method, seed) in this process; put a result row."""
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from sksparseft import TokenSparseClassifier
+
+    X, y, Xt, yt, oos = load(spec["dataset"], spec["regime"], spec["seed"])
+    torch.manual_seed(spec["seed"])
+    t0 = time.perf_counter()
+    row = dict(spec)
+    if spec["method"] in REFERENCES:
+        model, n_params = _references(spec["method"], X, y, spec["seed"])
+        row["trainable_params"] = int(model[-1].coef_.size + model[-1].intercept_.size)
+    else:
+        model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **spec.get("params", {}))
+        model.fit(X, y)
+        row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
+                   finetuned=bool(model.finetuned_), learning_rate=model.learning_rate_)
+    row["fit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    proba = model.predict_proba(Xt)
+    row["predict_s"] = time.perf_counter() - t0
+    pred = model.classes_[proba.argmax(axis=1)]
+    row["accuracy"] = float(accuracy_score(yt, pred))
+    row["macro_f1"] = float(f1_score(yt, pred, average="macro"))
+    if oos is not None:
+        # Reject when the top probability is below the 5th percentile of in-scope validation
+        # queries (95% of in-scope queries accepted); report recall on out-of-scope test queries.
+        thr = float(np.quantile(model.predict_proba(oos["val_in"]).max(axis=1), 0.05))
+        row["oos_threshold"] = thr
+        row["oos_recall"] = float((model.predict_proba(oos["test_oos"]).max(axis=1) < thr).mean())
+        row["inscope_accept"] = float((proba.max(axis=1) >= thr).mean())
+    row["n_train"] = len(X)
+    row["n_test"] = len(Xt)
+    row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    row["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    row["torch"] = torch.__version__
+    queue.put(row)
+
+
+def _wait(proc, queue):
+    """The run's result row, or None if its process died without one."""
+    import queue as queue_mod
+
+    while True:
+        try:
+            row = queue.get(timeout=5)
+            proc.join()
+            return row
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                return None
+
+
+def run_config(name, only=None):
+    cfg = CONFIGS[name]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.jsonl"
+    methods = REFERENCES + cfg["strategies"] if "sweep" not in cfg else cfg["strategies"]
+    specs = []
+    for dataset in cfg["datasets"]:
+        for regime in cfg["regimes"]:
+            for seed in cfg["seeds"]:
+                for method in methods:
+                    if only and method not in only:
+                        continue
+                    sweeps = [dict()] if "sweep" not in cfg else [
+                        {k: v} for k, vals in cfg["sweep"].items() for v in vals]
+                    for extra in sweeps:
+                        specs.append({"config": name, "dataset": dataset, "regime": regime, "seed": seed,
+                                      "method": method, "params": {**cfg["estimator"], **extra}})
+    print(f"{len(specs)} runs -> {out}; machine: {platform.machine()}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}", flush=True)
+    ctx = mp.get_context("spawn")
+    start = time.perf_counter()
+    for i, spec in enumerate(specs, 1):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=one_run, args=(spec, queue))
+        proc.start()
+        row = _wait(proc, queue)
+        if row is None:
+            print(f"[{i}/{len(specs)}] {spec}: the run's process died (exit code {proc.exitcode}); skipped", flush=True)
+            continue
+        with out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"[{i}/{len(specs)} {time.perf_counter() - start:.0f}s] {spec['dataset']} {spec['regime']} seed {spec['seed']} "
+              f"{spec['method']} {spec['params'] or ''}: acc {row['accuracy']:.4f} fit {row['fit_s']:.0f}s", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="quick")
+    ap.add_argument("--only", nargs="*", help="run only these methods")
+    ap.add_argument("--render-only", action="store_true")
+    args = ap.parse_args()
+    if not args.render_only:
+        run_config(args.config, args.only)
+    from render import render
+
+    render()
+
+
+if __name__ == "__main__":
+    main()
