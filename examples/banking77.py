@@ -51,7 +51,9 @@ def main():
     print(f"token groups (first 10): {[g.text for g in clf.token_groups_[:10]]}")
     s = clf.mask_summary_
     print(f"mask: {s['selected']:,} of {s['total']:,} backbone entries ({s['density']:.3%}), "
-          f"{clf.n_trainable_params_:,} trainable with the head; epochs run: {len(clf.history_)}")
+          f"{clf.n_trainable_params_:,} trainable with the head")
+    epochs = [r for r in clf.history_ if r.get("stage") != "linear_probe"]
+    print(f"epochs run: {len(epochs)}; finetune kept over the linear probe: {clf.finetuned_}")
     print(f"test accuracy: {accuracy_score(y_test, pred):.4f}   macro-F1: {f1_score(y_test, pred, average='macro'):.4f}")
     print(f"fit time: {fit_s:.1f} s   predict time: {pred_s:.1f} s ({len(X_test) / pred_s:.0f} texts/s)   seed {args.seed}")
     if args.save:
