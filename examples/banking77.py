@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--strategy", default="token_sparse", help="token_sparse, full, lora, prefix, layers, bitfit, fisher, random")
     parser.add_argument("--save", default=None, help="pickle the fitted model to this path (joblib)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
@@ -33,11 +34,11 @@ def main():
     if args.n_train and args.n_train < len(X_train):
         X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=args.n_train, stratify=y_train, random_state=args.seed)
 
-    params = {"random_state": args.seed, "device": args.device, "verbose": args.verbose}
+    params = {"random_state": args.seed, "device": args.device, "verbose": args.verbose, "strategy": args.strategy}
     if args.max_epochs:
         params["max_epochs"] = args.max_epochs
     clf = TokenSparseClassifier(**params)
-    print(f"BANKING77: {len(X_train)} train / {len(X_test)} test texts, {len(set(y_train))} classes")
+    print(f"BANKING77: {len(X_train)} train / {len(X_test)} test texts, {len(set(y_train))} classes; strategy {args.strategy}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"torch threads {torch.get_num_threads()}, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() and args.device != "cpu" else ""))
