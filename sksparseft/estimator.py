@@ -362,9 +362,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             mask = strategy.setup(module, ctx)
         module.to(device)  # adapters created by the strategy
         n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        mask_summary = mask.summary() if mask is not None else _adapter_summary(module, n_trainable)
         lr = self.learning_rate if self.learning_rate is not None else strategy.default_learning_rate
 
-        # 4. Masked training.
+        # 4. Training of what the strategy selected.
         X_train = enc_train
         valid_data = None
         if valid_idx is not None:
@@ -426,7 +427,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.token_groups_ = groups
         self.strategy_ = strategy.describe()
         self.mask_ = mask
-        self.mask_summary_ = mask.summary() if mask is not None else _adapter_summary(module, n_trainable)
+        self.mask_summary_ = mask_summary
         self.n_trainable_params_ = n_trainable
         self.learning_rate_ = lr
         self.history_ = history

@@ -134,3 +134,13 @@ def test_prefix_changes_attention_and_respects_padding(tiny_model):
     alone = encode(tok, ["short"], 32)
     single = module(torch.as_tensor(alone["input_ids"]), torch.as_tensor(alone["attention_mask"]))
     torch.testing.assert_close(single[0], after[0], atol=1e-5, rtol=1e-4)
+
+
+def test_adapter_summary_counts_the_backbone_and_the_adapters(fitted):
+    name, clf = fitted
+    if name not in ADAPTERS:
+        pytest.skip("mask strategies report their mask instead")
+    s = clf.mask_summary_
+    head = sum(p.numel() for p in clf.module_.head.parameters())
+    assert s["added_parameters"] == clf.n_trainable_params_ - head > 0
+    assert s["total"] == sum(p.numel() for p in clf.module_.encoder.parameters()) - s["added_parameters"]
