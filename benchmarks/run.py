@@ -70,19 +70,19 @@ def load(dataset, regime, seed):
 
 
 # ----------------------------------------------------------------------------- one run
-def _references(name, X, y, seed):
+def _reference(name, X, y):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     if name == "tfidf_lr":
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(C=10, max_iter=3000)).fit(X, y), 0
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(C=10, max_iter=3000)).fit(X, y)
     if name == "frozen_lr":
         from sklearn.preprocessing import FunctionTransformer
 
         embed = FunctionTransformer(_frozen_embeddings)
-        return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y), 0
+        return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y)
     raise ValueError(name)
 
 
@@ -117,7 +117,7 @@ def one_run(spec, queue):
     t0 = time.perf_counter()
     row = dict(spec)
     if spec["method"] in REFERENCES:
-        model, n_params = _references(spec["method"], X, y, spec["seed"])
+        model = _reference(spec["method"], X, y)
         row["trainable_params"] = int(model[-1].coef_.size + model[-1].intercept_.size)
     else:
         model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **spec.get("params", {}))
