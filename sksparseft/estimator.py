@@ -224,9 +224,6 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         check_int("min_count", 1)
         check_int("n_sensitivity_samples", 1)
         check_real("learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
-        if self.strategy_options is not None and not isinstance(self.strategy_options, dict):
-            raise ValueError(f"strategy_options must be a dict or None, got {self.strategy_options!r}")
-        get_strategy(self.strategy, self.strategy_options)  # unknown names and options fail here
         check_real("head_learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
         check_real("weight_decay", 0.0, np.inf, low_open=False, high_open=True)
         check_int("max_epochs", 1)
@@ -236,6 +233,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         check_real("validation_fraction", 0.0, 1.0, low_open=False, high_open=True)
         check_int("patience", 0)
         check_int("verbose", 0)
+        if self.strategy_options is not None and not isinstance(self.strategy_options, dict):
+            raise ValueError(f"strategy_options must be a dict or None, got {self.strategy_options!r}")
+        get_strategy(self.strategy, self.strategy_options)  # unknown names and options fail here
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.head_init not in ("linear_probe", "random"):
@@ -252,10 +252,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             raise TypeError(f"{name} must be an iterable of strings, got None")
         if isinstance(X, (str, bytes)):
             raise TypeError(f"{name} must be an iterable of strings, got a single {type(X).__name__}; wrap it in a list")
-        if hasattr(X, "ndim") and getattr(X, "ndim") not in (1,) and not (getattr(X, "ndim") == 2 and X.shape[1] == 1):
-            raise ValueError(f"{name} must be one-dimensional (one text per row), got shape {X.shape}")
-        if hasattr(X, "ndim") and X.ndim == 2:
+        ndim = getattr(X, "ndim", 1)
+        if ndim == 2 and X.shape[1] == 1:  # a single column of texts
             X = X[:, 0] if isinstance(X, np.ndarray) else X.iloc[:, 0]
+        elif ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional (one text per row), got shape {X.shape}")
         try:
             texts = list(X)
         except TypeError:

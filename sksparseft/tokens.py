@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -31,9 +31,6 @@ class TokenGroup:
     score: float
     label: object
     count: int
-
-    def to_dict(self):
-        return asdict(self)
 
 
 def encode(tokenizer, texts, max_length):
