@@ -34,9 +34,14 @@ class ClassifierModule(nn.Module):
         Dropout on the pooled features before the head.
     amp : bool
         bf16 autocast on CUDA (ignored on other devices).
+    sparse_backward : bool
+        Apply the delta of ``nn.Linear`` and ``nn.Embedding`` weights as a separate
+        sparse term (forward hooks) instead of adding it onto a copy of the weight.
+        The frozen weight then gets no dense gradient: the backward pass computes
+        only the selected entries' gradients. Same values as the plain path.
     """
 
-    def __init__(self, encoder, n_classes, pooling="mean", dropout=0.1, amp=True):
+    def __init__(self, encoder, n_classes, pooling="mean", dropout=0.1, amp=True, sparse_backward=True):
         super().__init__()
         self.encoder = encoder
         for p in self.encoder.parameters():
@@ -46,6 +51,7 @@ class ClassifierModule(nn.Module):
         self.head = nn.Linear(hidden, n_classes)
         self.pooling = pooling
         self.amp = amp
+        self.sparse_backward = sparse_backward
         self.delta_values = nn.ParameterDict()
         self.delta_names = []
         self.merged = False
@@ -66,6 +72,12 @@ class ClassifierModule(nn.Module):
             self.delta_values[_key(name)] = nn.Parameter(torch.zeros(idx.numel(), dtype=base.dtype, device=base.device))
             self.delta_names.append(name)
 
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("_layout_cache", None)  # derived from the mask; rebuilt on demand
+        return state
+
     def delta_indices(self, name):
         return getattr(self, f"delta_idx__{_key(name)}")
 
@@ -76,10 +88,58 @@ class ClassifierModule(nn.Module):
             for n in self.delta_names
         }
 
-    def _effective_params(self):
+    def _sparse_targets(self):
+        """``{tensor name: (owning module, kind)}`` for deltas the sparse path applies by hook."""
+        if not getattr(self, "sparse_backward", False):
+            return {}
+        names = set(self.delta_names)
+        out = {}
+        for mod_name, mod in self.encoder.named_modules():
+            name = f"{mod_name}.weight" if mod_name else "weight"
+            if name not in names:
+                continue
+            if type(mod) is nn.Linear:
+                out[name] = (mod, "linear")
+            elif type(mod) is nn.Embedding:
+                out[name] = (mod, "embedding")
+        return out
+
+    @contextlib.contextmanager
+    def _delta_hooks(self):
+        """Route Linear/Embedding deltas through the sparse path for one call; yields the rest.
+
+        Linear modules get a forward for the duration of the call (an instance
+        attribute, deleted afterwards); embeddings get a forward hook.
+        """
+        targets = self._sparse_targets()
+        handles, patched = [], []
+        try:
+            cache = self.__dict__.setdefault("_layout_cache", {})
+            for name, (mod, kind) in targets.items():
+                idx = self.delta_indices(name)
+                key = (name, idx.device)
+                if key not in cache:
+                    with torch.inference_mode(False):  # usable by later autograd passes
+                        cache[key] = _layout(kind, idx, tuple(mod.weight.shape))
+                vals = self.delta_values[_key(name)]
+                if kind == "linear":
+                    mod.forward = _linear_forward(mod, cache[key], vals)
+                    patched.append(mod)
+                else:
+                    handles.append(mod.register_forward_hook(_embedding_hook(cache[key], vals)))
+            yield self._effective_params(skip=targets)
+        finally:
+            for h in handles:
+                h.remove()
+            for mod in patched:
+                del mod.forward
+
+    def _effective_params(self, skip=()):
         params = dict(self.encoder.named_parameters())
         out = {}
         for name in self.delta_names:
+            if name in skip:
+                continue
             base = params[name]
             vals = self.delta_values[_key(name)]
             out[name] = base.reshape(-1).index_add(0, self.delta_indices(name), vals.to(base.dtype)).view_as(base)
@@ -123,7 +183,11 @@ class ClassifierModule(nn.Module):
         with self._autocast(input_ids.device):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if self.delta_names and not self.merged:
-                out = functional_call(self.encoder, self._effective_params(), args=(), kwargs=kwargs, strict=False)
+                with self._delta_hooks() as effective:
+                    if effective:
+                        out = functional_call(self.encoder, effective, args=(), kwargs=kwargs, strict=False)
+                    else:
+                        out = self.encoder(**kwargs)
             else:
                 out = self.encoder(**kwargs)
             if self.pooling == "pooler":
@@ -136,3 +200,75 @@ class ClassifierModule(nn.Module):
 
     def forward(self, input_ids, attention_mask, focus=None):
         return self.head(self.dropout(self.features(input_ids, attention_mask, focus)))
+
+
+# -- the sparse path -----------------------------------------------------------
+# The plain path adds the delta onto a copy of each weight, so autograd forms the
+# dense (out x in) weight gradient and then gathers k entries from it. Here an
+# nn.Linear's weight gradient is formed only on the block of rows x columns that
+# hold selected entries (Fisher masks concentrate on few input columns), and an
+# embedding delta is a small table of rows looked up by token id.
+
+
+class _BlockDeltaLinear(torch.autograd.Function):
+    """y = x (W + scatter(values))^T + b, with the values' gradient from the selected block only."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, x, weight, bias, values, layout):
+        flat, block_rows, block_cols, local, dense = layout
+        w = weight.reshape(-1).index_add(0, flat, values.to(weight.dtype)).view_as(weight)
+        ctx.save_for_backward(x, weight, values)
+        ctx.layout = layout
+        return torch.nn.functional.linear(x, w, bias)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_out):
+        x, weight, values = ctx.saved_tensors
+        flat, block_rows, block_cols, local, dense = ctx.layout
+        w = weight.reshape(-1).index_add(0, flat, values.to(weight.dtype)).view_as(weight)
+        grad_x = grad_out @ w.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
+        g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1]).to(g2.dtype)
+        if dense:
+            grad_values = (g2.t() @ x2).reshape(-1)[flat]
+        else:
+            grad_values = (g2.index_select(1, block_rows).t() @ x2.index_select(1, block_cols)).reshape(-1)[local]
+        grad_bias = g2.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_bias, grad_values.to(values.dtype), None
+
+
+def _layout(kind, idx, shape):
+    """Index tensors the sparse path needs, computed once per mask and device."""
+    n_rows, n_cols = shape
+    rows, cols = idx // n_cols, idx % n_cols
+    if kind == "linear":
+        block_rows, local_r = torch.unique(rows, return_inverse=True)
+        block_cols, local_c = torch.unique(cols, return_inverse=True)
+        # A block nearly as large as the weight is cheaper as one plain product.
+        dense = block_rows.numel() * block_cols.numel() > 0.6 * n_rows * n_cols
+        return idx, block_rows, block_cols, local_r * block_cols.numel() + local_c, dense
+    uniq, slot = torch.unique(rows, return_inverse=True)
+    # Row table: vocabulary id -> slot of its delta row; ids without one read a zero row.
+    lut = torch.full((n_rows,), len(uniq), dtype=torch.long, device=idx.device)
+    lut[uniq] = torch.arange(len(uniq), device=idx.device)
+    return lut, slot * n_cols + cols, len(uniq) + 1, n_cols
+
+
+def _linear_forward(module, layout, vals):
+    def forward(x):
+        return _BlockDeltaLinear.apply(x, module.weight, module.bias, vals, layout)
+
+    return forward
+
+
+def _embedding_hook(layout, vals):
+    lut, pos, n_slots, hidden = layout
+
+    def hook(module, args, out):
+        table = torch.zeros(n_slots * hidden, dtype=out.dtype, device=out.device)
+        table = table.index_add(0, pos, vals.to(out.dtype)).view(n_slots, hidden)
+        return out + table[lut[args[0]]]
+
+    return hook

@@ -84,3 +84,34 @@ def test_length_buckets_cover_every_row_once_with_less_padding():
     assert bucket_pad < 0.8 * plain_pad
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     assert list(LengthBucketSampler(lengths, 32, generator=g1)) == list(LengthBucketSampler(lengths, 32, generator=g2))
+
+
+def test_sparse_backward_matches_plain_path(tiny_model):
+    """The hook path (no dense weight gradient) gives the plain path's outputs and gradients."""
+    tok, _ = _module(tiny_model)
+    ids, am, _ = _batch(tok)
+    from sksparseft.strategies.base import backbone_shapes
+
+    results = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        _, enc, _ = load_backbone(tiny_model)
+        m = ClassifierModule(enc, 3, dropout=0.0, sparse_backward=sparse).eval()
+        shapes = backbone_shapes(m)
+        g = torch.Generator().manual_seed(1)
+        picks = {n: torch.randperm(int(torch.tensor(s).prod()), generator=g)[:7] for n, s in shapes.items()}
+        m.set_mask(SparseMask(picks, shapes))
+        with torch.no_grad():
+            for v in m.delta_values.values():
+                v.copy_(torch.randn(v.shape, generator=g) * 0.1)
+        out = m(ids, am)
+        out.square().sum().backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad and p.grad is not None}
+        results.append((out.detach(), grads))
+    (out0, g0), (out1, g1) = results
+    assert torch.allclose(out0, out1, atol=1e-5)
+    assert g0.keys() == g1.keys() and len(g0) > 10
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], atol=1e-5, rtol=1e-4), n
+    # the word embedding delta is applied by its hook, so the frozen matrix gets no gradient
+    assert all(p.grad is None for p in m.encoder.parameters())
