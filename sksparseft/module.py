@@ -29,7 +29,7 @@ class ClassifierModule(nn.Module):
     ----------
     encoder : transformers.PreTrainedModel
     n_classes : int
-    pooling : {"mean", "cls", "pooler"}
+    pooling : {"mean", "cls", "last", "pooler"}
     dropout : float
         Dropout on the pooled features before the head.
     amp : bool

@@ -40,7 +40,8 @@ def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256
         Backbone tensors to score.
     focus : ndarray of 0/1, optional
         Positions covered by token groups. When given, only these positions pass
-        gradient back, and examples are drawn among those that contain a group.
+        gradient back, and examples are drawn among those that contain a group
+        (with last-token pooling, only the latter).
     n_samples : int
     device : torch.device
     random_state : int or None
@@ -61,6 +62,10 @@ def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256
             focus = None  # no text holds a group: plain Fisher
     take = rng.choice(pool_idx, size=min(n_samples, pool_idx.size), replace=False)
     take.sort()
+    if module.pooling == "last":
+        # All gradient enters at the last token, which is rarely a group position: detaching
+        # the others would leave no gradient. The focus then acts through the examples only.
+        focus = None
 
     params = dict(module.encoder.named_parameters())
     targets = [params[n] for n in names]

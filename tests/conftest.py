@@ -41,3 +41,22 @@ def toy_data():
                 texts.append(f"{s} {'today' if i % 2 else 'now'}")
                 labels.append(label)
     return texts, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory):
+    """A 2-layer Llama-style decoder built from a config, with the embedded model's tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=128, architectures=["LlamaForCausalLM"],
+    )
+    LlamaModel(config).save_pretrained(folder)
+    source = resolve_model_path("all-MiniLM-L6-v2")
+    for name in TOKENIZER_FILES:
+        shutil.copy(f"{source}/{name}", folder / name)
+    return str(folder)

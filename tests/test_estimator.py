@@ -54,6 +54,8 @@ def test_fitted_state(fitted):
     assert [r["epoch"] for r in fitted.history_[1:]] == [1, 2]
     assert all("train_loss" in r and "valid_acc" in r for r in fitted.history_[1:])
     assert isinstance(fitted.finetuned_, bool) and fitted.fit_time_ > 0
+    assert set(fitted.fit_stages_) == {"load", "token_groups", "linear_probe", "selection", "training", "finalize"}
+    assert abs(sum(fitted.fit_stages_.values()) - fitted.fit_time_) < 0.05 * fitted.fit_time_ + 1e-3
 
 
 def test_entries_outside_the_mask_are_untouched(tiny_model, toy_data):

@@ -54,6 +54,14 @@ def test_pickle_round_trip(fitted, toy_data):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))
 
 
+def test_save_load_round_trip(fitted, toy_data, tmp_path):
+    _, clf = fitted
+    X, _ = toy_data
+    loaded = TokenSparseClassifier.load(clf.save(tmp_path / "m.safetensors"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.strategy_ == clf.strategy_ and loaded.n_trainable_params_ == clf.n_trainable_params_
+
+
 def test_frozen_entries_untouched(fitted, tiny_model):
     name, clf = fitted
     base = load_file(f"{tiny_model}/model.safetensors")

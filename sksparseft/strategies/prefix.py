@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbone import is_decoder_only
 from .base import Strategy
 
 ATTN_NAME = "sksparseft_prefix"
@@ -63,8 +64,11 @@ class PrefixTuning(Strategy):
         register()
         encoder = module.encoder
         config = encoder.config
-        if getattr(config, "is_decoder", False) or getattr(config, "is_causal", False):
-            raise ValueError("strategy='prefix' supports bidirectional encoders only")
+        if getattr(config, "is_decoder", False) or is_decoder_only(config):
+            raise ValueError(
+                f"strategy='prefix' supports bidirectional encoders only, not the decoder {config.model_type!r};"
+                " use 'token_sparse', 'lora' or 'full'"
+            )
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         n_prefix = int(self.settings["n_prefix"])

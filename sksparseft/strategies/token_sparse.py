@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..mask import SparseMask
+from ..mask import SparseMask, layer_of
 from ..sensitivity import eligible_parameters, sensitivity_scores
 from ..tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
@@ -25,15 +25,24 @@ class TokenSparse(MaskStrategy):
 
     name = "token_sparse"
     default_learning_rate = 1e-3
-    options = {"embedding_rows": True}
+    # min_layer: only blocks >= this index (and no embedding rows) may be selected, so the
+    # backward pass stops there; a cost lever, off by default (None).
+    options = {"embedding_rows": True, "min_layer": None}
     token_focus = True
 
     def select(self, module, ctx):
         names = eligible_parameters(module)
+        min_layer = self.settings.get("min_layer")
+        if min_layer is not None:
+            min_layer = int(min_layer)
+            names = [n for n in names if layer_of(n).startswith("layer.") and int(layer_of(n)[6:]) >= min_layer]
+            if not names:
+                raise ValueError(f"strategy_options min_layer={min_layer} leaves no transformer block to train")
         scores = sensitivity_scores(
             module, ctx.encodings, ctx.y, names, focus=ctx.focus if self.token_focus else None,
             n_samples=ctx.n_sensitivity_samples, device=ctx.device, random_state=ctx.random_state,
             progress=ctx.progress,
         )
-        always = _embedding_rows(module, ctx.groups) if self.settings.get("embedding_rows") else {}
+        rows = self.settings.get("embedding_rows") and min_layer is None
+        always = _embedding_rows(module, ctx.groups) if rows else {}
         return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module), always=always)
