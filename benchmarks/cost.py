@@ -6,10 +6,11 @@
 
 Parts (each fit runs in a fresh process so that its peak memory is its own):
 
-- ``ratio``: ``full``, ``token_sparse`` and ``token_sparse`` on the plain path (delta added
-  onto a copy of every weight, dense weight gradients) on the same BANKING77 texts, same
-  epochs (early stopping off), same seed: fit wall time, training-stage time, optimizer
-  state bytes, peak RSS (and CUDA peak).
+- ``ratio``: ``full``, ``token_sparse``, ``token_sparse`` on the plain path (delta added
+  onto a copy of every weight, dense weight gradients) and ``token_sparse`` restricted to
+  blocks 3+ (``min_layer=3``: the backward pass stops there) on the same BANKING77 texts,
+  same epochs (early stopping off), same seed: fit wall time, training-stage time,
+  optimizer state bytes, peak RSS (and CUDA peak).
 - ``scaling``: ``token_sparse`` fit time and peak memory for 1k, 2k, 5k, 10k training texts
   (one epoch), and token-group discovery time against the number of tokens.
 - ``predict``: ``predict`` throughput on the BANKING77 test set against the transformers
@@ -80,7 +81,7 @@ def fit_one(spec, queue):
 
     X, y = _data(spec["n_train"], spec["seed"])
     clf = TokenSparseClassifier(
-        strategy=spec["strategy"], max_epochs=spec["epochs"], patience=spec["epochs"] + 1,
+        spec["model"], strategy=spec["strategy"], strategy_options=spec.get("strategy_options"), max_epochs=spec["epochs"], patience=spec["epochs"] + 1,
         device=spec["device"], random_state=spec["seed"], callbacks=[("optimizer_state", OptimizerState())],
     )
     if spec["device"].startswith("cuda"):
@@ -91,12 +92,12 @@ def fit_one(spec, queue):
     queue.put(row)
 
 
-def token_group_timing(sizes, seed):
+def token_group_timing(sizes, seed, model="all-MiniLM-L6-v2"):
     """Token-group discovery time against the number of tokens it reads."""
     from sksparseft.backbone import load_backbone
     from sksparseft.tokens import content_sequences, discover_token_groups, encode
 
-    tok, _, _ = load_backbone("all-MiniLM-L6-v2")
+    tok, _, _ = load_backbone(model)
     rows = []
     for n in sizes:
         X, y = _data(n, seed)
@@ -124,7 +125,7 @@ def predict_speed(spec):
 
     torch.set_num_threads(spec["threads"])
     X, y = _data(spec["n_train"], spec["seed"])
-    clf = TokenSparseClassifier(max_epochs=1, device=spec["device"], random_state=spec["seed"]).fit(X, y)
+    clf = TokenSparseClassifier(spec["model"], max_epochs=1, device=spec["device"], random_state=spec["seed"]).fit(X, y)
     Xt, _ = load_banking77("test", return_X_y=True)
     Xt = list(Xt)
 
@@ -197,6 +198,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone (a packaged name or a local folder)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", default=None, help="JSON lines file (default results/cost_<device>.jsonl)")
@@ -216,17 +218,20 @@ def main(argv=None):
                 f.write(json.dumps({"run": stamp, "machine": info, **row}) + "\n")
 
     rows = Rows()
-    base = {"seed": args.seed, "device": args.device, "threads": args.threads}
+    base = {"seed": args.seed, "device": args.device, "threads": args.threads, "model": args.model}
 
     if "ratio" in args.parts:
-        for strategy, plain in (("full", False), ("token_sparse", False), ("token_sparse", True)):
-            spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=args.n_train, epochs=args.epochs)
+        variants = (("full", False, None), ("token_sparse", False, None), ("token_sparse", True, None),
+                    ("token_sparse", False, {"min_layer": 3}))
+        for strategy, plain, options in variants:
+            spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=args.n_train,
+                        epochs=args.epochs, strategy_options=options)
             row = _spawn(fit_one, spec)
             rows.append(row)
-            print(f"ratio  {strategy:12s} plain_path={plain!s:5s} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s"
+            print(f"ratio  {strategy:12s} plain_path={plain!s:5s} options={options} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s"
                   f"  optimizer state {row.get('optimizer_state_bytes', 0) / 2**20:7.2f} MiB  peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
             print("       stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in row["stages"].items()), flush=True)
-        full, ts = rows[-3], rows[-2]
+        full, ts = rows[-4], rows[-3]
         print(f"token_sparse / full: fit {ts['fit_s'] / full['fit_s']:.2f}x, training stage "
               f"{ts['stages']['training'] / full['stages']['training']:.2f}x, optimizer state "
               f"{ts['optimizer_state_bytes'] / full['optimizer_state_bytes']:.4f}x, peak RSS {ts['peak_rss_mib'] / full['peak_rss_mib']:.2f}x")
@@ -238,7 +243,7 @@ def main(argv=None):
             rows.append(row)
             print(f"scaling n={n:6d}  fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s  "
                   f"peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
-        for row in token_group_timing(args.sizes, args.seed):
+        for row in token_group_timing(args.sizes, args.seed, args.model):
             rows.append(dict(base, **row))
             print(f"token groups n={row['n_train']:6d}  tokens {row['n_tokens']:7d}  {row['seconds']:.3f}s "
                   f"({1e6 * row['seconds'] / row['n_tokens']:.2f} us/token)", flush=True)

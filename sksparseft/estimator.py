@@ -20,6 +20,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
 from .module import ClassifierModule
+from .explain import explain, token_group_table
+from .export import to_huggingface, to_onnx
 from .persistence import load_estimator, save_estimator
 from .strategies import FitContext, get_strategy
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
@@ -365,7 +367,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         stage("token_groups")
 
         # 2. Module and head (LP-FT).
-        module = ClassifierModule(encoder, len(classes), pooling=pooling, dropout=self.dropout).to(device)
+        # The sparse backward (no dense weight gradients) pays on CPUs; on GPUs, where small
+        # batches are bound by kernel launches, the plain path measured faster (docs/gpu.md).
+        module = ClassifierModule(
+            encoder, len(classes), pooling=pooling, dropout=self.dropout, sparse_backward=device.type == "cpu"
+        ).to(device)
         if self.head_init == "linear_probe":
             with self._oom_advice("feature extraction"):
                 feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
@@ -540,6 +546,49 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Raw logits, columns in the order of ``classes_``."""
         return self._logits(X)
+
+    # ------------------------------------------------------------------ explanations
+    def token_group_table(self, top=None):
+        """The token groups of each class, best first: rows ``{class, rank, group, score, count}``.
+
+        ``pandas.DataFrame(clf.token_group_table())`` makes it a table.
+        """
+        check_is_fitted(self, "module_")
+        return token_group_table(self.token_groups_, self.classes_, top=top)
+
+    def explain(self, X, top=5):
+        """Which token groups of each text pushed its prediction, and how much.
+
+        Each group found in a text is removed from it and the text scored again;
+        the group's ``effect`` is the drop in the predicted class's probability
+        (positive: it supported the prediction).
+
+        Returns
+        -------
+        list of dict
+            Per text: ``text``, ``prediction``, ``probability`` and ``groups``
+            (up to ``top`` of ``{group, class, effect}``, largest absolute effect first).
+        """
+        check_is_fitted(self, "module_")
+        texts = self._validate_texts(X)
+        with self._oom_advice("explanation"):
+            return explain(self, texts, top=top)
+
+    # ------------------------------------------------------------------ exports
+    def to_huggingface(self, path, overwrite=False):
+        """Write a Hugging Face folder that predicts like this model without sksparseft.
+
+        The backbone (delta or LoRA folded in) loads with ``AutoModel``; the head is
+        ``head.safetensors``; ``config.sksparseft["pooling"]`` names the pooling. The
+        folder's README.md holds the loading code.
+        """
+        check_is_fitted(self, "module_")
+        return to_huggingface(self, path, overwrite=overwrite)
+
+    def to_onnx(self, path):
+        """Write an ONNX graph: ``input_ids``, ``attention_mask`` -> ``probabilities`` (columns: ``classes_``)."""
+        check_is_fitted(self, "module_")
+        return to_onnx(self, path)
 
     # ------------------------------------------------------------------ pickling
     def save(self, path, include_backbone=False):

@@ -1,0 +1,81 @@
+"""What the fitted model learned, readable: token groups per class, and per-text explanations.
+
+An explanation is an occlusion test on the token groups: each group found in a text is
+removed from it (its subword tokens deleted, the rest re-encoded as is) and the drop in the
+predicted class's probability is that group's effect. Positive: the group pushed the
+prediction; negative: it pulled away from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .tokens import encode
+from .training import run_inference
+
+
+def token_group_table(groups, classes, top=None):
+    """Rows ``{class, rank, group, score, count}``: each class's token groups, best first."""
+    rows = []
+    for c in classes:
+        mine = sorted((g for g in groups if g.label == c), key=lambda g: -g.score)
+        for rank, g in enumerate(mine[:top] if top else mine, start=1):
+            rows.append({"class": c, "rank": rank, "group": g.text, "score": float(g.score), "count": int(g.count)})
+    return rows
+
+
+def occurrences(row, groups):
+    """``{group index: [positions]}`` of every token group found in the token id list ``row``."""
+    by_first = {}
+    for gi, g in enumerate(groups):
+        by_first.setdefault(g.token_ids[0], []).append(gi)
+    found = {}
+    for i, t in enumerate(row):
+        for gi in by_first.get(t, ()):
+            ids = groups[gi].token_ids
+            if tuple(row[i : i + len(ids)]) == tuple(ids):
+                found.setdefault(gi, set()).update(range(i, i + len(ids)))
+    return {gi: sorted(pos) for gi, pos in found.items()}
+
+
+def explain(est, texts, top=5):
+    """Per text: prediction, its probability, and the ``top`` groups by absolute effect."""
+    enc = encode(est.tokenizer_, texts, est.max_length)
+    batch = max(est.batch_size, 64)
+    proba = torch.softmax(torch.from_numpy(run_inference(est.module_, enc, batch, est.device_)).double(), 1).numpy()
+    pred = proba.argmax(axis=1)
+    groups = est.token_groups_
+    pad = est.tokenizer_.pad_token_id
+
+    variants, owners = [], []
+    for i in range(len(texts)):
+        length = int(enc["attention_mask"][i].sum())
+        row = enc["input_ids"][i, :length].tolist()
+        for gi, pos in occurrences(row, groups).items():
+            drop = set(pos)
+            variants.append([t for j, t in enumerate(row) if j not in drop])
+            owners.append((i, gi))
+    effects = {}
+    if variants:
+        width = max(len(v) for v in variants)
+        ids = np.full((len(variants), max(width, 1)), pad, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for k, v in enumerate(variants):
+            ids[k, : len(v)] = v
+            mask[k, : len(v)] = 1
+        logits = run_inference(est.module_, {"input_ids": ids, "attention_mask": mask}, batch, est.device_)
+        occluded = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
+        for k, (i, gi) in enumerate(owners):
+            effects.setdefault(i, []).append((gi, float(proba[i, pred[i]] - occluded[k, pred[i]])))
+
+    out = []
+    for i, text in enumerate(texts):
+        found = sorted(effects.get(i, []), key=lambda e: -abs(e[1]))[:top]
+        out.append({
+            "text": text,
+            "prediction": est.classes_[pred[i]],
+            "probability": float(proba[i, pred[i]]),
+            "groups": [{"group": groups[gi].text, "class": groups[gi].label, "effect": eff} for gi, eff in found],
+        })
+    return out

@@ -1,0 +1,179 @@
+"""Exports that run without sksparseft: a Hugging Face folder, and ONNX.
+
+The Hugging Face folder is a plain backbone (``AutoModel``) with the fitted delta or
+adapters folded into its weights, its tokenizer, ``id2label`` in its config, and the
+classification head in ``head.safetensors``; the pooling is recorded in the config and
+the README written into the folder shows the few lines that load and apply it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+LOADING_CODE = '''\
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+folder = "{folder}"
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModel.from_pretrained(folder).eval()
+head = load_file(f"{{folder}}/head.safetensors")
+pooling = model.config.sksparseft["pooling"]  # "{pooling}"
+labels = model.config.id2label
+
+
+def predict_proba(texts):
+    enc = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"]
+        if pooling == "mean":
+            w = mask.unsqueeze(-1).to(hidden.dtype)
+            feats = (hidden * w).sum(1) / w.sum(1).clamp(min=1.0)
+        elif pooling == "cls":
+            feats = hidden[:, 0]
+        else:  # "last": the last non-padding token (tokenizer pads on the right)
+            feats = hidden[torch.arange(len(hidden)), mask.sum(1) - 1]
+        return torch.softmax(feats @ head["weight"].T + head["bias"], dim=-1)
+'''
+
+
+def plain_backbone_state(encoder):
+    """The encoder's state with adapters folded in and their wrappers removed.
+
+    LoRA (peft) layers become ``base weight + B A * scaling`` under the original names.
+    """
+    state = {}
+    folded = set()
+    for name, mod in encoder.named_modules():
+        if hasattr(mod, "base_layer") and hasattr(mod, "get_delta_weight"):
+            prefix = f"{name}." if name else ""
+            weight = mod.base_layer.weight.detach().clone()
+            for adapter in getattr(mod, "active_adapters", ["default"]):
+                if adapter in getattr(mod, "lora_A", {}):
+                    weight += mod.get_delta_weight(adapter).to(weight.dtype)
+            state[f"{prefix}weight"] = weight
+            if getattr(mod.base_layer, "bias", None) is not None:
+                state[f"{prefix}bias"] = mod.base_layer.bias.detach().clone()
+            folded.add(prefix)
+    for key, value in encoder.state_dict().items():
+        if "lora_" in key or "prefix_key" in key or "prefix_value" in key:
+            continue
+        plain = key.replace(".base_layer.", ".")
+        if any(plain.startswith(p) for p in folded) and plain in state:
+            continue
+        state[plain] = value.detach().clone()
+    return state
+
+
+def to_huggingface(est, path, overwrite=False):
+    """Write ``est`` as a Hugging Face folder at ``path`` (written beside it, then renamed in)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+
+    if est.strategy_["strategy"] == "prefix":
+        raise ValueError(
+            "strategy='prefix' adds key/value prefixes that no stock transformers model carries; "
+            "use save() for this model, or another strategy for a Hugging Face export"
+        )
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    module = est.module_
+    config = module.encoder.config
+    state = plain_backbone_state(module.encoder)
+    clean = AutoModel.from_config(config, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"could not rebuild a plain backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    labels = [str(c) for c in est.classes_]
+    if len(set(labels)) != len(labels):
+        raise ValueError("class labels are not distinct as text; id2label needs distinct names")
+    clean.config.id2label = dict(enumerate(labels))
+    clean.config.label2id = {c: i for i, c in enumerate(labels)}
+    clean.config.sksparseft = {"pooling": est.pooling_, "max_length": int(est.max_length),
+                               "strategy": est.strategy_["strategy"]}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        clean.save_pretrained(tmp)
+        est.tokenizer_.save_pretrained(tmp)
+        save_file({"weight": module.head.weight.detach().cpu().contiguous(),
+                   "bias": module.head.bias.detach().cpu().contiguous()}, str(tmp / "head.safetensors"))
+        code = LOADING_CODE.format(folder=path.name, pooling=est.pooling_, max_length=int(est.max_length))
+        (tmp / "README.md").write_text(
+            "# Text classifier exported by sksparseft\n\n"
+            f"Backbone `{config.model_type}`, {len(labels)} classes, pooling `{est.pooling_}`, strategy "
+            f"`{est.strategy_['strategy']}`. Loads with transformers alone:\n\n```python\n{code}```\n"
+        )
+        (tmp / "sksparseft.json").write_text(json.dumps({"classes": labels, "pooling": est.pooling_}, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+class _ProbabilityModel(torch.nn.Module):
+    """Backbone -> pooling -> head -> softmax, as one graph for export."""
+
+    def __init__(self, encoder, head, pooling):
+        super().__init__()
+        self.encoder, self.head, self.pooling = encoder, head, pooling
+
+    def forward(self, input_ids, attention_mask):
+        from .backbone import pool
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return torch.softmax(self.head(pool(hidden, attention_mask, self.pooling)).float(), dim=-1)
+
+
+def to_onnx(est, path, opset=18):
+    """Write an ONNX graph (inputs ``input_ids``, ``attention_mask``; output ``probabilities``).
+
+    Batch size and sequence length are dynamic. Tokenise with ``est.tokenizer_``
+    (or the tokenizer files of :func:`to_huggingface`), right padding.
+    """
+    from transformers import AutoModel
+
+    if est.strategy_["strategy"] == "prefix":
+        raise ValueError("strategy='prefix' cannot be exported to ONNX (its attention function is custom)")
+    try:
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'sksparseft[onnx]'") from exc
+    config = est.module_.encoder.config
+    clean = AutoModel.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    clean.load_state_dict(plain_backbone_state(est.module_.encoder), strict=False)
+    head = torch.nn.Linear(est.module_.head.in_features, est.module_.head.out_features)
+    head.load_state_dict({k: v.detach().cpu() for k, v in est.module_.head.state_dict().items()})
+    model = _ProbabilityModel(clean.eval(), head, est.pooling_).eval()
+    enc = est.tokenizer_(["an example text", "a second, longer example text for tracing"], padding=True, return_tensors="pt")
+    args = (enc["input_ids"], enc["attention_mask"])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        program = torch.onnx.export(
+            model, args, input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+            opset_version=opset, dynamo=True, external_data=False,
+        )
+        program.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

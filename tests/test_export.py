@@ -1,0 +1,65 @@
+"""Exports: a Hugging Face folder that predicts without sksparseft, and ONNX."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sksparseft import TokenSparseClassifier
+
+FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
+            validation_fraction=0.0, learning_rate=1e-2)
+
+
+def _exported_proba(folder, texts):
+    # The loading code the export's README shows, run as a user would.
+    readme = (folder / "README.md").read_text()
+    code = readme.split("```python\n")[1].split("```")[0].replace(f'folder = "{folder.name}"', f'folder = "{folder}"')
+    scope = {}
+    exec(compile(code, "exported_readme", "exec"), scope)
+    return scope["predict_proba"](texts).numpy()
+
+
+@pytest.mark.parametrize("strategy", ["token_sparse", "lora", "full"])
+def test_huggingface_folder_predicts_like_the_estimator(tiny_model, toy_data, tmp_path, strategy):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, **FAST).fit(X, y)
+    folder = clf.to_huggingface(tmp_path / "exported")
+    config = json.loads((folder / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(clf.classes_))] == [str(c) for c in clf.classes_]
+    assert not any("lora" in k for k in __import__("safetensors.torch").torch.load_file(folder / "model.safetensors"))
+    np.testing.assert_allclose(_exported_proba(folder, X[:10]), clf.predict_proba(X[:10]), atol=1e-5)
+    with pytest.raises(FileExistsError):
+        clf.to_huggingface(folder)
+
+
+def test_huggingface_export_of_a_decoder(tiny_decoder, toy_data, tmp_path):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_decoder, **FAST).fit(X, y)
+    folder = clf.to_huggingface(tmp_path / "dec")
+    np.testing.assert_allclose(_exported_proba(folder, X[:10]), clf.predict_proba(X[:10]), atol=1e-5)
+
+
+def test_prefix_models_refuse_export(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, strategy="prefix", **dict(FAST, max_epochs=1)).fit(X, y)
+    with pytest.raises(ValueError, match="prefix"):
+        clf.to_huggingface(tmp_path / "p")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
+                    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+def test_onnx_probabilities_match_predict_proba(tiny_model, toy_data, tmp_path):
+    import onnxruntime as ort
+
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, **FAST).fit(X, y)
+    path = clf.to_onnx(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    texts = X[:7] + ["a longer text than the others so that the batch is padded somewhat"]
+    enc = clf.tokenizer_(texts, padding=True, truncation=True, max_length=clf.max_length, return_tensors="np")
+    (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                               "attention_mask": enc["attention_mask"].astype(np.int64)})
+    np.testing.assert_allclose(proba, clf.predict_proba(texts), atol=1e-4)
