@@ -104,11 +104,14 @@ def token_group_timing(sizes, seed, model="all-MiniLM-L6-v2"):
         classes, y_enc = np.unique(y, return_inverse=True)
         enc = encode(tok, X, 128)
         seqs = [s for s, _ in content_sequences(enc, set(tok.all_special_ids))]
-        t0 = time.perf_counter()
-        discover_token_groups(seqs, y_enc, len(classes), n_groups=10 * len(classes), max_ngram=3, min_count=3,
-                              decode=tok.decode)
+        times = []
+        for _ in range(5):  # median of 5: one call is short enough for a GC pause to double it
+            t0 = time.perf_counter()
+            discover_token_groups(seqs, y_enc, len(classes), n_groups=10 * len(classes), max_ngram=3, min_count=3,
+                                  decode=tok.decode)
+            times.append(time.perf_counter() - t0)
         rows.append({"part": "token_groups", "n_train": n, "n_tokens": int(sum(len(s) for s in seqs)),
-                     "seconds": time.perf_counter() - t0})
+                     "seconds": float(np.median(times)), "seconds_min": min(times), "seconds_max": max(times)})
     return rows
 
 
