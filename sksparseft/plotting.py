@@ -45,6 +45,8 @@ def plot_token_groups(est, classes=None, top=8, ncols=3):
         ax.set_title(str(c), fontsize=10)
         ax.tick_params(labelsize=8)
         if not mine:
+            ax.set_xticks([])
+            ax.set_yticks([])
             ax.text(0.5, 0.5, "no token group", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(classes):]:
         ax.axis("off")
