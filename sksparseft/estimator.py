@@ -112,6 +112,12 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         training uses bf16 mixed precision.
     random_state : int or None, default=None
         Seeds every random step; on CPU the same seed gives the same predictions.
+    accelerate : bool, default=False
+        Train data-parallel through Hugging Face Accelerate: run the fitting script
+        with ``accelerate launch`` (or ``torchrun``) and every process trains on its
+        share of each epoch's batches, on its own GPU (or CPU process with
+        ``device="cpu"``); gradients are averaged across processes. Every process
+        ends with the same fitted model. Needs ``pip install accelerate``.
     verbose : int, default=0
         Progress bars and a per-epoch log when > 0.
 
@@ -180,6 +186,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         callbacks=None,
         checkpoint_path=None,
         device="auto",
+        accelerate=False,
         random_state=None,
         verbose=0,
     ):
@@ -206,6 +213,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.accelerate = accelerate
         self.random_state = random_state
         self.verbose = verbose
 
@@ -254,7 +262,22 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+        if not isinstance(self.accelerate, (bool, np.bool_)):
+            raise ValueError(f"accelerate must be True or False, got {self.accelerate!r}")
         return resolve_device(self.device)
+
+    def _accelerator(self, device):
+        """The Accelerator of this process (accelerate=True), or None."""
+        if not self.accelerate:
+            return None
+        try:
+            from accelerate import Accelerator
+        except ImportError as exc:
+            raise ImportError("accelerate=True needs the accelerate package: pip install 'sksparseft[accelerate]'") from exc
+        accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")  # bf16 autocast is ours
+        if accelerator.num_processes > 1 and self.checkpoint_path is not None:
+            raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
+        return accelerator
 
     @staticmethod
     def _validate_texts(X, name="X"):
@@ -318,6 +341,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         """
         start = time.perf_counter()
         device = self._validate_params()
+        accelerator = self._accelerator(device)
+        if accelerator is not None:
+            device = accelerator.device
         texts = self._validate_texts(X)
         if not texts:
             raise ValueError("X is empty: at least two texts of two classes are needed")
@@ -384,7 +410,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         ctx = FitContext(
             encodings=enc_train, y=y_train, groups=groups, focus=focus, density=self.density,
             n_sensitivity_samples=self.n_sensitivity_samples, device=device, random_state=seed,
-            progress=progress("sensitivity"),
+            progress=progress("sensitivity"), sync=_broadcast_from_main if accelerator is not None else None,
         )
         with self._oom_advice("sensitivity scoring"):
             mask = strategy.setup(module, ctx)
@@ -414,7 +440,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             head_lr=self.head_learning_rate or lr, weight_decay=self.weight_decay,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
             class_weight=class_weight, valid_data=valid_data, patience=self.patience,
-            callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
+            callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra, accelerator=accelerator,
         )
         # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
         probe_acc = None
@@ -656,6 +682,17 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.non_deterministic = False
         return tags
+
+
+def _broadcast_from_main(obj):
+    """Process 0's ``obj`` in every process (data-parallel fits must train the same entries)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _adapter_summary(module, n_trainable):

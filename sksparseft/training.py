@@ -10,6 +10,7 @@ from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, EpochScoring, GradientNormClipping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
+from skorch.hf import AccelerateMixin
 from torch.nn import functional as F
 
 from .batching import BucketLoader, length_sorted_batches, to_batch, trim_collate
@@ -39,6 +40,18 @@ class SparseNet(NeuralNet):
                 yield name, param
 
 
+class AcceleratedSparseNet(AccelerateMixin, SparseNet):
+    """SparseNet trained data-parallel through Hugging Face Accelerate (skorch's integration)."""
+
+    def _initialize_accelerator(self):
+        # The loss has no parameters: wrapping it in DistributedDataParallel is an error.
+        criteria, self._criteria = self._criteria, []
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+
 class WarmupLinearDecay:
     """LambdaLR factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
 
@@ -58,7 +71,7 @@ def _accuracy(net, X, y):
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
 
 
-def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=()):
+def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None):
     """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
@@ -82,7 +95,13 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
     for i, cb in enumerate(callbacks or []):
         cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
     weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
-    return SparseNet(
+    net_class, extra = SparseNet, {"device": str(device)}
+    if accelerator is not None:
+        # skorch's Accelerate integration: module, optimizer, data loaders and the LR schedule
+        # are prepared by the accelerator (DDP across processes); the model is unwrapped after.
+        # The schedule keeps its length: accelerate steps it once per process per step.
+        net_class, extra = AcceleratedSparseNet, {"device": None, "accelerator": accelerator}
+    return net_class(
         module,
         criterion=torch.nn.CrossEntropyLoss,
         criterion__weight=weight,
@@ -98,8 +117,8 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         iterator_train__shuffle=True,
         iterator_train__collate_fn=trim_collate,
         iterator_valid__collate_fn=trim_collate,
-        device=str(device),
         verbose=int(verbose),
+        **extra,
     )
 
 

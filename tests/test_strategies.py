@@ -152,3 +152,14 @@ def test_adapter_summary_counts_the_backbone_and_the_adapters(fitted):
     head = sum(p.numel() for p in clf.module_.head.parameters())
     assert s["added_parameters"] == clf.n_trainable_params_ - head > 0
     assert s["total"] == sum(p.numel() for p in clf.module_.encoder.parameters()) - s["added_parameters"]
+
+
+def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
+    from sksparseft.mask import layer_of
+
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, strategy_options={"min_layer": 1}, **{**FAST, "max_epochs": 1}).fit(X, y)
+    layers = {layer_of(n) for n in clf.mask_.indices}
+    assert layers and layers <= {"layer.1"}  # no block 0, no embedding rows
+    with pytest.raises(ValueError, match="min_layer=5 leaves no transformer block"):
+        TokenSparseClassifier(tiny_model, strategy_options={"min_layer": 5}, **FAST).fit(X, y)

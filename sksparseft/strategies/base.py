@@ -23,6 +23,8 @@ class FitContext:
     random_state: int | None
     options: dict = field(default_factory=dict)
     progress: object = None
+    #: makes every process agree on the mask in data-parallel fits (process 0's wins)
+    sync: object = None
 
 
 class Strategy:
@@ -63,6 +65,8 @@ class MaskStrategy(Strategy):
 
     def setup(self, module, ctx):
         mask = self.select(module, ctx)
+        if ctx is not None and ctx.sync is not None:
+            mask = ctx.sync(mask)
         module.set_mask(mask)
         return mask
 

@@ -1,0 +1,49 @@
+"""accelerate=True: data-parallel training through Hugging Face Accelerate (here: 2 CPU processes)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sksparseft import TokenSparseClassifier
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="needs accelerate")
+
+
+def test_single_process_accelerate_fits_like_a_plain_fit(tiny_model, toy_data):
+    X, y = toy_data
+    common = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
+                  validation_fraction=0.0, learning_rate=1e-2)
+    plain = TokenSparseClassifier(tiny_model, **common).fit(X, y)
+    acc = TokenSparseClassifier(tiny_model, accelerate=True, **common).fit(X, y)
+    assert acc.mask_.n_selected == plain.mask_.n_selected
+    np.testing.assert_allclose(acc.predict_proba(X), plain.predict_proba(X), atol=1e-4)
+
+
+def test_two_processes_train_one_model(tiny_model, tmp_path):
+    script = Path(__file__).with_name("ddp_fit.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    out = tmp_path / "result"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+         str(script), tiny_model, str(out)],
+        env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads(Path(f"{out}.{r}").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    assert r0["selected"] == r1["selected"] > 0
+    assert r0["delta"] == r1["delta"]  # gradients averaged: both processes hold the same weights
+    assert any(abs(v) > 0 for vals in r0["delta"].values() for v in vals)  # and training moved them
+    np.testing.assert_allclose(r0["proba"], r1["proba"], atol=1e-6)
+
+
+def test_accelerate_must_be_a_bool(tiny_model, toy_data):
+    X, y = toy_data
+    with pytest.raises(ValueError, match="accelerate must be True or False"):
+        TokenSparseClassifier(tiny_model, accelerate="yes").fit(X, y)
