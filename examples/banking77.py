@@ -9,7 +9,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split

@@ -8,11 +8,12 @@ backbone, and is read back with ``torch.load(weights_only=True)``: loading runs 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+
+from .atomic import atomic_write
 
 FORMAT = 1
 FILENAME = "sksparseft-checkpoint.pt"
@@ -35,18 +36,7 @@ def _trainable_state(module):
 
 def atomic_torch_save(obj, path):
     """Write ``obj`` to ``path`` so that a crash leaves either the old file or the new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 class ResumeCheckpoint(Callback):

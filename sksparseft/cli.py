@@ -13,10 +13,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from .atomic import atomic_write
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
@@ -76,16 +76,12 @@ def _write(path, write):
     if path in (None, "-"):
         write(sys.stdout)
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+
+    def write_text(tmp):
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write_text)
 
 
 def _parse_sets(items):

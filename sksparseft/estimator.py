@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore

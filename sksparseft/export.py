@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
+
 LOADING_CODE = '''\
 import torch
 from safetensors.torch import load_file
@@ -148,10 +150,10 @@ def to_onnx(est, path, opset=18):
 
     if est.strategy_["strategy"] == "prefix":
         raise ValueError("strategy='prefix' cannot be exported to ONNX (its attention function is custom)")
-    try:
-        import onnx  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'sksparseft[onnx]'") from exc
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'sksparseft[onnx]'")
     config = est.module_.encoder.config
     clean = AutoModel.from_config(config, dtype=torch.float32, attn_implementation="eager")
     clean.load_state_dict(plain_backbone_state(est.module_.encoder), strict=False)
@@ -160,20 +162,10 @@ def to_onnx(est, path, opset=18):
     model = _ProbabilityModel(clean.eval(), head, est.pooling_).eval()
     enc = est.tokenizer_(["an example text", "a second, longer example text for tracing"], padding=True, return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        program = torch.onnx.export(
-            model, args, input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
-            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-            opset_version=opset, dynamo=True, external_data=False,
-        )
-        program.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    program = torch.onnx.export(
+        model, args, input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
+        dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+        opset_version=opset, dynamo=True, external_data=False,
+    )
+    return atomic_write(path, program.save)

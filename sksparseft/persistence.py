@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+
 FORMAT = "sksparseft"
 FORMAT_VERSION = 1
 
@@ -217,20 +219,7 @@ def save_estimator(est, path, include_backbone=False):
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name such as model.safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary file beside the target, renamed over it only once complete.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _check_delta_reproduces(module, base, trained):
