@@ -168,7 +168,8 @@ def save_estimator(est, path, include_backbone=False):
     tensors = {"head.weight": module.head.weight, "head.bias": module.head.bias}
     trained = list(getattr(module, "trained_names", []))
     for name, (idx, values) in module.delta().items():
-        tensors[f"delta.{name}.indices"] = idx
+        # int32 flat indices where they fit: half the bytes of the delta's index part.
+        tensors[f"delta.{name}.indices"] = idx.to(torch.int32) if idx.numel() and int(idx.max()) < 2**31 else idx
         tensors[f"delta.{name}.values"] = values
     params = dict(encoder.named_parameters())
     base_names = set()
@@ -312,7 +313,7 @@ def load_estimator(cls, path, device=None):
     if fitted["mask_shapes"] is not None:
         delta = {k[len("delta."):-len(".indices")]: v for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")}
         shapes = {k: tuple(v) for k, v in fitted["mask_shapes"].items()}
-        mask_idx = {n: idx for n, idx in delta.items()}
+        mask_idx = {n: idx.long() for n, idx in delta.items()}
         whole = {n: torch.arange(int(np.prod(shapes[n]))) for n in fitted["trained_names"] if n not in delta}
         mask = SparseMask({**mask_idx, **whole}, shapes)
     else:
@@ -330,7 +331,7 @@ def load_estimator(cls, path, device=None):
                     enc_params[n].copy_(tensors[f"tensor.{n}"])
             for n, idx in ((k[len("delta."):-len(".indices")], v) for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")):
                 p = enc_params[n]
-                p.view(-1).index_add_(0, idx, tensors[f"delta.{n}.values"].to(p.dtype))
+                p.view(-1).index_add_(0, idx.long(), tensors[f"delta.{n}.values"].to(p.dtype))
     with torch.no_grad():
         module.head.weight.copy_(tensors["head.weight"])
         module.head.bias.copy_(tensors["head.bias"])
