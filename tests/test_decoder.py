@@ -112,3 +112,11 @@ def test_smollm2_from_gguf_is_cached_and_classifies(tmp_path, monkeypatch):
     clf.fit([X[i] for i in train], y[train])
     assert clf.pooling_ == "last"
     assert clf.score([X[i] for i in test], y[test]) > 0.4  # chance is 0.2
+
+
+def test_decoder_save_load_round_trip(tiny_decoder, toy_data, tmp_path):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_decoder, strategy="lora", **FAST).fit(X, y)
+    loaded = TokenSparseClassifier.load(clf.save(tmp_path / "dec.safetensors"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.pooling_ == "last" and loaded.tokenizer_.padding_side == "right"
