@@ -72,7 +72,7 @@ def _labels_from_json(obj):
 def _label_from_json(value, classes):
     # A token group's label is one of classes_: give back that very object (numpy type included).
     for c in classes:
-        if _plain(c) == value if isinstance(c, np.generic) else c == value:
+        if (_plain(c) if isinstance(c, np.generic) else c) == value:
             return c
     return value
 
@@ -226,16 +226,14 @@ def save_estimator(est, path, include_backbone=False):
 def _check_delta_reproduces(module, base, trained):
     """The base + saved delta must give the fitted weights exactly, or the file would lie."""
     base_params = dict(base.named_parameters())
+    delta = module.delta()
     for name, p in module.encoder.named_parameters():
-        if name in trained and name not in module.delta_names:
-            continue
-        if name not in base_params:
-            continue
+        if name not in base_params or (name in trained and name not in delta):
+            continue  # adapters and tensors trained whole are stored as they are
         expected = base_params[name].detach().to(p.device, p.dtype)
-        if name in module.delta_names:
-            idx = module.delta_indices(name)
-            vals = module.delta_values[name.replace(".", "__")].detach().to(p.dtype)
-            expected = expected.reshape(-1).index_add(0, idx, vals).view_as(p)
+        if name in delta:
+            idx, vals = delta[name]
+            expected = expected.reshape(-1).index_add(0, idx.to(p.device), vals.to(p.device, p.dtype)).view_as(p)
         if not torch.equal(expected, p.detach()):
             raise RuntimeError(
                 f"the backbone at model={module.encoder.config.name_or_path!r} no longer matches the one this "
@@ -309,13 +307,14 @@ def load_estimator(cls, path, device=None):
     module = ClassifierModule(encoder, len(classes), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
     strategy_info = dict(fitted["strategy"])
     name = strategy_info.pop("strategy")
+    # {tensor name: (flat indices, values)} of the sparse delta
+    delta = {k[len("delta."):-len(".indices")]: (v.long(), tensors[f"{k[:-len('.indices')]}.values"])
+             for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")}
     mask = None
     if fitted["mask_shapes"] is not None:
-        delta = {k[len("delta."):-len(".indices")]: v for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")}
         shapes = {k: tuple(v) for k, v in fitted["mask_shapes"].items()}
-        mask_idx = {n: idx.long() for n, idx in delta.items()}
         whole = {n: torch.arange(int(np.prod(shapes[n]))) for n in fitted["trained_names"] if n not in delta}
-        mask = SparseMask({**mask_idx, **whole}, shapes)
+        mask = SparseMask({**{n: idx for n, (idx, _) in delta.items()}, **whole}, shapes)
     else:
         get_strategy(name, strategy_info).setup(module, None)  # adapters: same structure, then their values
     if backbone["included"]:
@@ -329,9 +328,9 @@ def load_estimator(cls, path, device=None):
             for n in fitted["trained_names"]:
                 if n in enc_params and f"tensor.{n}" in tensors:
                     enc_params[n].copy_(tensors[f"tensor.{n}"])
-            for n, idx in ((k[len("delta."):-len(".indices")], v) for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")):
+            for n, (idx, values) in delta.items():
                 p = enc_params[n]
-                p.view(-1).index_add_(0, idx.long(), tensors[f"delta.{n}.values"].to(p.dtype))
+                p.view(-1).index_add_(0, idx, values.to(p.dtype))
     with torch.no_grad():
         module.head.weight.copy_(tensors["head.weight"])
         module.head.bias.copy_(tensors["head.bias"])
