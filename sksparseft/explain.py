@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .tokens import encode
+from .tokens import encode, occurrences
 from .training import run_inference
 
 
@@ -23,20 +23,6 @@ def token_group_table(groups, classes, top=None):
         for rank, g in enumerate(mine[:top] if top else mine, start=1):
             rows.append({"class": c, "rank": rank, "group": g.text, "score": float(g.score), "count": int(g.count)})
     return rows
-
-
-def occurrences(row, groups):
-    """``{group index: [positions]}`` of every token group found in the token id list ``row``."""
-    by_first = {}
-    for gi, g in enumerate(groups):
-        by_first.setdefault(g.token_ids[0], []).append(gi)
-    found = {}
-    for i, t in enumerate(row):
-        for gi in by_first.get(t, ()):
-            ids = groups[gi].token_ids
-            if tuple(row[i : i + len(ids)]) == tuple(ids):
-                found.setdefault(gi, set()).update(range(i, i + len(ids)))
-    return {gi: sorted(pos) for gi, pos in found.items()}
 
 
 def explain(est, texts, top=5):

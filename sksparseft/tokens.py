@@ -155,20 +155,28 @@ def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_c
     return groups
 
 
+def occurrences(row, groups):
+    """``{group index: [positions]}`` of every token group found in the token id list ``row``."""
+    by_first = {}
+    for gi, g in enumerate(groups):
+        by_first.setdefault(g.token_ids[0], []).append(gi)
+    found = {}
+    for i, t in enumerate(row):
+        for gi in by_first.get(t, ()):
+            ids = groups[gi].token_ids
+            if tuple(row[i : i + len(ids)]) == tuple(ids):
+                found.setdefault(gi, set()).update(range(i, i + len(ids)))
+    return {gi: sorted(pos) for gi, pos in found.items()}
+
+
 def group_positions(encodings, groups):
     """A 0/1 array, shaped like ``input_ids``, marking the positions a token group covers."""
     ids, mask = encodings["input_ids"], encodings["attention_mask"]
-    by_len = {}
-    for g in groups:
-        by_len.setdefault(len(g.token_ids), set()).add(tuple(g.token_ids))
     focus = np.zeros(ids.shape, dtype=np.int64)
     for r in range(ids.shape[0]):
-        length = int(mask[r].sum())
-        row = ids[r, :length].tolist()
-        for n, grams in by_len.items():
-            for i in range(length - n + 1):
-                if tuple(row[i : i + n]) in grams:
-                    focus[r, i : i + n] = 1
+        row = ids[r, : int(mask[r].sum())].tolist()
+        for pos in occurrences(row, groups).values():
+            focus[r, pos] = 1
     return focus
 
 

@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.explain import occurrences
 from sksparseft.plotting import mask_density_grid, plot_mask, plot_token_groups
-from sksparseft.tokens import TokenGroup
 
 matplotlib.use("Agg")
 
@@ -19,12 +17,6 @@ FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", r
 def fitted(tiny_model, toy_data):
     X, y = toy_data
     return TokenSparseClassifier(tiny_model, n_token_groups=12, **FAST).fit(X, y)
-
-
-def test_occurrences_finds_every_instance_of_a_group():
-    groups = [TokenGroup("a b", (1, 2), 1.0, "x", 3), TokenGroup("c", (3,), 0.5, "y", 2)]
-    assert occurrences([1, 2, 5, 1, 2, 3], groups) == {0: [0, 1, 3, 4], 1: [5]}
-    assert occurrences([2, 1, 5], groups) == {}
 
 
 def test_token_group_table_is_per_class_and_ranked(fitted):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sksparseft.tokens import discover_token_groups, group_positions, group_token_ids
+from sksparseft.tokens import TokenGroup, discover_token_groups, group_positions, group_token_ids, occurrences
 
 
 def decode(ids):
@@ -65,3 +65,9 @@ def test_groups_never_longer_than_max_ngram(max_ngram):
     y = rng.integers(0, 3, size=60)
     groups = discover_token_groups(seqs, y, 3, n_groups=100, max_ngram=max_ngram, min_count=2, decode=decode)
     assert groups and all(1 <= len(g.token_ids) <= max_ngram for g in groups)
+
+
+def test_occurrences_finds_every_instance_of_a_group():
+    groups = [TokenGroup("a b", (1, 2), 1.0, "x", 3), TokenGroup("c", (3,), 0.5, "y", 2)]
+    assert occurrences([1, 2, 5, 1, 2, 3], groups) == {0: [0, 1, 3, 4], 1: [5]}
+    assert occurrences([2, 1, 5], groups) == {}
