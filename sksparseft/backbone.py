@@ -10,11 +10,11 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -79,22 +79,15 @@ def _dequantized_folder(gguf_path, dist):
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer, model.is_quantized = None, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename: a crash never leaves a half-written cache entry.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+
+    def write(tmp):
         # fp16 halves the cache; it is far finer than the 4-bit weights it holds, and every
         # fit (the first included) loads this same copy, so results do not depend on the cache.
         model.half().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent writer's finished copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    # Another process that finished first keeps its copy (the same weights).
+    return atomic_dir(target, write)
 
 
 def is_decoder_only(config):

@@ -9,14 +9,11 @@ the README written into the folder shows the few lines that load and apply it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write
+from .atomic import atomic_dir, atomic_write
 
 LOADING_CODE = '''\
 import torch
@@ -104,9 +101,7 @@ def to_huggingface(est, path, overwrite=False):
     clean.config.sksparseft = {"pooling": est.pooling_, "max_length": int(est.max_length),
                                "strategy": est.strategy_["strategy"]}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    def write(tmp):
         clean.save_pretrained(tmp)
         est.tokenizer_.save_pretrained(tmp)
         save_file({"weight": module.head.weight.detach().cpu().contiguous(),
@@ -118,12 +113,8 @@ def to_huggingface(est, path, overwrite=False):
             f"`{est.strategy_['strategy']}`. Loads with transformers alone:\n\n```python\n{code}```\n"
         )
         (tmp / "sksparseft.json").write_text(json.dumps({"classes": labels, "pooling": est.pooling_}, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+    return atomic_dir(path, write, replace=True)
 
 
 class _ProbabilityModel(torch.nn.Module):
