@@ -56,7 +56,6 @@ def _peaks(device):
 
 def fit_one(spec, queue):
     """One timed fit in this process; puts a result row on ``queue``."""
-    import functools
 
     import torch
     from skorch.callbacks import Callback
@@ -66,7 +65,9 @@ def fit_one(spec, queue):
 
     torch.set_num_threads(spec["threads"])
     if spec.get("plain_path"):
-        est.ClassifierModule = functools.partial(est.ClassifierModule, sparse_backward=False)
+        # Force the plain path whatever the estimator passes (it picks the path by device).
+        module_class = est.ClassifierModule
+        est.ClassifierModule = lambda *a, **k: module_class(*a, **{**k, "sparse_backward": False})
 
     seen = {}
 
@@ -88,6 +89,7 @@ def fit_one(spec, queue):
         torch.cuda.reset_peak_memory_stats()
     clf.fit(X, y)
     row = dict(spec, fit_s=clf.fit_time_, stages=clf.fit_stages_, trainable_params=int(clf.n_trainable_params_),
+               sparse_backward=bool(clf.module_.sparse_backward),
                epochs_run=len(clf.history_) - 1, **seen, **_peaks(spec["device"]))
     queue.put(row)
 
