@@ -25,6 +25,7 @@ from .export import to_huggingface, to_onnx
 from .persistence import load_estimator, save_estimator
 from .strategies import FitContext, get_strategy
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
+from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 from .training import build_net, fit_linear_probe, run_inference
 
 
@@ -66,6 +67,12 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     min_count : int, default=3
         Fewest training texts a token group must occur in (lowered automatically
         on tiny datasets so that every class can have groups).
+    adaptive_tokenization : bool, default=False
+        Add every multi-piece token group that occurs as a whole word or phrase
+        (e.g. "top up", "overdraft") to the tokenizer as one new token, its
+        embedding row started at the mean of its pieces' rows and trained with
+        the token groups' rows (strategies that train no embedding rows keep it
+        at that mean). The fitted tokenizer and backbone carry the new tokens.
     n_sensitivity_samples : int, default=256
         Training texts used to score parameter sensitivity.
     learning_rate : float or None, default=None
@@ -127,7 +134,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         The class labels; columns of ``predict_proba`` follow this order.
     token_groups_ : list of TokenGroup
         Discovered token groups, best first (``text``, ``token_ids``, ``score``,
-        ``label``, ``count``).
+        ``label``, ``count``; ``pieces`` when adaptive tokenization merged them).
+    added_tokens_ : list of AddedToken
+        Tokens added by ``adaptive_tokenization`` (``text``, ``token_id``,
+        ``pieces``, ``count``); empty without it.
     strategy_ : dict
         The strategy that was fitted and its settings.
     mask_ : SparseMask or None
@@ -170,6 +180,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         n_token_groups=None,
         max_ngram=3,
         min_count=3,
+        adaptive_tokenization=False,
         n_sensitivity_samples=256,
         learning_rate=None,
         head_learning_rate=None,
@@ -197,6 +208,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.n_token_groups = n_token_groups
         self.max_ngram = max_ngram
         self.min_count = min_count
+        self.adaptive_tokenization = adaptive_tokenization
         self.n_sensitivity_samples = n_sensitivity_samples
         self.learning_rate = learning_rate
         self.head_learning_rate = head_learning_rate
@@ -262,8 +274,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
-        if not isinstance(self.accelerate, (bool, np.bool_)):
-            raise ValueError(f"accelerate must be True or False, got {self.accelerate!r}")
+        for name in ("accelerate", "adaptive_tokenization"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return resolve_device(self.device)
 
     def _accelerator(self, device):
@@ -388,6 +401,17 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             seqs, y_train, len(classes), n_groups=n_groups, max_ngram=self.max_ngram,
             min_count=max(min_count, 1), decode=tokenizer.decode, classes=classes,
         )
+        added = []
+        if self.adaptive_tokenization and groups:
+            # 1b. Multi-piece groups become whole tokens: re-encode everything with them.
+            tokenizer, added = extend_tokenizer(
+                tokenizer, groups, [texts[i] for i in train_idx], min_count=max(min_count, 1), max_length=self.max_length
+            )
+            if added:
+                extend_embeddings(encoder, added)
+                groups = merge_groups(groups, added)
+                enc = encode(tokenizer, texts, self.max_length)
+                enc_train = {k: v[train_idx] for k, v in enc.items()}
         focus = group_positions(enc_train, groups) if groups else None
 
         stage("token_groups")
@@ -484,6 +508,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
 
         self.classes_ = classes
         self.token_groups_ = groups
+        self.added_tokens_ = added
         self.strategy_ = strategy.describe()
         self.mask_ = mask
         self.mask_summary_ = mask_summary

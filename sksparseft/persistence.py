@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
+from .vocabulary import added_from_json, added_to_json, extend_embeddings
 
 FORMAT = "sksparseft"
 FORMAT_VERSION = 1
@@ -181,6 +182,7 @@ def save_estimator(est, path, include_backbone=False):
         _, base, _ = load_backbone(est.model)
         base_names = set(dict(base.named_parameters()))
         backbone["fingerprint"] = backbone_fingerprint(base)
+        extend_embeddings(base, getattr(est, "added_tokens_", []))  # the rows fit started from
         for name in trained:
             if name not in module.delta_names:
                 tensors[f"tensor.{name}"] = params[name]
@@ -190,6 +192,7 @@ def save_estimator(est, path, include_backbone=False):
     fitted = {
         "classes": _labels_to_json(est.classes_),
         "token_groups": [dict(dataclasses.asdict(g), label=_labels_to_json([g.label])["values"][0]) for g in est.token_groups_],
+        "added_tokens": added_to_json(getattr(est, "added_tokens_", [])),
         "strategy": est.strategy_,
         "mask_shapes": mask.shapes if mask is not None else None,
         "mask_summary": est.mask_summary_,
@@ -287,6 +290,7 @@ def load_estimator(cls, path, device=None):
     params = _params_from_json(json.loads(metadata["params"]))
     fitted = json.loads(metadata["fitted"])
     backbone = json.loads(metadata["backbone"])
+    added = added_from_json(fitted.get("added_tokens"))
     est = cls(**params)
 
     tokenizer = _tokenizer_from_files(json.loads(metadata["tokenizer"]))
@@ -302,6 +306,7 @@ def load_estimator(cls, path, device=None):
                 f"{path} was fitted on a different backbone than the one model={backbone['model']!r} gives here "
                 "(fingerprint mismatch); save the model with include_backbone=True to carry its backbone"
             )
+        extend_embeddings(encoder, added)
     set_padding(tokenizer, encoder.config)
     classes = _labels_from_json(fitted["classes"])
     module = ClassifierModule(encoder, len(classes), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
@@ -341,9 +346,11 @@ def load_estimator(cls, path, device=None):
 
     est.classes_ = classes
     est.token_groups_ = [
-        TokenGroup(**dict(g, token_ids=tuple(g["token_ids"]), label=_label_from_json(g["label"], classes)))
+        TokenGroup(**dict(g, token_ids=tuple(g["token_ids"]), pieces=tuple(g.get("pieces", ())),
+                          label=_label_from_json(g["label"], classes)))
         for g in fitted["token_groups"]
     ]
+    est.added_tokens_ = added
     est.strategy_ = fitted["strategy"]
     est.mask_ = mask
     est.mask_summary_ = fitted["mask_summary"]

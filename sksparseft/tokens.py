@@ -24,6 +24,9 @@ class TokenGroup:
         The class it is most associated with.
     count : int
         Number of training texts that contain it.
+    pieces : tuple of int
+        With adaptive tokenization, the subword ids the group was made of before it
+        became the one new token in ``token_ids``; empty otherwise.
     """
 
     text: str
@@ -31,6 +34,7 @@ class TokenGroup:
     score: float
     label: object
     count: int
+    pieces: tuple = ()
 
 
 def encode(tokenizer, texts, max_length):
