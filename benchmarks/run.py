@@ -53,6 +53,13 @@ CONFIGS = {
     "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                 "strategies": ["token_sparse"], "estimator": {"max_epochs": 4},
                 "sweep": {"density": [0.001, 0.005, 0.01, 0.05]}},
+    # Adaptive tokenization on/off, default settings otherwise (ALGORITHM.md section 5).
+    "adaptive": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+                 "strategies": ["token_sparse"], "estimator": {},
+                 "sweep": {"adaptive_tokenization": [False, True]}},
+    "adaptive_full": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
+                      "strategies": ["token_sparse"], "estimator": {},
+                      "sweep": {"adaptive_tokenization": [False, True]}},
 }
 
 

@@ -54,7 +54,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         ``"prefix"`` (P-tuning v2 key/value prefixes). All share the same data,
         epochs, early stopping and head initialisation, so GridSearchCV can compare them.
     strategy_options : dict or None, default=None
-        Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``;
+        Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``
+        (True), ``min_layer`` (None: mask only blocks >= it, no embedding rows);
         ``layers``: ``n_layers`` (2); ``lora``: ``r`` (8), ``alpha`` (16),
         ``dropout`` (0.1), ``target_modules``; ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01

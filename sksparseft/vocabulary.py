@@ -1,10 +1,12 @@
-"""Adaptive tokenization (fit step 1b, optional): frequent multi-piece token groups become new tokens.
+"""Adaptive tokenization (fit step 1b, optional): split words among the token groups become new tokens.
 
-A token group such as "top up" (``top`` + ``up``) or "overdraft" (``over`` + ``##dra`` +
-``##ft``) is added to the tokenizer as one whole-word token; its new embedding row starts
-as the mean of its pieces' rows and is trained with the other token-group rows. The
-tokenizer and the backbone are extended together, and a saved model records the additions
-so the same rows are rebuilt on load.
+A token group that is one word split into pieces, such as "overdraft" (``over`` + ``##dra`` +
+``##ft``), is added to the tokenizer as one whole-word token; its new embedding row starts
+as the mean of its pieces' rows and is trained with the other token-group rows. Phrases
+("top up", "an account") are not merged: measured, merging them cost accuracy (their words
+lose what the encoder reads from their order and context). The tokenizer and the backbone
+are extended together, and a saved model records the additions so the same rows are
+rebuilt on load.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class AddedToken:
 def _added(text):
     from tokenizers import AddedToken as HFAddedToken
 
-    # Whole words only ("top up" must not fire inside "stop upgrade"), the space before it
+    # Whole words only ("card" must not fire inside "cardholder"), the space before it
     # belongs to it (no stray space token for byte-level BPE), matched on normalised text
     # (lower-cased for uncased vocabularies) like every other word.
     return HFAddedToken(text, single_word=True, lstrip=True, rstrip=False, normalized=True)
@@ -60,7 +62,7 @@ def _doc_counts(tokenizer, texts, max_length, ids):
 
 
 def extend_tokenizer(tokenizer, groups, texts, *, min_count, max_length):
-    """A copy of ``tokenizer`` with the multi-piece token groups as whole tokens.
+    """A copy of ``tokenizer`` with the token groups that are one split word as whole tokens.
 
     A candidate is kept only if, once added, it occurs in at least ``min_count`` of
     ``texts`` (a group made of pieces inside longer words never matches as a word).
@@ -77,10 +79,12 @@ def extend_tokenizer(tokenizer, groups, texts, *, min_count, max_length):
         if len(pieces) < 2:
             continue
         text = tokenizer.decode(list(pieces)).strip()
-        # Words and phrases only ("an account?" is "an account" plus noise).
-        if not text or not (text[0].isalnum() and text[-1].isalnum()) or text in vocab or text in candidates:
+        # One word only: no phrase ("top up"), no punctuation at its ends ("atm?").
+        if not text or any(ch.isspace() for ch in text) or not (text[0].isalnum() and text[-1].isalnum()):
             continue
-        # Overlapping tokens ("an account", "open an account") would split each other's matches.
+        if text in vocab or text in candidates:
+            continue
+        # Overlapping tokens (pieces shared at an end) would split each other's matches.
         if any(_overlap(pieces, other) for other in candidates.values()):
             continue
         candidates[text] = pieces
