@@ -69,11 +69,12 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         Fewest training texts a token group must occur in (lowered automatically
         on tiny datasets so that every class can have groups).
     adaptive_tokenization : bool, default=False
-        Add every multi-piece token group that occurs as a whole word or phrase
-        (e.g. "top up", "overdraft") to the tokenizer as one new token, its
-        embedding row started at the mean of its pieces' rows and trained with
-        the token groups' rows (strategies that train no embedding rows keep it
-        at that mean). The fitted tokenizer and backbone carry the new tokens.
+        Add every token group that is one word split into pieces (e.g.
+        "overdraft" = over ##dra ##ft) to the tokenizer as one new whole-word
+        token, its embedding row started at the mean of its pieces' rows and
+        trained with the token groups' rows (strategies that train no embedding
+        rows keep it at that mean). The fitted tokenizer and backbone carry the
+        new tokens.
     n_sensitivity_samples : int, default=256
         Training texts used to score parameter sensitivity.
     learning_rate : float or None, default=None
