@@ -83,7 +83,7 @@ class ClassifierModule(nn.Module):
     def cache_frozen_blocks(self, k):
         """Compute the embeddings and blocks ``0..k-1`` once per distinct text, then reuse them.
 
-        Only valid while nothing below block ``k`` trains (checked at the first reuse).
+        Only valid while nothing below block ``k`` trains (checked at every reuse).
         The cached part always runs in eval mode (no dropout), so a text's input to
         block ``k`` is the same whenever it is seen. :meth:`clear_block_cache` ends it.
         """
@@ -91,7 +91,7 @@ class ClassifierModule(nn.Module):
         if blocks is None or not 0 < int(k) < len(blocks) + 1:
             raise ValueError(f"cannot cache {k} frozen blocks of a backbone with {0 if blocks is None else len(blocks)} blocks")
         self.cached_blocks = int(k)
-        self.__dict__["_block_cache"] = {"rows": {}, "tuple_out": None, "checked": False}
+        self.__dict__["_block_cache"] = {"rows": {}, "tuple_out": None}
         return self.train(self.training)
 
     def clear_block_cache(self):
@@ -134,9 +134,7 @@ class ClassifierModule(nn.Module):
         handles, patched = [], []
         try:
             if all(key in rows for key in keys):
-                if not cache["checked"]:
-                    self._check_frozen_below(k)
-                    cache["checked"] = True
+                self._check_frozen_below(k)  # cheap, and the mask may have changed since the last batch
                 stored = [rows[key] for key in keys]
                 hidden = torch.zeros((len(keys), input_ids.shape[1], stored[0].shape[-1]), dtype=stored[0].dtype, device=stored[0].device)
                 for r, h in enumerate(stored):
