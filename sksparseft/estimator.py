@@ -55,7 +55,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         epochs, early stopping and head initialisation, so GridSearchCV can compare them.
     strategy_options : dict or None, default=None
         Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``
-        (True), ``min_layer`` (None: mask only blocks >= it, no embedding rows);
+        (True), ``min_layer`` (None: mask only blocks >= it, no embedding rows),
+        ``cache_frozen`` (True: with ``min_layer``, the blocks below it run once
+        per text and without dropout);
         ``layers``: ``n_layers`` (2); ``lora``: ``r`` (8), ``alpha`` (16),
         ``dropout`` (0.1), ``target_modules``; ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01
