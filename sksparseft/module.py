@@ -349,7 +349,9 @@ def _embedding_hook(layout, vals):
     def hook(module, args, out):
         table = torch.zeros(n_slots * hidden, dtype=out.dtype, device=out.device)
         table = table.index_add(0, pos, vals.to(out.dtype)).view(n_slots, hidden)
-        return out + table[lut[args[0]]]
+        # F.embedding, not table[...]: its backward sums a row's gradients in one fixed order;
+        # indexing's backward gave sums that differed between processes (same seed, CPU).
+        return out + torch.nn.functional.embedding(lut[args[0]], table)
 
     return hook
 
