@@ -44,7 +44,7 @@ VARIANTS = {
     "full": ("full", False, None),
     "token_sparse": ("token_sparse", False, None),
     "token_sparse_plain": ("token_sparse", True, None),
-    "min_layer3": ("token_sparse", False, {"min_layer": 3}),
+    "min_layer3": ("token_sparse", False, {"min_layer": 3, "cache_frozen": True}),
     "min_layer3_uncached": ("token_sparse", False, {"min_layer": 3, "cache_frozen": False}),
 }
 

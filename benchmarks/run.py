@@ -59,7 +59,7 @@ CONFIGS = {
     # token_sparse restricted to blocks 3+, frozen blocks run once per text or every pass; default settings otherwise.
     "min_layer": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                   "strategies": ["token_sparse"], "estimator": {},
-                  "sweep": {"strategy_options": [{"min_layer": 3}, {"min_layer": 3, "cache_frozen": False}]}},
+                  "sweep": {"strategy_options": [{"min_layer": 3, "cache_frozen": True}, {"min_layer": 3, "cache_frozen": False}]}},
     # Adaptive tokenization on/off, default settings otherwise (ALGORITHM.md section 5).
     "adaptive": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                  "strategies": ["token_sparse"], "estimator": {},

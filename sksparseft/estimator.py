@@ -56,8 +56,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     strategy_options : dict or None, default=None
         Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``
         (True), ``min_layer`` (None: mask only blocks >= it, no embedding rows),
-        ``cache_frozen`` (True: with ``min_layer``, the blocks below it run once
-        per text and without dropout);
+        ``cache_frozen`` (False; True: with ``min_layer``, the blocks below it run
+        once per text and without dropout: faster, measured less accurate);
         ``layers``: ``n_layers`` (2); ``lora``: ``r`` (8), ``alpha`` (16),
         ``dropout`` (0.1), ``target_modules``; ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01
