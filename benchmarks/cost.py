@@ -8,9 +8,11 @@ Parts (each fit runs in a fresh process so that its peak memory is its own):
 
 - ``ratio``: ``full``, ``token_sparse``, ``token_sparse`` on the plain path (delta added
   onto a copy of every weight, dense weight gradients) and ``token_sparse`` restricted to
-  blocks 3+ (``min_layer=3``: the backward pass stops there) on the same BANKING77 texts,
+  blocks 3+ (``min_layer=3``: the backward pass stops there; the frozen blocks 0-2 run once
+  per text, and once per epoch with ``cache_frozen=False``) on the same BANKING77 texts,
   same epochs (early stopping off), same seed: fit wall time, training-stage time,
-  optimizer state bytes, peak RSS (and CUDA peak).
+  optimizer state bytes, peak RSS (and CUDA peak), and test accuracy on the BANKING77
+  test set (``--variants`` picks a subset).
 - ``scaling``: ``token_sparse`` fit time and peak memory for 1k, 2k, 5k, 10k training texts
   (one epoch), and token-group discovery time against the number of tokens.
 - ``predict``: ``predict`` throughput on the BANKING77 test set against the transformers
@@ -35,6 +37,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+# name: (strategy, plain path, strategy_options)
+VARIANTS = {
+    "full": ("full", False, None),
+    "token_sparse": ("token_sparse", False, None),
+    "token_sparse_plain": ("token_sparse", True, None),
+    "min_layer3": ("token_sparse", False, {"min_layer": 3, "cache_frozen": True}),
+    "min_layer3_uncached": ("token_sparse", False, {"min_layer": 3, "cache_frozen": False}),
+}
 
 
 def _data(n, seed):
@@ -88,9 +100,14 @@ def fit_one(spec, queue):
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     clf.fit(X, y)
+    peaks = _peaks(spec["device"])  # of the fit, before the accuracy check below
+    from sksparseft.datasets import load_banking77
+
+    Xt, yt = load_banking77("test", return_X_y=True)
     row = dict(spec, fit_s=clf.fit_time_, stages=clf.fit_stages_, trainable_params=int(clf.n_trainable_params_),
+               test_accuracy=float(clf.score(Xt, yt)),
                sparse_backward=bool(clf.module_.sparse_backward),
-               epochs_run=len(clf.history_) - 1, **seen, **_peaks(spec["device"]))
+               epochs_run=len(clf.history_) - 1, **seen, **peaks)
     queue.put(row)
 
 
@@ -201,6 +218,7 @@ def main(argv=None):
     ap.add_argument("--parts", nargs="+", default=["ratio", "scaling", "predict"], choices=["ratio", "scaling", "predict"])
     ap.add_argument("--n-train", type=int, default=3000, help="training texts for ratio and predict")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="ratio fits to run")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone (a packaged name or a local folder)")
@@ -226,20 +244,24 @@ def main(argv=None):
     base = {"seed": args.seed, "device": args.device, "threads": args.threads, "model": args.model}
 
     if "ratio" in args.parts:
-        variants = (("full", False, None), ("token_sparse", False, None), ("token_sparse", True, None),
-                    ("token_sparse", False, {"min_layer": 3}))
-        for strategy, plain, options in variants:
+        by_name = {}
+        for name in args.variants:
+            strategy, plain, options = VARIANTS[name]
             spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=args.n_train,
                         epochs=args.epochs, strategy_options=options)
             row = _spawn(fit_one, spec)
-            rows.append(row)
-            print(f"ratio  {strategy:12s} plain_path={plain!s:5s} options={options} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s"
-                  f"  optimizer state {row.get('optimizer_state_bytes', 0) / 2**20:7.2f} MiB  peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
+            rows.append(dict(row, variant=name))
+            by_name[name] = row
+            print(f"ratio  {name:20s} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s"
+                  f"  optimizer state {row.get('optimizer_state_bytes', 0) / 2**20:7.2f} MiB  peak RSS {row['peak_rss_mib']:7.0f} MiB"
+                  f"  test acc {row['test_accuracy']:.4f}", flush=True)
             print("       stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in row["stages"].items()), flush=True)
-        full, ts = rows[-4], rows[-3]
-        print(f"token_sparse / full: fit {ts['fit_s'] / full['fit_s']:.2f}x, training stage "
-              f"{ts['stages']['training'] / full['stages']['training']:.2f}x, optimizer state "
-              f"{ts['optimizer_state_bytes'] / full['optimizer_state_bytes']:.4f}x, peak RSS {ts['peak_rss_mib'] / full['peak_rss_mib']:.2f}x")
+        full = by_name.get("full")
+        for name, ts in by_name.items():
+            if full is not None and name != "full":
+                print(f"{name} / full: fit {ts['fit_s'] / full['fit_s']:.2f}x, training stage "
+                      f"{ts['stages']['training'] / full['stages']['training']:.2f}x, optimizer state "
+                      f"{ts['optimizer_state_bytes'] / full['optimizer_state_bytes']:.4f}x, peak RSS {ts['peak_rss_mib'] / full['peak_rss_mib']:.2f}x")
 
     if "scaling" in args.parts:
         for n in args.sizes:

@@ -53,6 +53,13 @@ CONFIGS = {
     "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                 "strategies": ["token_sparse"], "estimator": {"max_epochs": 4},
                 "sweep": {"density": [0.001, 0.005, 0.01, 0.05]}},
+    # The full-data half of "full" on a 2-core CPU, one seed: what fits in a session without a GPU.
+    "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
+                 "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {}},
+    # token_sparse restricted to blocks 3+, frozen blocks run once per text or every pass; default settings otherwise.
+    "min_layer": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+                  "strategies": ["token_sparse"], "estimator": {},
+                  "sweep": {"strategy_options": [{"min_layer": 3, "cache_frozen": True}, {"min_layer": 3, "cache_frozen": False}]}},
     # Adaptive tokenization on/off, default settings otherwise (ALGORITHM.md section 5).
     "adaptive": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                  "strategies": ["token_sparse"], "estimator": {},

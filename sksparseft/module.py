@@ -76,7 +76,83 @@ class ClassifierModule(nn.Module):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_layout_cache", None)  # derived from the mask; rebuilt on demand
+        state.pop("_block_cache", None)  # per-text activations of a fit; never shipped
         return state
+
+    # -- frozen blocks computed once per text ------------------------------
+    def cache_frozen_blocks(self, k):
+        """Compute the embeddings and blocks ``0..k-1`` once per distinct text, then reuse them.
+
+        Only valid while nothing below block ``k`` trains (checked at every reuse).
+        The cached part always runs in eval mode (no dropout), so a text's input to
+        block ``k`` is the same whenever it is seen. :meth:`clear_block_cache` ends it.
+        """
+        blocks = transformer_blocks(self.encoder)
+        if blocks is None or not 0 < int(k) < len(blocks) + 1:
+            raise ValueError(f"cannot cache {k} frozen blocks of a backbone with {0 if blocks is None else len(blocks)} blocks")
+        self.cached_blocks = int(k)
+        self.__dict__["_block_cache"] = {"rows": {}, "tuple_out": None}
+        return self.train(self.training)
+
+    def clear_block_cache(self):
+        self.cached_blocks = 0
+        self.__dict__.pop("_block_cache", None)
+        return self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        k = getattr(self, "cached_blocks", 0)
+        if k and mode:
+            # Cached activations must not depend on dropout: below block k runs as in eval.
+            self.encoder.eval()
+            for block in transformer_blocks(self.encoder)[k:]:
+                block.train(True)
+        return self
+
+    def _check_frozen_below(self, k):
+        from .mask import layer_of
+
+        trained = set(self.delta_names) | {n for n, p in self.encoder.named_parameters() if p.requires_grad}
+        for name in trained:
+            where = layer_of(name)
+            if where == "embeddings" or (where.startswith("layer.") and int(where[6:]) < k):
+                raise RuntimeError(f"{name} trains, so the blocks below {k} cannot be cached")
+
+    @contextlib.contextmanager
+    def _cached_blocks(self, input_ids, attention_mask):
+        """Reuse cached inputs of block ``k`` when every text of the batch has one; else record them."""
+        k = getattr(self, "cached_blocks", 0)
+        cache = self.__dict__.get("_block_cache")
+        if not k or cache is None or self.merged:
+            yield
+            return
+        blocks = transformer_blocks(self.encoder)
+        lengths = attention_mask.sum(1).tolist()
+        ids = input_ids.detach().cpu().numpy()
+        keys = [ids[r, :n].tobytes() for r, n in enumerate(lengths)]
+        rows = cache["rows"]
+        handles, patched = [], []
+        try:
+            if all(key in rows for key in keys):
+                self._check_frozen_below(k)  # cheap, and the mask may have changed since the last batch
+                stored = [rows[key] for key in keys]
+                hidden = torch.zeros((len(keys), input_ids.shape[1], stored[0].shape[-1]), dtype=stored[0].dtype, device=stored[0].device)
+                for r, h in enumerate(stored):
+                    hidden[r, : h.shape[0]] = h
+                as_tuple = cache["tuple_out"]
+                for block in blocks[:k]:
+                    block.forward = _skip_block(as_tuple)
+                    patched.append(block)
+                handles.append(blocks[k].register_forward_pre_hook(_replace_hidden(hidden), with_kwargs=True)
+                               if k < len(blocks) else blocks[k - 1].register_forward_hook(_replace_output(hidden, as_tuple)))
+            else:
+                handles.append(blocks[k - 1].register_forward_hook(_record_output(cache, keys, lengths)))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            for block in patched:
+                del block.forward
 
     def delta_indices(self, name):
         return getattr(self, f"delta_idx__{_key(name)}")
@@ -185,14 +261,15 @@ class ClassifierModule(nn.Module):
         """Pooled sentence features. ``focus`` (0/1 per position) limits where gradient flows back."""
         with self._autocast(input_ids.device):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if self.delta_names and not self.merged:
-                with self._delta_hooks() as effective:
-                    if effective:
-                        out = functional_call(self.encoder, effective, args=(), kwargs=kwargs, strict=False)
-                    else:
-                        out = self.encoder(**kwargs)
-            else:
-                out = self.encoder(**kwargs)
+            with self._cached_blocks(input_ids, attention_mask):
+                if self.delta_names and not self.merged:
+                    with self._delta_hooks() as effective:
+                        if effective:
+                            out = functional_call(self.encoder, effective, args=(), kwargs=kwargs, strict=False)
+                        else:
+                            out = self.encoder(**kwargs)
+                else:
+                    out = self.encoder(**kwargs)
             if self.pooling == "pooler":
                 return out.pooler_output.float()
             hidden = out.last_hidden_state
@@ -272,6 +349,63 @@ def _embedding_hook(layout, vals):
     def hook(module, args, out):
         table = torch.zeros(n_slots * hidden, dtype=out.dtype, device=out.device)
         table = table.index_add(0, pos, vals.to(out.dtype)).view(n_slots, hidden)
-        return out + table[lut[args[0]]]
+        # F.embedding, not table[...]: its backward sums a row's gradients in one fixed order;
+        # indexing's backward gave sums that differed between processes (same seed, CPU).
+        return out + torch.nn.functional.embedding(lut[args[0]], table)
+
+    return hook
+
+
+# -- frozen blocks computed once ------------------------------------------------
+# The output of block k-1 is recorded per text (its non-padding positions) the first time
+# the text is seen; later, blocks 0..k-1 are skipped and block k reads the recorded rows.
+# Padding positions get zeros: no content position attends to them.
+
+
+def transformer_blocks(encoder):
+    """The encoder's transformer blocks: its longest ``ModuleList`` named layer/layers/h/block(s)."""
+    best = None
+    for name, mod in encoder.named_modules():
+        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers", "h", "block", "blocks"):
+            if best is None or len(mod) > len(best):
+                best = mod
+    return best
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _record_output(cache, keys, lengths):
+    def hook(module, args, out):
+        hidden = _first(out).detach()
+        cache["tuple_out"] = isinstance(out, tuple)
+        with torch.inference_mode(False):  # usable by later autograd passes
+            for key, r, n in zip(keys, range(len(keys)), lengths):
+                if key not in cache["rows"]:
+                    cache["rows"][key] = hidden[r, :n].clone()
+
+    return hook
+
+
+def _skip_block(as_tuple):
+    def forward(hidden_states, *args, **kwargs):
+        return (hidden_states,) if as_tuple else hidden_states
+
+    return forward
+
+
+def _replace_hidden(hidden):
+    def hook(module, args, kwargs):
+        if args:
+            return (hidden,) + tuple(args[1:]), kwargs
+        return args, dict(kwargs, hidden_states=hidden)
+
+    return hook
+
+
+def _replace_output(hidden, as_tuple):
+    def hook(module, args, out):
+        return (hidden,) + tuple(out[1:]) if as_tuple else hidden
 
     return hook

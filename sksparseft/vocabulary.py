@@ -91,21 +91,21 @@ def extend_tokenizer(tokenizer, groups, texts, *, min_count, max_length):
     if not candidates:
         return tokenizer, []
 
-    trial = copy.deepcopy(tokenizer)
-    trial.add_tokens([_added(t) for t in candidates])
-    ids = {t: trial.convert_tokens_to_ids(t) for t in candidates}
-    counts = _doc_counts(trial, texts, max_length, list(ids.values()))
+    _, ids, counts = _with_tokens(tokenizer, list(candidates), texts, max_length)
     keep = [t for t in candidates if counts[ids[t]] >= min_count]
     if not keep:
         return tokenizer, []
-
     # Added again without the rejected ones, so that the kept ones get consecutive ids.
+    out, ids, counts = _with_tokens(tokenizer, keep, texts, max_length)
+    return out, [AddedToken(t, int(ids[t]), candidates[t], int(counts[ids[t]])) for t in keep]
+
+
+def _with_tokens(tokenizer, words, texts, max_length):
+    """A copy of ``tokenizer`` with ``words`` added, their ids, and the texts each occurs in."""
     out = copy.deepcopy(tokenizer)
-    out.add_tokens([_added(t) for t in keep])
-    new_ids = {t: out.convert_tokens_to_ids(t) for t in keep}
-    final = _doc_counts(out, texts, max_length, list(new_ids.values()))
-    added = [AddedToken(t, int(new_ids[t]), candidates[t], int(final[new_ids[t]])) for t in keep]
-    return out, added
+    out.add_tokens([_added(w) for w in words])
+    ids = {w: out.convert_tokens_to_ids(w) for w in words}
+    return out, ids, _doc_counts(out, texts, max_length, list(ids.values()))
 
 
 def _overlap(a, b):

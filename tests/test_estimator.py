@@ -220,3 +220,31 @@ def test_pickle_loads_in_a_fresh_interpreter(fitted, toy_data, tmp_path):
 
     out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(list(X))], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == list(map(str, expected))
+
+
+_FIT_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+from sksparseft import TokenSparseClassifier
+from sksparseft.datasets import load_banking77
+X, y = load_banking77("train", return_X_y=True)
+idx = np.random.default_rng(0).permutation(len(X))[:300]
+X, y = [X[i] for i in idx], np.asarray(y)[idx]
+clf = TokenSparseClassifier(sys.argv[1], random_state=0, max_epochs=1, batch_size=16, n_sensitivity_samples=16,
+                            device="cpu", validation_fraction=0.0).fit(X, y)
+np.save(sys.argv[2], clf.predict_proba(X[:100]))
+"""
+
+
+def test_same_seed_same_model_in_fresh_processes(tiny_model, tmp_path):
+    """Bitwise the same in two processes: per-process state (memory layout, threads) must not leak in."""
+    import subprocess
+    import sys
+
+    model = tiny_model
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"proba{i}.npy"
+        subprocess.run([sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, model, str(out)], check=True, capture_output=True)
+        outs.append(np.load(out))
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -115,3 +115,73 @@ def test_sparse_backward_matches_plain_path(tiny_model):
         assert torch.allclose(g0[n], g1[n], atol=1e-5, rtol=1e-4), n
     # the word embedding delta is applied by its hook, so the frozen matrix gets no gradient
     assert all(p.grad is None for p in m.encoder.parameters())
+
+
+def _top_block_module(tiny_model, k_cache, picks_from="layer.1."):
+    from sksparseft.strategies.base import backbone_shapes
+
+    torch.manual_seed(0)
+    _, enc, _ = load_backbone(tiny_model)
+    m = ClassifierModule(enc, 3, dropout=0.0)
+    shapes = backbone_shapes(m)
+    g = torch.Generator().manual_seed(1)
+    picks = {n: torch.randperm(int(torch.tensor(s).prod()), generator=g)[:7] for n, s in shapes.items() if picks_from in n}
+    m.set_mask(SparseMask(picks, shapes))
+    with torch.no_grad():
+        for v in m.delta_values.values():
+            v.copy_(torch.randn(v.shape, generator=g) * 0.1)
+    if k_cache:
+        m.cache_frozen_blocks(k_cache)
+    return m.eval()
+
+
+def test_cached_frozen_blocks_match_the_plain_path(tiny_model):
+    """Blocks below the mask run once per text; reusing them gives the same outputs and gradients."""
+    import pickle
+
+    from sksparseft.module import transformer_blocks
+
+    tok, _ = _module(tiny_model)
+    plain, cached = _top_block_module(tiny_model, 0), _top_block_module(tiny_model, 1)
+    calls = []
+    counter = transformer_blocks(cached.encoder)[0].attention.register_forward_hook(lambda *a: calls.append(1))
+
+    def run(m, texts):
+        e = encode(tok, texts, 16)
+        m.zero_grad()
+        out = m(torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"]))
+        out.square().sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    first = ["my card is late", "refund please", "pin"]
+    # Recorded on first sight, reused after: also in another order and padding, and mixed with a new text.
+    for texts, expect_block0 in ((first, True), (first, False), (["pin", "refund please"], False), (["pin", "a new text"], True)):
+        n_calls = len(calls)
+        (o0, g0), (o1, g1) = run(plain, texts), run(cached, texts)
+        torch.testing.assert_close(o1, o0, atol=1e-5, rtol=1e-4)
+        assert g0.keys() == g1.keys() and len(g0) > 5
+        for n in g0:
+            torch.testing.assert_close(g1[n], g0[n], atol=1e-5, rtol=1e-4)
+        assert (len(calls) > n_calls) == expect_block0
+    assert len(cached._block_cache["rows"]) == 4
+    counter.remove()
+    assert "_block_cache" not in pickle.loads(pickle.dumps(cached)).__dict__
+
+    # Training mode keeps the cached part (embeddings, block 0) free of dropout.
+    cached.train()
+    blocks = transformer_blocks(cached.encoder)
+    assert not blocks[0].training and not cached.encoder.embeddings.training and blocks[1].training
+    cached.clear_block_cache()
+    assert "_block_cache" not in cached.__dict__ and cached.encoder.embeddings.training
+
+
+def test_caching_refuses_blocks_that_train(tiny_model):
+    tok, _ = _module(tiny_model)
+    m = _top_block_module(tiny_model, 1, picks_from="layer.0.")
+    e = encode(tok, ["pin"], 8)
+    batch = torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"])
+    m(*batch)  # recorded
+    import pytest
+
+    with pytest.raises(RuntimeError, match="cannot be cached"):
+        m(*batch)

@@ -163,3 +163,30 @@ def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
     assert layers and layers <= {"layer.1"}  # no block 0, no embedding rows
     with pytest.raises(ValueError, match="min_layer=5 leaves no transformer block"):
         TokenSparseClassifier(tiny_model, strategy_options={"min_layer": 5}, **FAST).fit(X, y)
+
+
+@pytest.mark.parametrize("backbone", ["tiny_model", "tiny_decoder"])
+def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, request, monkeypatch):
+    from sksparseft.module import ClassifierModule
+
+    model = request.getfixturevalue(backbone)
+    X, y = toy_data
+    seen = []
+    clear = ClassifierModule.clear_block_cache
+
+    def record(self):
+        seen.append(len(self.__dict__.get("_block_cache", {}).get("rows", {})))
+        return clear(self)
+
+    monkeypatch.setattr(ClassifierModule, "clear_block_cache", record)
+    fits = {}
+    for cache in (True, False):
+        options = {"min_layer": 1, "cache_frozen": cache}
+        fits[cache] = TokenSparseClassifier(model, strategy_options=options, **FAST).fit(X, y)
+    assert seen == [len(set(X)), 0]  # every distinct text once; nothing without the cache
+    assert "_block_cache" not in fits[True].module_.__dict__ and not fits[True].module_.cached_blocks
+    if backbone == "tiny_decoder":
+        # No dropout in this backbone: reusing the blocks changes nothing but float noise.
+        np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X), atol=1e-4)
+    else:
+        assert fits[True].score(X, y) > 0.5

@@ -52,6 +52,13 @@ class Strategy:
         """Make what this strategy trains trainable; return the backbone mask, or None for adapters."""
         raise NotImplementedError
 
+    def frozen_blocks(self, module):
+        """How many bottom transformer blocks (with the embeddings) this strategy surely never trains.
+
+        Known before :meth:`setup`; the estimator computes them once per text when > 0.
+        """
+        return 0
+
     def describe(self):
         return {"strategy": self.name, **self.settings}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..mask import SparseMask, layer_of
+from ..module import transformer_blocks
 from ..sensitivity import eligible_parameters, sensitivity_scores
 from ..tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
@@ -26,9 +27,20 @@ class TokenSparse(MaskStrategy):
     name = "token_sparse"
     default_learning_rate = 1e-3
     # min_layer: only blocks >= this index (and no embedding rows) may be selected, so the
-    # backward pass stops there; a cost lever, off by default (None).
-    options = {"embedding_rows": True, "min_layer": None}
+    # backward pass stops there; a cost lever, off by default (None). cache_frozen: with
+    # min_layer, the frozen blocks below it run once per text (without dropout), not once per
+    # epoch; off by default: it measured 1-2 points less accurate (docs/gpu.md).
+    options = {"embedding_rows": True, "min_layer": None, "cache_frozen": False}
     token_focus = True
+
+    def frozen_blocks(self, module):
+        min_layer = self.settings.get("min_layer")
+        if not min_layer or not self.settings.get("cache_frozen"):
+            return 0
+        blocks = transformer_blocks(module.encoder)
+        if blocks is None or int(min_layer) >= len(blocks):
+            return 0  # select() says what is wrong with min_layer
+        return int(min_layer)
 
     def select(self, module, ctx):
         names = eligible_parameters(module)
