@@ -107,6 +107,12 @@ def layer_of(name):
     return "other"
 
 
+def block_index(name):
+    """The transformer block a tensor belongs to (``3`` for ``layer.3``), or None outside the blocks."""
+    where = layer_of(name)
+    return int(where[len("layer."):]) if where.startswith("layer.") else None
+
+
 def module_kind(name):
     """A coarse module family for reporting: attention, mlp, layernorm, embeddings, other."""
     lowered = name.lower()

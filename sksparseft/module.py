@@ -72,6 +72,8 @@ class ClassifierModule(nn.Module):
             self.register_buffer(f"delta_idx__{_key(name)}", idx.to(base.device), persistent=True)
             self.delta_values[_key(name)] = nn.Parameter(torch.zeros(idx.numel(), dtype=base.dtype, device=base.device))
             self.delta_names.append(name)
+        if getattr(self, "cached_blocks", 0):
+            self._check_frozen_below(self.cached_blocks)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -83,15 +85,17 @@ class ClassifierModule(nn.Module):
     def cache_frozen_blocks(self, k):
         """Compute the embeddings and blocks ``0..k-1`` once per distinct text, then reuse them.
 
-        Only valid while nothing below block ``k`` trains (checked at every reuse).
+        Only valid while nothing below block ``k`` trains (checked here and by :meth:`set_mask`).
         The cached part always runs in eval mode (no dropout), so a text's input to
         block ``k`` is the same whenever it is seen. :meth:`clear_block_cache` ends it.
         """
         blocks = transformer_blocks(self.encoder)
         if blocks is None or not 0 < int(k) < len(blocks) + 1:
             raise ValueError(f"cannot cache {k} frozen blocks of a backbone with {0 if blocks is None else len(blocks)} blocks")
+        self._check_frozen_below(int(k))
         self.cached_blocks = int(k)
-        self.__dict__["_block_cache"] = {"rows": {}, "tuple_out": None}
+        # The block list is walked once here, not on every batch.
+        self.__dict__["_block_cache"] = {"rows": {}, "tuple_out": None, "blocks": blocks}
         return self.train(self.training)
 
     def clear_block_cache(self):
@@ -105,17 +109,17 @@ class ClassifierModule(nn.Module):
         if k and mode:
             # Cached activations must not depend on dropout: below block k runs as in eval.
             self.encoder.eval()
-            for block in transformer_blocks(self.encoder)[k:]:
+            for block in self.__dict__["_block_cache"]["blocks"][k:]:
                 block.train(True)
         return self
 
     def _check_frozen_below(self, k):
-        from .mask import layer_of
+        from .mask import block_index, layer_of
 
         trained = set(self.delta_names) | {n for n, p in self.encoder.named_parameters() if p.requires_grad}
         for name in trained:
-            where = layer_of(name)
-            if where == "embeddings" or (where.startswith("layer.") and int(where[6:]) < k):
+            block = block_index(name)
+            if layer_of(name) == "embeddings" or (block is not None and block < k):
                 raise RuntimeError(f"{name} trains, so the blocks below {k} cannot be cached")
 
     @contextlib.contextmanager
@@ -126,7 +130,7 @@ class ClassifierModule(nn.Module):
         if not k or cache is None or self.merged:
             yield
             return
-        blocks = transformer_blocks(self.encoder)
+        blocks = cache["blocks"]
         lengths = attention_mask.sum(1).tolist()
         ids = input_ids.detach().cpu().numpy()
         keys = [ids[r, :n].tobytes() for r, n in enumerate(lengths)]
@@ -134,7 +138,6 @@ class ClassifierModule(nn.Module):
         handles, patched = [], []
         try:
             if all(key in rows for key in keys):
-                self._check_frozen_below(k)  # cheap, and the mask may have changed since the last batch
                 stored = [rows[key] for key in keys]
                 hidden = torch.zeros((len(keys), input_ids.shape[1], stored[0].shape[-1]), dtype=stored[0].dtype, device=stored[0].device)
                 for r, h in enumerate(stored):

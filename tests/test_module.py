@@ -176,12 +176,17 @@ def test_cached_frozen_blocks_match_the_plain_path(tiny_model):
 
 
 def test_caching_refuses_blocks_that_train(tiny_model):
-    tok, _ = _module(tiny_model)
-    m = _top_block_module(tiny_model, 1, picks_from="layer.0.")
-    e = encode(tok, ["pin"], 8)
-    batch = torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"])
-    m(*batch)  # recorded
     import pytest
 
+    m = _top_block_module(tiny_model, 0, picks_from="layer.0.")
     with pytest.raises(RuntimeError, match="cannot be cached"):
-        m(*batch)
+        m.cache_frozen_blocks(1)
+    # Caching first, then a mask that trains below it: refused when the mask is set.
+    from sksparseft.strategies.base import backbone_shapes
+
+    _, enc, _ = load_backbone(tiny_model)
+    m = ClassifierModule(enc, 3, dropout=0.0).cache_frozen_blocks(1)
+    shapes = backbone_shapes(m)
+    name = next(n for n in shapes if "layer.0." in n and n.endswith("weight"))
+    with pytest.raises(RuntimeError, match="cannot be cached"):
+        m.set_mask(SparseMask({name: torch.arange(3)}, shapes))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..mask import SparseMask, layer_of
+from ..mask import SparseMask, block_index
 from ..module import transformer_blocks
 from ..sensitivity import eligible_parameters, sensitivity_scores
 from ..tokens import group_token_ids
@@ -47,7 +47,7 @@ class TokenSparse(MaskStrategy):
         min_layer = self.settings.get("min_layer")
         if min_layer is not None:
             min_layer = int(min_layer)
-            names = [n for n in names if layer_of(n).startswith("layer.") and int(layer_of(n)[6:]) >= min_layer]
+            names = [n for n in names if block_index(n) is not None and block_index(n) >= min_layer]
             if not names:
                 raise ValueError(f"strategy_options min_layer={min_layer} leaves no transformer block to train")
         scores = sensitivity_scores(
