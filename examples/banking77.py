@@ -53,7 +53,8 @@ def main():
     print(f"mask: {s['selected']:,} of {s['total']:,} backbone entries ({s['density']:.3%}), "
           f"{clf.n_trainable_params_:,} trainable with the head")
     epochs = [r for r in clf.history_ if r.get("stage") != "linear_probe"]
-    print(f"epochs run: {len(epochs)}; finetune kept over the linear probe: {clf.finetuned_}")
+    print(f"epochs run: {len(epochs)}; weights {clf.interpolation_:g} of the way from the linear probe (0) "
+          f"to the finetune (1), chosen on validation")
     print(f"test accuracy: {accuracy_score(y_test, pred):.4f}   macro-F1: {f1_score(y_test, pred, average='macro'):.4f}")
     print(f"fit time: {fit_s:.1f} s   predict time: {pred_s:.1f} s ({len(X_test) / pred_s:.0f} texts/s)   seed {args.seed}")
     if args.save:

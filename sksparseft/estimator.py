@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
 from .module import ClassifierModule
+from .interpolation import select_interpolation, validation_scores
 from .explain import explain, token_group_table
 from .export import to_huggingface, to_onnx
 from .persistence import load_estimator, save_estimator
@@ -109,6 +110,13 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     patience : int, default=3
         Epochs without a better validation accuracy before stopping; the best
         epoch's weights are restored.
+    interpolate_weights : bool, default=True
+        After training, move the trainable weights back along the line from the
+        start (the linear probe, no delta) to the finetuned ones, to the point
+        ``a`` in [0, 1] with the best validation accuracy (WiSE-FT; about 6
+        validation passes). False keeps the older either/or choice: the
+        finetune, or the probe when the finetune did not beat it on validation.
+        Needs a validation split.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
     checkpoint_path : str or None, default=None
@@ -160,14 +168,21 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         True when training was stopped by KeyboardInterrupt (Ctrl-C): the
         estimator is usable and holds the best weights so far (or the probe).
     finetuned_ : bool
-        False when the sparse finetune did not beat the frozen-feature linear
-        probe on the validation split and was discarded (the probe is kept).
+        False when the finetune was discarded for the frozen-feature linear
+        probe (``interpolation_ == 0``).
+    interpolation_ : float
+        Where on the line from the probe (0) to the finetuned weights (1) the
+        fitted model sits, chosen on validation (1 without a validation split).
+    interpolation_scores_ : dict
+        Validation ``(accuracy, log-loss)`` of every point ``a`` measured when
+        choosing ``interpolation_`` (empty when none was).
     fit_time_ : float
         Wall time of ``fit`` in seconds.
     fit_stages_ : dict
         Wall time in seconds of each stage of ``fit``: ``load`` (backbone,
         tokenization), ``token_groups``, ``linear_probe``, ``selection`` (what
-        the strategy trains, e.g. sensitivity and mask), ``training``, ``finalize``.
+        the strategy trains, e.g. sensitivity and mask), ``training``,
+        ``interpolation``, ``finalize``.
     module_ : ClassifierModule
         The fitted torch module (backbone with the delta merged in, head).
     tokenizer_ : transformers tokenizer
@@ -198,6 +213,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         class_weight=None,
         validation_fraction=0.1,
         patience=3,
+        interpolate_weights=True,
         callbacks=None,
         checkpoint_path=None,
         device="auto",
@@ -226,6 +242,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.interpolate_weights = interpolate_weights
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -472,10 +489,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra, accelerator=accelerator,
         )
         # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
-        probe_acc = None
+        probe_scores = None
         start_state = None
+        eval_batch = max(self.batch_size, 64)
         if valid_data is not None:
-            probe_acc = _accuracy(module, valid_data, max(self.batch_size, 64), device)
+            probe_scores = validation_scores(module, valid_data, eval_batch, device)
             start_state = module.trainable_state()
         with self._oom_advice("training"):
             if resume_state is None:
@@ -491,7 +509,6 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                     # The saved fit had already finished: take its best epoch.
                     restore(net, dict(resume_state, trainable=es["best_trainable"]))
         module = net.module_
-        module.clear_block_cache()
         stage("training")
         self.interrupted_ = bool(getattr(net, "interrupted_", False))
         if self.interrupted_:
@@ -500,15 +517,31 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
-        self.finetuned_ = True
-        if probe_acc is not None:
-            history.insert(0, {"epoch": 0, "valid_acc": probe_acc, "stage": "linear_probe"})
-            best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
-            if best < probe_acc:
-                module.load_trainable_state_(start_state)
-                self.finetuned_ = False
-                if self.verbose:
-                    print(f"finetuning did not beat the linear probe on validation ({best:.4f} < {probe_acc:.4f}): keeping the probe")
+        blend, scores = 1.0, {}
+        if probe_scores is not None:
+            history.insert(0, {"epoch": 0, "valid_acc": probe_scores[0], "stage": "linear_probe"})
+            end_state = module.trainable_state()
+            if self.interpolate_weights:
+                # WiSE-FT: the best point on the line from the probe to the finetune (a=0: probe).
+                blend, scores = select_interpolation(
+                    module, start_state, end_state, valid_data, eval_batch, device, known={0.0: probe_scores}
+                )
+            else:
+                best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
+                if best < probe_scores[0]:
+                    blend = 0.0
+                    module.load_trainable_state_(start_state)
+            if self.verbose:
+                if blend == 0.0:
+                    print(f"finetuning did not beat the linear probe on validation (probe {probe_scores[0]:.4f}): keeping the probe")
+                elif blend < 1.0:
+                    print(f"interpolated {blend:.3f} of the way from the linear probe to the finetune "
+                          f"(validation accuracy {scores[blend][0]:.4f})")
+        module.clear_block_cache()
+        self.interpolation_ = blend
+        self.interpolation_scores_ = scores
+        self.finetuned_ = blend > 0.0
+        stage("interpolation")
         module.merge_()
         module.eval()
 
@@ -746,11 +779,6 @@ def _adapter_summary(module, n_trainable):
     head = sum(p.numel() for p in module.head.parameters())
     total = sum(p.numel() for n, p in module.encoder.named_parameters() if p.requires_grad is False)
     return {"selected": 0, "total": total, "density": 0.0, "added_parameters": n_trainable - head}
-
-
-def _accuracy(module, data, batch_size, device):
-    X, y = data
-    return float((run_inference(module, X, batch_size, device).argmax(axis=1) == y).mean())
 
 
 def _progress(verbose):

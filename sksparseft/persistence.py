@@ -203,6 +203,9 @@ def save_estimator(est, path, include_backbone=False):
         "dropout_module": float(module.dropout.p),
         "interrupted": bool(est.interrupted_),
         "finetuned": bool(est.finetuned_),
+        "interpolation": float(getattr(est, "interpolation_", 1.0)),
+        # JSON keys are strings: the points travel as [a, accuracy, log-loss] rows.
+        "interpolation_scores": [[a, *s] for a, s in getattr(est, "interpolation_scores_", {}).items()],
         "fit_time": float(est.fit_time_),
         "fit_stages": getattr(est, "fit_stages_", {}),
         "trained_names": trained,
@@ -360,6 +363,8 @@ def load_estimator(cls, path, device=None):
     est.pooling_ = fitted["pooling"]
     est.interrupted_ = fitted["interrupted"]
     est.finetuned_ = fitted["finetuned"]
+    est.interpolation_ = fitted.get("interpolation", 1.0 if est.finetuned_ else 0.0)
+    est.interpolation_scores_ = {row[0]: tuple(row[1:]) for row in fitted.get("interpolation_scores", [])}
     est.fit_time_ = fitted["fit_time"]
     est.fit_stages_ = fitted["fit_stages"]
     est.module_ = module

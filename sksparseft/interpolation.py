@@ -1,0 +1,57 @@
+"""Weight interpolation between the start of the finetune and its end (WiSE-FT).
+
+Wortsman et al. (2022), "Robust fine-tuning of zero-shot models": the straight line
+between the starting weights and the finetuned ones often holds models better than
+either end. Here the start is the linear probe on frozen features (LP-FT) with a zero
+delta, so the line scales the trained delta (and adapters) and blends the two heads;
+``a = 0`` is the probe, ``a = 1`` the finetune as trained. ``a`` is chosen on the
+validation split, coarse grid first, then the two midpoints next to the best point.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .training import run_inference
+
+COARSE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def load_interpolated_(module, start, end, a):
+    """Load ``(1 - a) * start + a * end`` into ``module``'s trainable tensors."""
+    module.load_trainable_state_({n: torch.lerp(start[n], end[n], float(a)) for n in end})
+
+
+def validation_scores(module, data, batch_size, device):
+    """(accuracy, mean log-loss) of ``module`` on ``data = (encodings, y)``."""
+    X, y = data
+    logits = torch.from_numpy(run_inference(module, X, batch_size, device)).double()
+    t = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    acc = float((logits.argmax(dim=1) == t).double().mean())
+    return acc, float(F.cross_entropy(logits, t))
+
+
+def select_interpolation(module, start, end, valid_data, batch_size, device, known=None):
+    """Choose ``a`` in [0, 1] by validation accuracy (ties: lower log-loss, then larger ``a``).
+
+    ``known`` maps already measured points to their (accuracy, log-loss). Leaves the
+    chosen blend loaded in ``module`` and returns ``(a, {a: (accuracy, log-loss)})``.
+    """
+    scores = dict(known or {})
+
+    def measure(points):
+        for a in points:
+            if a not in scores:
+                load_interpolated_(module, start, end, a)
+                scores[a] = validation_scores(module, valid_data, batch_size, device)
+
+    def best():
+        return max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))
+
+    measure(COARSE_GRID)
+    a = best()
+    measure([m for m in (a - 0.125, a + 0.125) if 0.0 < m < 1.0])
+    a = best()
+    load_interpolated_(module, start, end, a)
+    return a, dict(sorted(scores.items()))

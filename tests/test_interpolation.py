@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+
+import sksparseft.interpolation as interpolation
+from sksparseft import TokenSparseClassifier
+from sksparseft.backbone import load_backbone
+from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
+from sksparseft.mask import SparseMask
+from sksparseft.module import ClassifierModule
+from sksparseft.tokens import encode
+
+TEXTS = ["my card is late", "refund please", "pin", "where is my card", "refund my money", "reset my pin"]
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+
+
+def _start_and_end(tiny_model):
+    """A module with a sparse delta, and two trainable states: zero delta (start) and a moved one (end)."""
+    tok, enc = load_backbone(tiny_model)[:2]
+    m = ClassifierModule(enc, 3, pooling="mean", dropout=0.0)
+    name = "encoder.layer.1.intermediate.dense.weight"
+    m.set_mask(SparseMask({name: torch.arange(0, 2048, 7)}, {name: (64, 32)}))
+    m.eval()
+    start = m.trainable_state()
+    torch.manual_seed(0)
+    end = {n: v + torch.randn_like(v) for n, v in start.items()}
+    return tok, m, start, end
+
+
+def test_interpolated_state_is_the_straight_line(tiny_model):
+    _, m, start, end = _start_and_end(tiny_model)
+    for a in (0.0, 0.3, 1.0):
+        load_interpolated_(m, start, end, a)
+        for n, v in m.trainable_state().items():
+            torch.testing.assert_close(v, (1 - a) * start[n] + a * end[n])
+    load_interpolated_(m, start, end, 0.0)
+    assert all(torch.equal(v, start[n]) for n, v in m.trainable_state().items())
+
+
+def test_selection_searches_coarse_then_refines_and_loads_the_winner(tiny_model, monkeypatch):
+    _, m, start, end = _start_and_end(tiny_model)
+    # Accuracy as a known function of where the module sits (read from the head's bias).
+    b0, b1 = start["head.bias"], end["head.bias"]
+
+    def fake_scores(module, data, batch_size, device):
+        a = float(((module.head.bias.detach() - b0) @ (b1 - b0)) / ((b1 - b0) @ (b1 - b0)))
+        return round(1.0 - abs(a - 0.625), 6), 0.5
+
+    monkeypatch.setattr(interpolation, "validation_scores", fake_scores)
+    a, scores = select_interpolation(m, start, end, None, 8, torch.device("cpu"))
+    assert a == 0.625
+    assert sorted(scores) == [0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0]
+    torch.testing.assert_close(m.head.bias, torch.lerp(b0, b1, 0.625))
+
+
+def test_selection_breaks_ties_by_log_loss_then_by_the_larger_weight(tiny_model, monkeypatch):
+    _, m, start, end = _start_and_end(tiny_model)
+    monkeypatch.setattr(interpolation, "validation_scores", lambda *args: (0.9, 0.3))
+    a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"), known={0.0: (0.9, 0.1)})
+    assert a == 0.0  # same accuracy, lower log-loss
+    a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"))
+    assert a == 1.0  # a full tie keeps the finetune as trained
+
+
+def test_reported_scores_are_those_of_the_loaded_weights(tiny_model):
+    tok, m, start, end = _start_and_end(tiny_model)
+    data = (encode(tok, TEXTS, 16), LABELS)
+    a, scores = select_interpolation(m, start, end, data, 4, torch.device("cpu"))
+    assert scores[a] == validation_scores(m, data, 4, torch.device("cpu"))
+    assert scores[a][0] == max(s[0] for s in scores.values())
+
+
+@pytest.mark.parametrize("interpolate", [True, False])
+def test_estimator_records_where_it_sits(tiny_model, toy_data, interpolate):
+    X, y = toy_data
+    clf = TokenSparseClassifier(
+        tiny_model, max_epochs=2, batch_size=8, random_state=0, interpolate_weights=interpolate,
+        validation_fraction=0.25,
+    ).fit(X, y)
+    assert 0.0 <= clf.interpolation_ <= 1.0
+    assert clf.finetuned_ == (clf.interpolation_ > 0)
+    if interpolate:
+        assert {0.0, 0.25, 0.5, 0.75, 1.0} <= set(clf.interpolation_scores_)
+        chosen = clf.interpolation_scores_[clf.interpolation_][0]
+        assert chosen == max(s[0] for s in clf.interpolation_scores_.values())
+        # Row 0 of the history is the probe: the same point as a = 0.
+        assert clf.history_[0]["valid_acc"] == clf.interpolation_scores_[0.0][0]
+    else:
+        assert clf.interpolation_ in (0.0, 1.0) and clf.interpolation_scores_ == {}
+
+
+def test_without_validation_the_finetune_is_kept(tiny_model, toy_data):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, max_epochs=1, batch_size=8, random_state=0, validation_fraction=0).fit(X, y)
+    assert clf.interpolation_ == 1.0 and clf.finetuned_ and clf.interpolation_scores_ == {}
+
+
+def test_save_and_load_keep_the_interpolation(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, max_epochs=1, batch_size=8, random_state=0, validation_fraction=0.25).fit(X, y)
+    loaded = TokenSparseClassifier.load(clf.save(tmp_path / "m.safetensors"))
+    assert loaded.interpolation_ == clf.interpolation_
+    assert loaded.interpolation_scores_ == clf.interpolation_scores_
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
