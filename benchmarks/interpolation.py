@@ -2,6 +2,7 @@
 
     python benchmarks/interpolation.py --dataset banking77 --regime full --seeds 0 1 2
     python benchmarks/interpolation.py --dataset clinc150 --regime 10shot --seeds 0 1 2
+    python benchmarks/interpolation.py --strategy layers      # any strategy; default token_sparse
 
 One default fit per seed (``interpolate_weights=True``). Besides the chosen point, every point
 ``a`` that the selection measured on the validation split is also scored on the test split, so
@@ -30,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import MODEL, RESULTS, load  # noqa: E402
 
 
-def one_fit(dataset, regime, seed):
+def one_fit(dataset, regime, seed, strategy):
     X, y, Xt, yt, _ = load(dataset, regime, seed)
-    clf = TokenSparseClassifier(MODEL, random_state=seed)
+    clf = TokenSparseClassifier(MODEL, strategy=strategy, random_state=seed)
     test_scores = {}
     select = estimator.select_interpolation
 
@@ -65,7 +66,7 @@ def one_fit(dataset, regime, seed):
     either_or = 1.0 if valid[1.0][0] >= valid[0.0][0] else 0.0
     stages = dict(clf.fit_stages_)
     return {
-        "dataset": dataset, "regime": regime, "seed": seed, "n_train": len(X), "n_test": len(Xt),
+        "dataset": dataset, "regime": regime, "seed": seed, "strategy": strategy, "n_train": len(X), "n_test": len(Xt),
         "chosen": clf.interpolation_, "either_or": either_or,
         "test_acc": {"probe": test_scores[0.0][0], "finetune": test_scores[1.0][0],
                      "either_or": test_scores[either_or][0], "interpolated": test_scores[clf.interpolation_][0]},
@@ -83,12 +84,13 @@ def main():
     ap.add_argument("--dataset", choices=["banking77", "clinc150"], default="banking77")
     ap.add_argument("--regime", choices=["full", "10shot"], default="full")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--strategy", default="token_sparse")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    print(f"{args.dataset} {args.regime}, seeds {args.seeds}, model {MODEL}; {platform.machine()}, "
+    print(f"{args.dataset} {args.regime}, {args.strategy}, seeds {args.seeds}, model {MODEL}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     for seed in args.seeds:
-        row = one_fit(args.dataset, args.regime, seed)
+        row = one_fit(args.dataset, args.regime, seed, args.strategy)
         with (RESULTS / "interpolation.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         acc = row["test_acc"]
@@ -96,10 +98,11 @@ def main():
               f"either/or {acc['either_or']:.4f}  interpolated {acc['interpolated']:.4f}  "
               f"(fit {row['fit_s_including_test_scoring']:.0f} s)", flush=True)
     rows = [json.loads(line) for line in (RESULTS / "interpolation.jsonl").open()]
-    rows = [r for r in rows if (r["dataset"], r["regime"]) == (args.dataset, args.regime)]
+    key = (args.dataset, args.regime, args.strategy)
+    rows = [r for r in rows if (r["dataset"], r["regime"], r.get("strategy", "token_sparse")) == key]
     for key in ("probe", "finetune", "either_or", "interpolated"):
         v = np.array([r["test_acc"][key] for r in rows])
-        print(f"{key:>12}: {v.mean():.4f} +- {v.std():.4f} over {len(v)} seeds ({args.dataset} {args.regime})")
+        print(f"{key:>12}: {v.mean():.4f} +- {v.std():.4f} over {len(v)} seeds ({' '.join(key)})")
 
 
 if __name__ == "__main__":

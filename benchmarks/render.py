@@ -25,6 +25,28 @@ def _rows():
     return rows
 
 
+def _interpolation_rows():
+    path = RESULTS / "interpolation.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _interpolation_table(rows):
+    """Test accuracy at the ends of the probe -> finetune line and at the point chosen on validation."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["regime"], r.get("strategy", "token_sparse"))].append(r)
+    kinds = ["probe", "finetune", "either_or", "interpolated"]
+    lines = ["| dataset | regime | strategy | seeds | probe (a=0) | finetune (a=1) | either/or | interpolated | a chosen | device |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, regime, strategy), g in sorted(groups.items()):
+        cells = [dataset, regime, strategy, str(len(g))]
+        cells += [_ms([r["test_acc"][k] for r in g]) for k in kinds]
+        cells += [", ".join(f"{r['chosen']:g}" for r in sorted(g, key=lambda r: r["seed"])),
+                  ", ".join(sorted({r["device"] for r in g}))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _label(row):
     extra = {k: v for k, v in (row.get("params") or {}).items() if k != "max_epochs"}
     return row["method"] + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else "")
@@ -113,6 +135,12 @@ def render():
                   f"seeds {sorted({r['seed'] for r in sub})}.", "", _table(sub), ""]
         path = _plots(sub, tag)
         parts += [f"![{tag}](img/{path.name})", ""]
+    interp = _interpolation_rows()
+    if interp:
+        parts += ["### Weight interpolation between the probe and the finetune (`benchmarks/interpolation.py`)", "",
+                  "Test accuracy, mean ± sample std over seeds, of one default fit per seed scored at both ends of "
+                  "the line and at the point `a` chosen on validation; 'either/or' is the older rule (the finetune "
+                  "unless the probe is better on validation).", "", _interpolation_table(interp), ""]
     parts.append(END)
     block = "\n".join(parts)
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"

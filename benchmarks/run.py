@@ -152,7 +152,8 @@ def one_run(spec, queue):
         model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **params)
         model.fit(X, y)
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
-                   finetuned=bool(model.finetuned_), learning_rate=model.learning_rate_,
+                   finetuned=bool(model.finetuned_), interpolation=getattr(model, "interpolation_", None),
+                   learning_rate=model.learning_rate_,
                    stages=getattr(model, "fit_stages_", None))
     row["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
