@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
 from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
 from .module import ClassifierModule
-from .interpolation import select_interpolation, validation_scores
+from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from .explain import explain, token_group_table
 from .export import to_huggingface, to_onnx
 from .persistence import load_estimator, save_estimator
@@ -531,6 +531,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                 if best < probe_scores[0]:
                     blend = 0.0
                     module.load_trainable_state_(start_state)
+            if accelerator is not None:
+                # Every process must end with the same model, whatever its own float noise chose.
+                blend, scores = _broadcast_from_main((blend, scores))
+                load_interpolated_(module, start_state, end_state, blend)
             if self.verbose:
                 if blend == 0.0:
                     print(f"finetuning did not beat the linear probe on validation (probe {probe_scores[0]:.4f}): keeping the probe")

@@ -26,7 +26,8 @@ def main(model, out):
     delta = {n: v.tolist() for n, (i, v) in clf.module_.delta().items()}
     with open(f"{out}.{rank}", "w") as f:
         json.dump({"world": world, "proba": np.round(clf.predict_proba(texts), 6).tolist(), "delta": delta,
-                   "epochs": len(clf.history_) - 1, "selected": clf.mask_.n_selected}, f)
+                   "epochs": len(clf.history_) - 1, "selected": clf.mask_.n_selected,
+                   "interpolation": clf.interpolation_}, f)
 
 
 if __name__ == "__main__":

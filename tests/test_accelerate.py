@@ -39,6 +39,7 @@ def test_two_processes_train_one_model(tiny_model, tmp_path):
     assert r0["world"] == r1["world"] == 2
     assert r0["selected"] == r1["selected"] > 0
     assert r0["delta"] == r1["delta"]  # gradients averaged: both processes hold the same weights
+    assert r0["interpolation"] == r1["interpolation"] > 0  # one point chosen for both, not the probe
     assert any(abs(v) > 0 for vals in r0["delta"].values() for v in vals)  # and training moved them
     np.testing.assert_allclose(r0["proba"], r1["proba"], atol=1e-6)
 
