@@ -100,9 +100,10 @@ def main():
     rows = [json.loads(line) for line in (RESULTS / "interpolation.jsonl").open()]
     key = (args.dataset, args.regime, args.strategy)
     rows = [r for r in rows if (r["dataset"], r["regime"], r.get("strategy", "token_sparse")) == key]
-    for key in ("probe", "finetune", "either_or", "interpolated"):
-        v = np.array([r["test_acc"][key] for r in rows])
-        print(f"{key:>12}: {v.mean():.4f} +- {v.std():.4f} over {len(v)} seeds ({' '.join(key)})")
+    for kind in ("probe", "finetune", "either_or", "interpolated"):
+        v = np.array([r["test_acc"][kind] for r in rows])
+        spread = v.std(ddof=1) if len(v) > 1 else 0.0
+        print(f"{kind:>12}: {v.mean():.4f} +- {spread:.4f} (sample std) over {len(v)} seeds ({' '.join(key)})")
 
 
 if __name__ == "__main__":
