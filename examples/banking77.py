@@ -56,6 +56,7 @@ def main():
     print(f"epochs run: {len(epochs)}; weights {clf.interpolation_:g} of the way from the linear probe (0) "
           f"to the finetune (1), chosen on validation")
     print(f"test accuracy: {accuracy_score(y_test, pred):.4f}   macro-F1: {f1_score(y_test, pred, average='macro'):.4f}")
+    print("fit stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in clf.fit_stages_.items()))
     print(f"fit time: {fit_s:.1f} s   predict time: {pred_s:.1f} s ({len(X_test) / pred_s:.0f} texts/s)   seed {args.seed}")
     if args.save:
         import joblib
