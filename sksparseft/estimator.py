@@ -488,7 +488,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             class_weight=class_weight, valid_data=valid_data, patience=self.patience,
             callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra, accelerator=accelerator,
         )
-        # The frozen-feature reference (epoch 0): finetuning is kept only if it beats it.
+        # Where training starts (the linear probe): epoch 0 of the history and one end of the
+        # line along which the fitted weights are chosen afterwards.
         probe_scores = None
         start_state = None
         eval_batch = max(self.batch_size, 64)
@@ -510,8 +511,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                     restore(net, dict(resume_state, trainable=es["best_trainable"]))
         module = net.module_
         stage("training")
-        self.interrupted_ = bool(getattr(net, "interrupted_", False))
-        if self.interrupted_:
+        interrupted = bool(getattr(net, "interrupted_", False))
+        if interrupted:
             warnings.warn(
                 f"fit was interrupted after {len(net.history)} epoch(s); keeping the best weights so far",
                 stacklevel=2,
@@ -542,13 +543,15 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                     print(f"interpolated {blend:.3f} of the way from the linear probe to the finetune "
                           f"(validation accuracy {scores[blend][0]:.4f})")
         module.clear_block_cache()
-        self.interpolation_ = blend
-        self.interpolation_scores_ = scores
-        self.finetuned_ = blend > 0.0
         stage("interpolation")
         module.merge_()
         module.eval()
 
+        # Fitted state is assigned only here: an exception above leaves the estimator as it was.
+        self.interrupted_ = interrupted
+        self.interpolation_ = blend
+        self.interpolation_scores_ = scores
+        self.finetuned_ = blend > 0.0
         self.classes_ = classes
         self.token_groups_ = groups
         self.added_tokens_ = added

@@ -20,7 +20,8 @@ COARSE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 @torch.no_grad()
 def load_interpolated_(module, start, end, a):
     """Load ``(1 - a) * start + a * end`` into ``module``'s trainable tensors."""
-    module.load_trainable_state_({n: torch.lerp(start[n], end[n], float(a)) for n in end})
+    for n in end:  # one tensor at a time: a full finetune's blend never exists twice in memory
+        module.load_trainable_state_({n: torch.lerp(start[n], end[n], float(a))})
 
 
 def validation_scores(module, data, batch_size, device):
