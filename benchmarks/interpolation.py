@@ -24,6 +24,7 @@ import torch
 
 import sksparseft.estimator as estimator
 from sksparseft import TokenSparseClassifier
+from sksparseft.backbone import load_backbone
 from sksparseft.interpolation import load_interpolated_, validation_scores
 from sksparseft.tokens import encode
 
@@ -31,37 +32,38 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import MODEL, RESULTS, load  # noqa: E402
 
 
+def test_split(y, Xt, yt, max_length):
+    """The test texts encoded as fit encodes them, and their labels as class indices.
+
+    The tokenizer is the backbone's own: right for fits without adaptive tokenization.
+    """
+    tokenizer = load_backbone(MODEL)[0]
+    classes = np.unique(np.asarray(y, dtype=object))
+    return encode(tokenizer, list(Xt), max_length), np.searchsorted(classes, yt)
+
+
 def one_fit(dataset, regime, seed, strategy):
     X, y, Xt, yt, _ = load(dataset, regime, seed)
     clf = TokenSparseClassifier(MODEL, strategy=strategy, random_state=seed)
+    test = test_split(y, Xt, yt, clf.max_length)
     test_scores = {}
     select = estimator.select_interpolation
 
     def select_and_score_test(module, start, end, valid_data, batch_size, device, known=None):
         a, scores = select(module, start, end, valid_data, batch_size, device, known=known)
-        classes = np.unique(np.asarray(y, dtype=object))
-        t = np.searchsorted(classes, yt)
-        enc = encode(clf._tokenizer, list(Xt), clf.max_length)
         for b in scores:
             load_interpolated_(module, start, end, b)
-            test_scores[b] = validation_scores(module, (enc, t), batch_size, device)
+            test_scores[b] = validation_scores(module, test, batch_size, device)
         load_interpolated_(module, start, end, a)
         return a, scores
 
-    load_backbone = estimator.load_backbone
-
-    def keep_tokenizer(model):
-        tokenizer, encoder, path = load_backbone(model)
-        clf._tokenizer = tokenizer
-        return tokenizer, encoder, path
-
-    estimator.select_interpolation, estimator.load_backbone = select_and_score_test, keep_tokenizer
+    estimator.select_interpolation = select_and_score_test
     try:
         t0 = time.perf_counter()
         clf.fit(X, y)
         fit_s = time.perf_counter() - t0
     finally:
-        estimator.select_interpolation, estimator.load_backbone = select, load_backbone
+        estimator.select_interpolation = select
     valid = clf.interpolation_scores_
     either_or = 1.0 if valid[1.0][0] >= valid[0.0][0] else 0.0
     stages = dict(clf.fit_stages_)

@@ -7,23 +7,22 @@ training, scores on validation and test: the line probe -> best epoch (what fit 
 line probe -> uniform average of the epochs' weights, that average with the probe included, and
 the head refit by logistic regression on the training features of the best interpolated encoder.
 Prints one JSON line per fit; test scores are for reading only. It patches estimator internals
-(select_interpolation, load_backbone, fit_linear_probe, run_inference) to see inside fit.
+(select_interpolation, fit_linear_probe, run_inference) to see inside fit.
 """
 import json
 import os
 import sys
 import time
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sksparseft.estimator as est_mod  # noqa: E402
+from interpolation import test_split  # noqa: E402
 from run import load  # noqa: E402
 from sksparseft import TokenSparseClassifier  # noqa: E402
-from sksparseft.interpolation import validation_scores  # noqa: E402
-from sksparseft.tokens import encode  # noqa: E402
+from sksparseft.interpolation import load_interpolated_, validation_scores  # noqa: E402
 from sksparseft.training import fit_linear_probe, run_inference  # noqa: E402
 
 dataset, regime, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -33,33 +32,28 @@ snaps = []
 
 class Snap(Callback):
     def on_epoch_end(self, net, **kw):
-        snaps.append({k: v.clone() for k, v in net.module_.trainable_state().items()})
+        snaps.append(net.module_.trainable_state())  # already a copy
 
 
 clf = TokenSparseClassifier(random_state=seed, callbacks=[Snap()])
+test = test_split(y, Xt, yt, clf.max_length)
 out = {"dataset": dataset, "regime": regime, "seed": seed}
 orig_select = est_mod.select_interpolation
-orig_load = est_mod.load_backbone
 state = {}
 
 
-def lb(m):
-    tok, enc_, p = orig_load(m)
-    state["tok"] = tok
-    return tok, enc_, p
-
-
 def wrapped(module, start, end, valid_data, bs, device, known=None):
-    classes = np.unique(np.asarray(y, dtype=object))
-    t = np.searchsorted(classes, yt)
-    test = (encode(state["tok"], list(Xt), clf.max_length), t)
-
-    def score(st):
-        module.load_trainable_state_(st)
+    def score(st=None):
+        if st is not None:
+            module.load_trainable_state_(st)
         return validation_scores(module, valid_data, bs, device)[0], validation_scores(module, test, bs, device)[0]
 
     def line(a_state, b_state, grid):
-        return {a: score({n: torch.lerp(a_state[n], b_state[n], a) for n in b_state}) for a in grid}
+        scores = {}
+        for a in grid:
+            load_interpolated_(module, a_state, b_state, a)
+            scores[a] = score()
+        return scores
 
     grid = [0.0, 0.25, 0.5, 0.75, 1.0]
     res = {}
@@ -70,13 +64,11 @@ def wrapped(module, start, end, valid_data, bs, device, known=None):
     res["soup_with_probe"] = {1.0: score(soup_all)}
     # Re-probe: the head refit by logistic regression on the interpolated encoder's training features.
     best_a = max(res["probe_to_best"], key=lambda a: (res["probe_to_best"][a][0], a))
-    st = {n: torch.lerp(start[n], end[n], best_a) for n in end}
-    module.load_trainable_state_(st)
+    load_interpolated_(module, start, end, best_a)
     enc_all = state["enc_train"]
     feats = run_inference(module, enc_all, bs, device, what="features")
     fit_linear_probe(module.head, feats, state["y_train"])
-    res["reprobe_at_best_a"] = {best_a: (validation_scores(module, valid_data, bs, device)[0],
-                                         validation_scores(module, test, bs, device)[0])}
+    res["reprobe_at_best_a"] = {best_a: score()}
     out["variants"] = {k: {str(a): v for a, v in d.items()} for k, d in res.items()}
     out["n_epochs"] = len(snaps)
     print(json.dumps(out), flush=True)
@@ -93,7 +85,6 @@ def fp(head, feats, y_train, **kw):
 
 
 est_mod.select_interpolation = wrapped
-est_mod.load_backbone = lb
 est_mod.fit_linear_probe = fp
 orig_run_inf = est_mod.run_inference
 
