@@ -117,6 +117,13 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         validation passes). False keeps the older either/or choice: the
         finetune, or the probe when the finetune did not beat it on validation.
         Needs a validation split.
+    refit_head : bool, default=True
+        Once the weights are chosen, refit the classification head as the same
+        logistic regression as the linear probe, on the final encoder's features
+        of every text given to ``fit``, validation split included (one more pass
+        over the data). The held-out texts then train the model too, which
+        counts most when there are few texts per class. ``interpolation_scores_``
+        stay those of the blend before the refit.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
     checkpoint_path : str or None, default=None
@@ -175,14 +182,14 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         fitted model sits, chosen on validation (1 without a validation split).
     interpolation_scores_ : dict
         Validation ``(accuracy, log-loss)`` of every point ``a`` measured when
-        choosing ``interpolation_`` (empty when none was).
+        choosing ``interpolation_`` (empty when none was), before any head refit.
     fit_time_ : float
         Wall time of ``fit`` in seconds.
     fit_stages_ : dict
         Wall time in seconds of each stage of ``fit``: ``load`` (backbone,
         tokenization), ``token_groups``, ``linear_probe``, ``selection`` (what
         the strategy trains, e.g. sensitivity and mask), ``training``,
-        ``interpolation``, ``finalize``.
+        ``interpolation``, ``head_refit`` (with ``refit_head``), ``finalize``.
     module_ : ClassifierModule
         The fitted torch module (backbone with the delta merged in, head).
     tokenizer_ : transformers tokenizer
@@ -214,6 +221,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         patience=3,
         interpolate_weights=True,
+        refit_head=True,
         callbacks=None,
         checkpoint_path=None,
         device="auto",
@@ -243,6 +251,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.interpolate_weights = interpolate_weights
+        self.refit_head = refit_head
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -295,7 +304,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
-        for name in ("accelerate", "adaptive_tokenization"):
+        for name in ("accelerate", "adaptive_tokenization", "interpolate_weights", "refit_head"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return resolve_device(self.device)
@@ -544,6 +553,15 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                           f"(validation accuracy {scores[blend][0]:.4f})")
         module.clear_block_cache()
         stage("interpolation")
+        if self.refit_head:
+            # The head as a logistic regression on every labelled text, the held-out ones
+            # included: validation has done its choosing, and on small data every text counts.
+            with self._oom_advice("head refit"):
+                feats = run_inference(module, enc, eval_batch, device, what="features", progress=progress("refit"))
+            fit_linear_probe(module.head, feats, y_enc, class_weight=class_weight)
+            if accelerator is not None:
+                module.head.load_state_dict(_broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
+            stage("head_refit")
         module.merge_()
         module.eval()
 

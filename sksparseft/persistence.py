@@ -94,6 +94,7 @@ def _params_to_json(est):
 
 def _params_from_json(params):
     params = dict(params)
+    params.setdefault("refit_head", False)  # files from before the option were fitted without it
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         params["class_weight"] = {a: b for a, b in cw["__pairs__"]}

@@ -54,7 +54,7 @@ def test_fitted_state(fitted):
     assert [r["epoch"] for r in fitted.history_[1:]] == [1, 2]
     assert all("train_loss" in r and "valid_acc" in r for r in fitted.history_[1:])
     assert isinstance(fitted.finetuned_, bool) and fitted.fit_time_ > 0
-    assert set(fitted.fit_stages_) == {"load", "token_groups", "linear_probe", "selection", "training", "interpolation", "finalize"}
+    assert set(fitted.fit_stages_) == {"load", "token_groups", "linear_probe", "selection", "training", "interpolation", "head_refit", "finalize"}
     assert abs(sum(fitted.fit_stages_.values()) - fitted.fit_time_) < 0.05 * fitted.fit_time_ + 1e-3
 
 

@@ -102,3 +102,45 @@ def test_save_and_load_keep_the_interpolation(tiny_model, toy_data, tmp_path):
     assert loaded.interpolation_ == clf.interpolation_
     assert loaded.interpolation_scores_ == clf.interpolation_scores_
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("validation_fraction", [0.25, 0])
+def test_head_refit_is_the_probe_regression_on_every_text(tiny_model, toy_data, validation_fraction):
+    from sksparseft.training import fit_linear_probe, run_inference
+
+    X, y = toy_data
+    clf = TokenSparseClassifier(
+        tiny_model, max_epochs=1, batch_size=8, random_state=0, validation_fraction=validation_fraction,
+    ).fit(X, y)
+    assert "head_refit" in clf.fit_stages_
+    # Refit by hand on the fitted encoder's features of all texts, held-out ones included.
+    feats = run_inference(clf.module_, encode(clf.tokenizer_, list(X), clf.max_length), 64, clf.device_, what="features")
+    head = torch.nn.Linear(clf.module_.head.in_features, len(clf.classes_))
+    fit_linear_probe(head, feats, np.searchsorted(clf.classes_, y))
+    torch.testing.assert_close(clf.module_.head.weight, head.weight, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(clf.module_.head.bias, head.bias, atol=1e-4, rtol=1e-4)
+
+
+def test_without_head_refit_the_head_is_the_chosen_blend(tiny_model, toy_data):
+    X, y = toy_data
+    kw = dict(max_epochs=1, batch_size=8, random_state=0, validation_fraction=0.25)
+    kept = TokenSparseClassifier(tiny_model, refit_head=False, **kw).fit(X, y)
+    refit = TokenSparseClassifier(tiny_model, **kw).fit(X, y)
+    assert "head_refit" not in kept.fit_stages_
+    # Same training and choice; only the head differs.
+    assert kept.interpolation_ == refit.interpolation_ and kept.interpolation_scores_ == refit.interpolation_scores_
+    for (n, p), q in zip(kept.module_.encoder.named_parameters(), refit.module_.encoder.parameters()):
+        assert torch.equal(p, q), n
+    assert not torch.equal(kept.module_.head.weight, refit.module_.head.weight)
+
+
+def test_refit_head_must_be_a_bool(tiny_model, toy_data):
+    with pytest.raises(ValueError, match="refit_head must be True or False"):
+        TokenSparseClassifier(tiny_model, refit_head="yes").fit(*toy_data)
+
+
+def test_model_files_from_before_the_refit_load_as_fitted_without_it():
+    from sksparseft.persistence import _params_from_json
+
+    assert _params_from_json({"density": 0.01})["refit_head"] is False
+    assert _params_from_json({"refit_head": True})["refit_head"] is True
