@@ -36,7 +36,7 @@ from skorch.callbacks import Callback
 
 import sksparseft.estimator as estimator
 from sksparseft import TokenSparseClassifier
-from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
+from sksparseft.interpolation import load_interpolated_, validation_scores
 from sksparseft.training import fit_linear_probe, run_inference
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
