@@ -31,18 +31,43 @@ def _interpolation_rows():
 
 
 def _interpolation_table(rows):
-    """Test accuracy at the ends of the probe -> finetune line and at the point chosen on validation."""
+    """Test accuracy at the ends of the probe -> finetune line, at the point chosen on validation,
+    and of the fitted estimator (which, with ``refit_head``, also refits its head on every text)."""
     groups = defaultdict(list)
     for r in rows:
-        groups[(r["dataset"], r["regime"], r.get("strategy", "token_sparse"))].append(r)
+        groups[(r["dataset"], r["regime"], r.get("strategy", "token_sparse"), r.get("refit_head", False))].append(r)
     kinds = ["probe", "finetune", "either_or", "interpolated"]
-    lines = ["| dataset | regime | strategy | seeds | probe (a=0) | finetune (a=1) | either/or | interpolated | a chosen | device |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, regime, strategy), g in sorted(groups.items()):
+    lines = ["| dataset | regime | strategy | seeds | probe (a=0) | finetune (a=1) | either/or | interpolated | "
+             "head refit on every text | a chosen | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, regime, strategy, refit), g in sorted(groups.items()):
         cells = [dataset, regime, strategy, str(len(g))]
         cells += [_ms([r["test_acc"][k] for r in g]) for k in kinds]
+        cells += [_ms([r["test_acc"]["final"] for r in g]) if refit else "(not run)"]
         cells += [", ".join(f"{r['chosen']:g}" for r in sorted(g, key=lambda r: r["seed"])),
                   ", ".join(sorted({r["device"] for r in g}))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+DEV_VARIANTS = ["probe", "finetune", "default", "epoch_average", "refit_train", "refit_all", "probe_all"]
+
+
+def _dev_variants_table():
+    """Dev-split accuracy (carved from the training set) of the ways of ending a fit."""
+    path = RESULTS / "dev_variants.jsonl"
+    if not path.exists():
+        return ""
+    groups = defaultdict(list)
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        groups[(r["dataset"], r["regime"])].append(r)
+    lines = ["| dataset | regime | seeds | fit / dev texts | " + " | ".join(DEV_VARIANTS) + " | device |",
+             "|---|---|---|---|" + "---|" * len(DEV_VARIANTS) + "---|"]
+    for (dataset, regime), g in sorted(groups.items()):
+        cells = [dataset, regime, str(len(g)), f"{g[0]['n_fit']} / {g[0]['n_dev']}"]
+        cells += [_ms([r["dev"][k][0] for r in g]) for k in DEV_VARIANTS]
+        cells.append(", ".join(sorted({r["device"] for r in g})))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -141,6 +166,12 @@ def render():
                   "Test accuracy, mean ± sample std over seeds, of one default fit per seed scored at both ends of "
                   "the line and at the point `a` chosen on validation; 'either/or' is the older rule (the finetune "
                   "unless the probe is better on validation).", "", _interpolation_table(interp), ""]
+    dev = _dev_variants_table()
+    if dev:
+        parts += ["### Ways of ending a fit, on a dev split carved from the training set (`benchmarks/dev_variants.py`)", "",
+                  "Dev accuracy, mean ± sample std over seeds; the official test split is not read. `default` is the "
+                  "interpolated point fit chose on validation before the head refit; `refit_all` is that encoder with "
+                  "the head refit on every labelled text (what `refit_head=True` keeps).", "", dev, ""]
     parts.append(END)
     block = "\n".join(parts)
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"

@@ -42,6 +42,10 @@ CONFIGS = {
     # The 10-shot half of "full" (8 epochs), for a GPU session too short for the full-data half.
     "full_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                     "strategies": STRATEGIES, "estimator": {}},
+    # The 10-shot comparison at default settings (8 epochs) on a 2-core CPU, for the bar's methods:
+    # about 35 minutes. Session 5: the defaults now end with the head refit on every labelled text.
+    "cpu_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+                   "strategies": ["token_sparse", "full", "layers", "lora", "prefix"], "estimator": {}},
     # The decoder backbone next to MiniLM's quick rows (same regime and epochs); CPU-heavy: one seed.
     "slm": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": False,
             "strategies": ["token_sparse", "full", "lora"],
@@ -153,7 +157,7 @@ def one_run(spec, queue):
         model.fit(X, y)
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
                    finetuned=bool(model.finetuned_), interpolation=getattr(model, "interpolation_", None),
-                   learning_rate=model.learning_rate_,
+                   learning_rate=model.learning_rate_, refit_head=model.refit_head,
                    stages=getattr(model, "fit_stages_", None))
     row["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
