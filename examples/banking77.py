@@ -54,7 +54,8 @@ def main():
           f"{clf.n_trainable_params_:,} trainable with the head")
     epochs = [r for r in clf.history_ if r.get("stage") != "linear_probe"]
     print(f"epochs run: {len(epochs)}; weights {clf.interpolation_:g} of the way from the linear probe (0) "
-          f"to the finetune (1), chosen on validation")
+          f"to the finetune (1), chosen on validation"
+          + ("; head then refit on all training texts" if clf.refit_head else ""))
     print(f"test accuracy: {accuracy_score(y_test, pred):.4f}   macro-F1: {f1_score(y_test, pred, average='macro'):.4f}")
     print("fit stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in clf.fit_stages_.items()))
     print(f"fit time: {fit_s:.1f} s   predict time: {pred_s:.1f} s ({len(X_test) / pred_s:.0f} texts/s)   seed {args.seed}")
