@@ -19,6 +19,7 @@ built from the same trained weights and scored on the dev split:
 ``refit_all``        same, head refit on every labelled text fit was given (training + validation)
 ``probe_all``        frozen encoder, head fit on every labelled text (the free reference)
 ``epoch_average``    probe -> uniform average of the epochs' weights, point chosen on validation
+``epoch_average_refit_all``  that point with the head refit on every labelled text
 
 Rows append to ``benchmarks/results/dev_variants.jsonl``.
 """
@@ -109,6 +110,7 @@ def one_fit(dataset, regime, seed, dev_size, dev_fraction):
         average = {n: torch.stack([s[n] for s in snaps]).mean(0) for n in end}
         a_avg, _ = select(module, start, average, valid_data, bs, device, known=known)
         dev_scores["epoch_average"] = dev_score()
+        dev_scores["epoch_average_refit_all"] = refit(every)
         seen["a_epoch_average"] = a_avg
         a, scores = select(module, start, end, valid_data, bs, device, known=known)
         dev_scores["default"] = dev_score()

@@ -50,7 +50,8 @@ def _interpolation_table(rows):
     return "\n".join(lines)
 
 
-DEV_VARIANTS = ["probe", "finetune", "default", "epoch_average", "refit_train", "refit_all", "probe_all"]
+DEV_VARIANTS = ["probe", "finetune", "default", "refit_train", "refit_all", "epoch_average",
+                "epoch_average_refit_all", "probe_all"]
 
 
 def _dev_variants_table():
@@ -66,7 +67,9 @@ def _dev_variants_table():
              "|---|---|---|---|" + "---|" * len(DEV_VARIANTS) + "---|"]
     for (dataset, regime), g in sorted(groups.items()):
         cells = [dataset, regime, str(len(g)), f"{g[0]['n_fit']} / {g[0]['n_dev']}"]
-        cells += [_ms([r["dev"][k][0] for r in g]) for k in DEV_VARIANTS]
+        for k in DEV_VARIANTS:
+            have = [r["dev"][k][0] for r in g if k in r["dev"]]
+            cells.append(_ms(have) + (f" ({len(have)} seeds)" if have and len(have) < len(g) else ""))
         cells.append(", ".join(sorted({r["device"] for r in g})))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
