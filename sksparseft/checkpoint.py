@@ -14,6 +14,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
 from .atomic import atomic_write
+from .training import EpochAverage
 
 FORMAT = 1
 FILENAME = "sksparseft-checkpoint.pt"
@@ -82,7 +83,17 @@ class ResumeCheckpoint(Callback):
             "rng": torch.get_rng_state(),
             "early_stopping": es_state,
         }
+        avg = _epoch_average(net)
+        if avg is not None and avg.count_:
+            state["epoch_average"] = {"count": int(avg.count_), "sum": {n: v.cpu().clone() for n, v in avg.sum_.items()}}
         atomic_torch_save(state, self.path)
+
+
+def _epoch_average(net):
+    for _, cb in net.callbacks_:
+        if isinstance(cb, EpochAverage):
+            return cb
+    return None
 
 
 def load_checkpoint(path, fingerprint):
@@ -111,6 +122,11 @@ def restore(net, state):
     for row in state["history"]:
         net.history.append(dict(row, batches=[]))
     torch.set_rng_state(state["rng"])
+    avg, saved = _epoch_average(net), state.get("epoch_average")
+    if avg is not None and saved:
+        device = next(iter(params.values())).device
+        avg.sum_ = {n: v.to(device) for n, v in saved["sum"].items()}
+        avg.count_ = saved["count"]
 
 
 class RestoreTrainingState(Callback):

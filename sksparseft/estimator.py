@@ -27,7 +27,7 @@ from .persistence import load_estimator, save_estimator
 from .strategies import FitContext, get_strategy
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
-from .training import build_net, fit_linear_probe, run_inference
+from .training import EpochAverage, build_net, fit_linear_probe, run_inference
 
 
 class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
@@ -117,6 +117,11 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         validation passes). False keeps the older either/or choice: the
         finetune, or the probe when the finetune did not beat it on validation.
         Needs a validation split.
+    average_epochs : bool, default=False
+        Use the uniform average of the trainable weights after every epoch that
+        ran (stochastic weight averaging over the run) as the finetuned end of
+        that line, instead of the best epoch. Costs one copy of the trainable
+        weights.
     refit_head : bool, default=True
         Once the weights are chosen, refit the classification head as the same
         logistic regression as the linear probe, on the final encoder's features
@@ -178,8 +183,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         False when the finetune was discarded for the frozen-feature linear
         probe (``interpolation_ == 0``).
     interpolation_ : float
-        Where on the line from the probe (0) to the finetuned weights (1) the
-        fitted model sits, chosen on validation (1 without a validation split).
+        Where on the line from the probe (0) to the finetuned weights (1; with
+        ``average_epochs``, the epochs' average) the fitted model sits, chosen
+        on validation (1 without a validation split).
     interpolation_scores_ : dict
         Validation ``(accuracy, log-loss)`` of every point ``a`` measured when
         choosing ``interpolation_`` (empty when none was), before any head refit.
@@ -221,6 +227,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction=0.1,
         patience=3,
         interpolate_weights=True,
+        average_epochs=False,
         refit_head=True,
         callbacks=None,
         checkpoint_path=None,
@@ -251,6 +258,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.interpolate_weights = interpolate_weights
+        self.average_epochs = average_epochs
         self.refit_head = refit_head
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
@@ -304,7 +312,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
-        for name in ("accelerate", "adaptive_tokenization", "interpolate_weights", "refit_head"):
+        for name in ("accelerate", "adaptive_tokenization", "interpolate_weights", "average_epochs", "refit_head"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return resolve_device(self.device)
@@ -484,6 +492,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         if valid_idx is not None:
             valid_data = ({k: v[valid_idx] for k, v in enc.items()}, y_enc[valid_idx])
         extra, resume_state = [], None
+        if self.average_epochs:
+            # First among the extra callbacks: the checkpoint written after it holds this epoch.
+            extra.append(("epoch_average", EpochAverage()))
         if self.checkpoint_path is not None:
             fingerprint = self._fingerprint(texts, y, mask)
             resume_state = load_checkpoint(self.checkpoint_path, fingerprint)
@@ -527,6 +538,9 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
+        if average is not None:
+            module.load_trainable_state_(average)  # the finetuned end: the epochs' average
         blend, scores = 1.0, {}
         if probe_scores is not None:
             history.insert(0, {"epoch": 0, "valid_acc": probe_scores[0], "stage": "linear_probe"})
@@ -537,7 +551,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
                     module, start_state, end_state, valid_data, eval_batch, device, known={0.0: probe_scores}
                 )
             else:
-                best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
+                if average is not None:
+                    best = validation_scores(module, valid_data, eval_batch, device)[0]
+                else:
+                    best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
                 if best < probe_scores[0]:
                     blend = 0.0
                     module.load_trainable_state_(start_state)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, EpochScoring, GradientNormClipping, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, GradientNormClipping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
@@ -50,6 +50,35 @@ class AcceleratedSparseNet(AccelerateMixin, SparseNet):
             return super()._initialize_accelerator()
         finally:
             self._criteria = criteria
+
+
+class EpochAverage(Callback):
+    """Uniform average of the trainable weights after every epoch (SWA over the run).
+
+    Izmailov et al. (2018), "Averaging weights leads to wider optima and better
+    generalization". Keeps one running sum of the trainable tensors; the sum is part of a
+    resumable checkpoint, so a resumed fit averages the same epochs.
+    """
+
+    def initialize(self):
+        self.sum_, self.count_ = None, 0
+        return self
+
+    @torch.no_grad()
+    def on_epoch_end(self, net, **kwargs):
+        state = {n: p.detach().float() for n, p in net.module_.named_parameters() if p.requires_grad}
+        if self.sum_ is None:
+            self.sum_ = {n: v.clone() for n, v in state.items()}
+        else:
+            for n, v in state.items():
+                self.sum_[n].add_(v)
+        self.count_ += 1
+
+    def average(self):
+        """The averaged trainable state, or None before the first epoch ends."""
+        if not self.count_:
+            return None
+        return {n: v / self.count_ for n, v in self.sum_.items()}
 
 
 class WarmupLinearDecay:

@@ -11,10 +11,10 @@ from sksparseft.module import ClassifierModule
 FAST = dict(max_epochs=4, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, patience=0, learning_rate=3e-3)
 
 
-@pytest.mark.parametrize("patience", [0, 3])
-def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_data, tmp_path, monkeypatch, patience):
+@pytest.mark.parametrize("patience,average", [(0, False), (3, False), (0, True), (3, True)])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_data, tmp_path, monkeypatch, patience, average):
     X, y = toy_data
-    params = {**FAST, "patience": patience}
+    params = {**FAST, "patience": patience, "average_epochs": average}
     reference = TokenSparseClassifier(tiny_model, **params).fit(X, y)
     path = str(tmp_path / "ckpt.pt")
 

@@ -7,7 +7,7 @@ from sksparseft import TokenSparseClassifier
 from sksparseft.backbone import load_backbone
 from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
 from sksparseft.mask import SparseMask
-from sksparseft.module import ClassifierModule
+from sksparseft.module import ClassifierModule, _key
 from sksparseft.tokens import encode
 
 TEXTS = ["my card is late", "refund please", "pin", "where is my card", "refund my money", "reset my pin"]
@@ -144,3 +144,26 @@ def test_model_files_from_before_the_refit_load_as_fitted_without_it():
 
     assert _params_from_json({"density": 0.01})["refit_head"] is False
     assert _params_from_json({"refit_head": True})["refit_head"] is True
+
+
+def test_average_epochs_ends_at_the_mean_of_the_epochs_weights(tiny_model, toy_data):
+    from skorch.callbacks import Callback
+
+    snaps = []
+
+    class Snap(Callback):  # user callbacks run after the averaging one, on the same weights
+        def on_epoch_end(self, net, **kw):
+            snaps.append(net.module_.trainable_state())
+
+    X, y = toy_data
+    clf = TokenSparseClassifier(
+        tiny_model, max_epochs=3, batch_size=8, random_state=0, validation_fraction=0, average_epochs=True,
+        refit_head=False, callbacks=[Snap()],
+    ).fit(X, y)
+    assert len(snaps) == 3 and clf.interpolation_ == 1.0
+    mean = {n: torch.stack([s[n] for s in snaps]).mean(0) for n in snaps[0]}
+    torch.testing.assert_close(clf.module_.head.weight, mean["head.weight"])
+    deltas = clf.module_.delta()
+    assert deltas
+    for name, (_, values) in deltas.items():
+        torch.testing.assert_close(values, mean[f"delta_values.{_key(name)}"])
