@@ -94,7 +94,9 @@ def _params_to_json(est):
 
 def _params_from_json(params):
     params = dict(params)
-    params.setdefault("refit_head", False)  # files from before the option were fitted without it
+    # Files from before these options were fitted without them.
+    params.setdefault("refit_head", False)
+    params.setdefault("average_epochs", False)
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         params["class_weight"] = {a: b for a, b in cw["__pairs__"]}
