@@ -66,7 +66,10 @@ class EpochAverage(Callback):
 
     @torch.no_grad()
     def on_epoch_end(self, net, **kwargs):
-        state = {n: p.detach().float() for n, p in net.module_.named_parameters() if p.requires_grad}
+        module = net.module_
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            module = module.module  # data-parallel fits: the names of the unwrapped model
+        state = {n: p.detach().float() for n, p in module.named_parameters() if p.requires_grad}
         if self.sum_ is None:
             self.sum_ = {n: v.clone() for n, v in state.items()}
         else:

@@ -20,7 +20,8 @@ def main(model, out):
                 texts.append(f"{s} {i}")
                 labels.append(label)
     clf = TokenSparseClassifier(model, accelerate=True, device="cpu", max_epochs=2, batch_size=8,
-                                n_sensitivity_samples=8, validation_fraction=0.2, random_state=0, learning_rate=1e-2)
+                                n_sensitivity_samples=8, validation_fraction=0.2, random_state=0, learning_rate=1e-2,
+                                average_epochs=True)  # the averaging path under DDP too
     clf.fit(texts, labels)
     rank, world = dist.get_rank(), dist.get_world_size()
     delta = {n: v.tolist() for n, (i, v) in clf.module_.delta().items()}
