@@ -41,7 +41,7 @@ from sksparseft.interpolation import load_interpolated_, validation_scores
 from sksparseft.training import fit_linear_probe, run_inference
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from interpolation import test_split  # noqa: E402  (encodes any labelled texts the way fit does)
+from interpolation import how_run, test_split  # noqa: E402  (test_split encodes any labelled texts as fit does)
 from run import MODEL, RESULTS, load  # noqa: E402
 
 
@@ -132,9 +132,7 @@ def one_fit(dataset, regime, seed, dev_size, dev_fraction):
     return {
         "dataset": dataset, "regime": regime, "seed": seed, "n_fit": len(X), "n_dev": len(Xd),
         "a_default": clf.interpolation_, "a_epoch_average": seen["a_epoch_average"], "n_epochs": len(snaps),
-        "dev": dev_scores, "fit_s_including_variants": fit_s,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
-        "torch": torch.__version__, "machine": platform.machine(),
+        "dev": dev_scores, "fit_s_including_variants": fit_s, **how_run(),
     }
 
 

@@ -44,6 +44,12 @@ def test_split(y, Xt, yt, max_length):
     return encode(tokenizer, list(Xt), max_length), np.searchsorted(classes, yt)
 
 
+def how_run():
+    """Device, torch version and machine, for a result row."""
+    return {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+            "torch": torch.__version__, "machine": platform.machine()}
+
+
 def one_fit(dataset, regime, seed, strategy):
     X, y, Xt, yt, _ = load(dataset, regime, seed)
     clf = TokenSparseClassifier(MODEL, strategy=strategy, random_state=seed)
@@ -80,9 +86,7 @@ def one_fit(dataset, regime, seed, strategy):
         "valid": {str(a): s for a, s in valid.items()}, "test": {str(a): s for a, s in test_scores.items()},
         "valid_curve": [r.get("valid_acc") for r in clf.history_],
         # The interpolation stage also scored the test split here (not part of a normal fit).
-        "fit_s_including_test_scoring": fit_s, "stages": stages,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
-        "torch": torch.__version__, "machine": platform.machine(),
+        "fit_s_including_test_scoring": fit_s, "stages": stages, **how_run(),
     }
 
 
