@@ -38,7 +38,6 @@ from skorch.callbacks import Callback
 import sksparseft.estimator as estimator
 from sksparseft import TokenSparseClassifier
 from sksparseft.interpolation import load_interpolated_, validation_scores
-from sksparseft.training import fit_linear_probe, run_inference
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interpolation import how_run, test_split  # noqa: E402  (test_split encodes any labelled texts as fit does)
@@ -80,27 +79,23 @@ def one_fit(dataset, regime, seed, dev_size, dev_fraction):
     clf = TokenSparseClassifier(MODEL, random_state=seed, callbacks=[Snapshots(snaps)])
     dev = test_split(y, Xd, yd, clf.max_length)
     dev_scores = {}
-    select, fit_probe, infer = estimator.select_interpolation, estimator.fit_linear_probe, estimator.run_inference
+    select, fit_head = estimator.select_interpolation, estimator.fit_head_on_features
 
-    def probe_spy(head, feats, y_train, **kw):
-        seen["y_train"] = y_train
-        return fit_probe(head, feats, y_train, **kw)
-
-    def infer_spy(module, enc, bs, device, what="logits", progress=None):
-        if what == "features" and "enc_train" not in seen:
-            seen["enc_train"] = enc  # the probe's features: the training part of the split
-        return infer(module, enc, bs, device, what=what, progress=progress)
+    def probe_spy(module, enc, y_part, *args, **kw):
+        seen.setdefault("train_part", (enc, y_part))  # the first call is the probe's: the training part
+        return fit_head(module, enc, y_part, *args, **kw)
 
     def variants(module, start, end, valid_data, bs, device, known=None):
         def dev_score():
             return validation_scores(module, dev, bs, device)
 
         def refit(parts):
-            feats = np.concatenate([run_inference(module, e, bs, device, what="features") for e, _ in parts])
-            fit_linear_probe(module.head, feats, np.concatenate([t for _, t in parts]))
+            # Both parts are rows of one encoding (same padded width): they concatenate.
+            enc = {k: np.concatenate([e[k] for e, _ in parts]) for k in parts[0][0]}
+            fit_head(module, enc, np.concatenate([t for _, t in parts]), bs, device)
             return dev_score()
 
-        train_part = (seen["enc_train"], seen["y_train"])
+        train_part = seen["train_part"]
         every = [train_part, valid_data]
         load_interpolated_(module, start, end, 0.0)
         dev_scores["probe"] = dev_score()
@@ -121,14 +116,13 @@ def one_fit(dataset, regime, seed, dev_size, dev_fraction):
         return a, scores
 
     estimator.select_interpolation = variants
-    estimator.fit_linear_probe = probe_spy
-    estimator.run_inference = infer_spy
+    estimator.fit_head_on_features = probe_spy
     try:
         t0 = time.perf_counter()
         clf.fit(X, y)
         fit_s = time.perf_counter() - t0
     finally:
-        estimator.select_interpolation, estimator.fit_linear_probe, estimator.run_inference = select, fit_probe, infer
+        estimator.select_interpolation, estimator.fit_head_on_features = select, fit_head
     return {
         "dataset": dataset, "regime": regime, "seed": seed, "n_fit": len(X), "n_dev": len(Xd),
         "a_default": clf.interpolation_, "a_epoch_average": seen["a_epoch_average"], "n_epochs": len(snaps),

@@ -7,7 +7,7 @@ training, scores on validation and test: the line probe -> best epoch (what fit 
 line probe -> uniform average of the epochs' weights, that average with the probe included, and
 the head refit by logistic regression on the training features of the best interpolated encoder.
 Prints one JSON line per fit; test scores are for reading only. It patches estimator internals
-(select_interpolation, fit_linear_probe, run_inference) to see inside fit.
+(select_interpolation, fit_head_on_features) to see inside fit.
 """
 import json
 import os
@@ -23,7 +23,6 @@ from interpolation import test_split  # noqa: E402
 from run import load  # noqa: E402
 from sksparseft import TokenSparseClassifier  # noqa: E402
 from sksparseft.interpolation import load_interpolated_, validation_scores  # noqa: E402
-from sksparseft.training import fit_linear_probe, run_inference  # noqa: E402
 
 dataset, regime, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 X, y, Xt, yt, _ = load(dataset, regime, seed)
@@ -65,9 +64,7 @@ def wrapped(module, start, end, valid_data, bs, device, known=None):
     # Re-probe: the head refit by logistic regression on the interpolated encoder's training features.
     best_a = max(res["probe_to_best"], key=lambda a: (res["probe_to_best"][a][0], a))
     load_interpolated_(module, start, end, best_a)
-    enc_all = state["enc_train"]
-    feats = run_inference(module, enc_all, bs, device, what="features")
-    fit_linear_probe(module.head, feats, state["y_train"])
+    orig_fit_head(module, state["enc_train"], state["y_train"], bs, device)
     res["reprobe_at_best_a"] = {best_a: score()}
     out["variants"] = {k: {str(a): v for a, v in d.items()} for k, d in res.items()}
     out["n_epochs"] = len(snaps)
@@ -76,26 +73,17 @@ def wrapped(module, start, end, valid_data, bs, device, known=None):
     return a, scores
 
 
-orig_fit_probe = est_mod.fit_linear_probe
+orig_fit_head = est_mod.fit_head_on_features
 
 
-def fp(head, feats, y_train, **kw):
-    state["y_train"] = y_train
-    return orig_fit_probe(head, feats, y_train, **kw)
+def fit_head_spy(module, enc, y_part, *args, **kw):
+    state.setdefault("enc_train", enc)  # the first call is the probe's: the training part
+    state.setdefault("y_train", y_part)
+    return orig_fit_head(module, enc, y_part, *args, **kw)
 
 
 est_mod.select_interpolation = wrapped
-est_mod.fit_linear_probe = fp
-orig_run_inf = est_mod.run_inference
-
-
-def ri(module, enc, bs, device, what="logits", progress=None):
-    if what == "features":
-        state["enc_train"] = enc
-    return orig_run_inf(module, enc, bs, device, what=what, progress=progress)
-
-
-est_mod.run_inference = ri
+est_mod.fit_head_on_features = fit_head_spy
 t0 = time.perf_counter()
 clf.fit(X, y)
 print(json.dumps({"fit_s": time.perf_counter() - t0, "a": clf.interpolation_, "test_acc": float((clf.predict(Xt) == yt).mean())}))

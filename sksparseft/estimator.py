@@ -27,7 +27,7 @@ from .persistence import load_estimator, save_estimator
 from .strategies import FitContext, get_strategy
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
-from .training import EpochAverage, build_net, fit_linear_probe, run_inference
+from .training import EpochAverage, build_net, fit_head_on_features, run_inference
 
 
 class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
@@ -464,8 +464,8 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self._cache_frozen_blocks(module, strategy, enc)
         if self.head_init == "linear_probe":
             with self._oom_advice("feature extraction"):
-                feats = run_inference(module, enc_train, max(self.batch_size, 64), device, what="features", progress=progress("features"))
-            fit_linear_probe(module.head, feats, y_train, class_weight=class_weight)
+                fit_head_on_features(module, enc_train, y_train, max(self.batch_size, 64), device,
+                                     class_weight=class_weight, progress=progress("features"))
 
         stage("linear_probe")
 
@@ -574,8 +574,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             # The head as a logistic regression on every labelled text, the held-out ones
             # included: validation has done its choosing, and on small data every text counts.
             with self._oom_advice("head refit"):
-                feats = run_inference(module, enc, eval_batch, device, what="features", progress=progress("refit"))
-            fit_linear_probe(module.head, feats, y_enc, class_weight=class_weight)
+                fit_head_on_features(module, enc, y_enc, eval_batch, device, class_weight=class_weight, progress=progress("refit"))
             if accelerator is not None:
                 module.head.load_state_dict(_broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
             stage("head_refit")

@@ -181,6 +181,15 @@ def run_inference(module, encodings, batch_size, device, what="logits", progress
     return out
 
 
+def fit_head_on_features(module, encodings, y, batch_size, device, *, class_weight=None, progress=None):
+    """Fit ``module.head`` as a logistic regression on ``module``'s pooled features of ``encodings``.
+
+    The linear probe before training and the head refit after it.
+    """
+    feats = run_inference(module, encodings, batch_size, device, what="features", progress=progress)
+    fit_linear_probe(module.head, feats, y, class_weight=class_weight)
+
+
 def fit_linear_probe(head, features, y, *, class_weight=None, C=1.0, max_iter=200):
     """Initialise ``head`` as an L2-regularised multinomial logistic regression on frozen features.
 

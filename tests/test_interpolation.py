@@ -121,7 +121,7 @@ def test_head_refit_is_the_probe_regression_on_every_text(tiny_model, toy_data, 
     torch.testing.assert_close(clf.module_.head.bias, head.bias, atol=1e-4, rtol=1e-4)
 
 
-def test_without_head_refit_the_head_is_the_chosen_blend(tiny_model, toy_data):
+def test_without_head_refit_only_the_head_differs(tiny_model, toy_data):
     X, y = toy_data
     kw = dict(max_epochs=1, batch_size=8, random_state=0, validation_fraction=0.25)
     kept = TokenSparseClassifier(tiny_model, refit_head=False, **kw).fit(X, y)
