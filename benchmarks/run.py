@@ -197,14 +197,18 @@ def _wait(proc, queue):
                 return None
 
 
-def run_config(name, only=None):
+def run_config(name, only=None, datasets=None):
     cfg = CONFIGS[name]
+    datasets = [d for d in cfg["datasets"] if not datasets or d in datasets]
+    if "clinc150" in datasets and not CLINC.is_file():
+        # Fail before the first fit, not once per CLINC150 run.
+        raise SystemExit(f"CLINC150 is read from {CLINC}: set CLINC150_JSON to its data_full.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.jsonl"
     with_refs = "sweep" not in cfg and cfg.get("references", True)
     methods = REFERENCES + cfg["strategies"] if with_refs else cfg["strategies"]
     specs = []
-    for dataset in cfg["datasets"]:
+    for dataset in datasets:
         for regime in cfg["regimes"]:
             for seed in cfg["seeds"]:
                 for method in methods:
@@ -236,10 +240,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="quick")
     ap.add_argument("--only", nargs="*", help="run only these methods")
+    ap.add_argument("--datasets", nargs="*", choices=["banking77", "clinc150"], help="run only these of the config's datasets")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     if not args.render_only:
-        run_config(args.config, args.only)
+        run_config(args.config, args.only, args.datasets)
     from render import render
 
     render()
