@@ -43,7 +43,7 @@ CONFIGS = {
     "full_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                     "strategies": STRATEGIES, "estimator": {}},
     # The 10-shot comparison at default settings (8 epochs) on a 2-core CPU, for the bar's methods:
-    # about 35 minutes (ran in session 6: 17 min BANKING77, 17 min CLINC150). Defaults end with the head refit.
+    # about 35 minutes (ran in session 6: 12 min BANKING77, 17 min CLINC150). Defaults end with the head refit.
     "cpu_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
                    "strategies": ["token_sparse", "full", "layers", "lora", "prefix"], "estimator": {}},
     # The decoder backbone next to MiniLM's quick rows (same regime and epochs); CPU-heavy: one seed.
