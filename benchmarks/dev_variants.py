@@ -41,7 +41,7 @@ from sksparseft.interpolation import load_interpolated_, validation_scores
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interpolation import how_run, test_split  # noqa: E402  (test_split encodes any labelled texts as fit does)
-from run import MODEL, RESULTS, load  # noqa: E402
+from run import DATASETS, MODEL, RESULTS, load  # noqa: E402
 
 
 def train_dev(dataset, regime, seed, dev_size, dev_fraction):
@@ -132,7 +132,7 @@ def one_fit(dataset, regime, seed, dev_size, dev_fraction):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["banking77", "clinc150"], default="banking77")
+    ap.add_argument("--dataset", choices=DATASETS, default="banking77")
     ap.add_argument("--regime", choices=["full", "10shot"], default="10shot")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--dev-size", type=int, default=3000, help="10-shot: dev texts drawn from the unused training texts")

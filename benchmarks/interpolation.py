@@ -31,7 +31,7 @@ from sksparseft.interpolation import load_interpolated_, validation_scores
 from sksparseft.tokens import encode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import MODEL, RESULTS, load  # noqa: E402
+from run import DATASETS, MODEL, RESULTS, load  # noqa: E402
 
 
 def test_split(y, Xt, yt, max_length):
@@ -92,7 +92,7 @@ def one_fit(dataset, regime, seed, strategy):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["banking77", "clinc150"], default="banking77")
+    ap.add_argument("--dataset", choices=DATASETS, default="banking77")
     ap.add_argument("--regime", choices=["full", "10shot"], default="full")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--strategy", default="token_sparse")

@@ -30,21 +30,22 @@ CLINC = Path(os.environ.get("CLINC150_JSON") or ROOT.parent / "shared" / "data" 
 
 # The backbone when a config does not name one (a local copy on machines without the package).
 MODEL = os.environ.get("SKSPARSEFT_BENCH_MODEL", "all-MiniLM-L6-v2")
+DATASETS = ["banking77", "clinc150"]  # what load() reads
 STRATEGIES = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
 REFERENCES = ["tfidf_lr", "frozen_lr"]
 
 CONFIGS = {
     # 10-shot only, fewer epochs: fits a 2-core CPU in under 30 minutes.
-    "quick": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+    "quick": {"datasets": DATASETS, "regimes": ["10shot"], "seeds": [0, 1, 2],
               "strategies": STRATEGIES, "estimator": {"max_epochs": 3}},
-    "full": {"datasets": ["banking77", "clinc150"], "regimes": ["full", "10shot"], "seeds": [0, 1, 2],
+    "full": {"datasets": DATASETS, "regimes": ["full", "10shot"], "seeds": [0, 1, 2],
              "strategies": STRATEGIES, "estimator": {}},
     # The 10-shot half of "full" (8 epochs), for a GPU session too short for the full-data half.
-    "full_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+    "full_10shot": {"datasets": DATASETS, "regimes": ["10shot"], "seeds": [0, 1, 2],
                     "strategies": STRATEGIES, "estimator": {}},
     # The 10-shot comparison at default settings (8 epochs) on a 2-core CPU, for the bar's methods:
     # about 35 minutes (ran in session 6: 12 min BANKING77, 17 min CLINC150). Defaults end with the head refit.
-    "cpu_10shot": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+    "cpu_10shot": {"datasets": DATASETS, "regimes": ["10shot"], "seeds": [0, 1, 2],
                    "strategies": ["token_sparse", "full", "layers", "lora", "prefix"], "estimator": {}},
     # The decoder backbone next to MiniLM's quick rows (same regime and epochs); CPU-heavy: one seed.
     "slm": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": False,
@@ -61,11 +62,11 @@ CONFIGS = {
     "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
                  "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {}},
     # token_sparse restricted to blocks 3+, frozen blocks run once per text or every pass; default settings otherwise.
-    "min_layer": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+    "min_layer": {"datasets": DATASETS, "regimes": ["10shot"], "seeds": [0, 1, 2],
                   "strategies": ["token_sparse"], "estimator": {},
                   "sweep": {"strategy_options": [{"min_layer": 3, "cache_frozen": True}, {"min_layer": 3, "cache_frozen": False}]}},
     # Adaptive tokenization on/off, default settings otherwise (ALGORITHM.md section 5).
-    "adaptive": {"datasets": ["banking77", "clinc150"], "regimes": ["10shot"], "seeds": [0, 1, 2],
+    "adaptive": {"datasets": DATASETS, "regimes": ["10shot"], "seeds": [0, 1, 2],
                  "strategies": ["token_sparse"], "estimator": {},
                  "sweep": {"adaptive_tokenization": [False, True]}},
     "adaptive_full": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
@@ -85,7 +86,7 @@ def load(dataset, regime, seed):
         oos = None
     elif dataset == "clinc150":
         if not CLINC.is_file():
-            raise FileNotFoundError(f"CLINC150 is read from {CLINC}")
+            raise FileNotFoundError(f"CLINC150 is read from {CLINC}: set CLINC150_JSON to its data_full.json")
         data = json.loads(CLINC.read_text())
         X, y = [t for t, _ in data["train"]], np.asarray([c for _, c in data["train"]], dtype=object)
         Xt, yt = [t for t, _ in data["test"]], np.asarray([c for _, c in data["test"]], dtype=object)
@@ -200,9 +201,11 @@ def _wait(proc, queue):
 def run_config(name, only=None, datasets=None):
     cfg = CONFIGS[name]
     datasets = [d for d in cfg["datasets"] if not datasets or d in datasets]
-    if "clinc150" in datasets and not CLINC.is_file():
-        # Fail before the first fit, not once per CLINC150 run.
-        raise SystemExit(f"CLINC150 is read from {CLINC}: set CLINC150_JSON to its data_full.json")
+    for dataset in datasets:
+        try:
+            load(dataset, "full", 0)  # unreadable data stops the run here, not once per fit
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc)) from exc
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.jsonl"
     with_refs = "sweep" not in cfg and cfg.get("references", True)
@@ -240,7 +243,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="quick")
     ap.add_argument("--only", nargs="*", help="run only these methods")
-    ap.add_argument("--datasets", nargs="*", choices=["banking77", "clinc150"], help="run only these of the config's datasets")
+    ap.add_argument("--datasets", nargs="*", choices=DATASETS, help="run only these of the config's datasets")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     if not args.render_only:

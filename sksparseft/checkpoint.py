@@ -56,14 +56,8 @@ class ResumeCheckpoint(Callback):
         self.path = path
         self.fingerprint = fingerprint
 
-    def _early_stopping(self, net):
-        for _, cb in net.callbacks_:
-            if isinstance(cb, EarlyStopping):
-                return cb
-        return None
-
     def on_epoch_end(self, net, **kwargs):
-        es = self._early_stopping(net)
+        es = _callback(net, EarlyStopping)
         es_state = None
         if es is not None:
             best = es.best_model_weights_
@@ -83,17 +77,15 @@ class ResumeCheckpoint(Callback):
             "rng": torch.get_rng_state(),
             "early_stopping": es_state,
         }
-        avg = _epoch_average(net)
+        avg = _callback(net, EpochAverage)
         if avg is not None and avg.count_:
             state["epoch_average"] = {"count": int(avg.count_), "sum": {n: v.cpu().clone() for n, v in avg.sum_.items()}}
         atomic_torch_save(state, self.path)
 
 
-def _epoch_average(net):
-    for _, cb in net.callbacks_:
-        if isinstance(cb, EpochAverage):
-            return cb
-    return None
+def _callback(net, kind):
+    """The net's first callback of class ``kind``, or None."""
+    return next((cb for _, cb in net.callbacks_ if isinstance(cb, kind)), None)
 
 
 def load_checkpoint(path, fingerprint):
@@ -122,7 +114,7 @@ def restore(net, state):
     for row in state["history"]:
         net.history.append(dict(row, batches=[]))
     torch.set_rng_state(state["rng"])
-    avg, saved = _epoch_average(net), state.get("epoch_average")
+    avg, saved = _callback(net, EpochAverage), state.get("epoch_average")
     if avg is not None and saved:
         device = next(iter(params.values())).device
         avg.sum_ = {n: v.to(device) for n, v in saved["sum"].items()}
