@@ -1,0 +1,53 @@
+"""Regenerate the frozen references of tests/test_reference.py.
+
+Run from the repository root with the code whose behaviour the references must pin:
+
+    python tests/data/make_reference.py
+
+It fits every case of ``tests/test_reference.py`` on the config-built tiny BERT and stores
+``predict_proba`` on fixed queries (reference.npz), and saves two model files of the current
+format against the packaged all-MiniLM-L6-v2 (the files every later version must still load),
+with their predictions. Only rerun it on purpose: the references are the check that a
+refactor changed nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def main():
+    import tempfile
+
+    from reference_cases import CASES, LEGACY, QUERIES, make_tiny_bert, toy_texts
+
+    from sksparseft import TokenSparseClassifier
+
+    X, y = toy_texts()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = make_tiny_bert(tmp)
+        for name, params in CASES.items():
+            clf = TokenSparseClassifier(tiny, **params).fit(X, y)
+            out[name] = clf.predict_proba(QUERIES)
+            print(name, out[name].shape, flush=True)
+    np.savez_compressed(HERE / "reference.npz", **out)
+    legacy = {}
+    for name, params in LEGACY.items():
+        clf = TokenSparseClassifier(**params).fit(X, y)
+        path = HERE / f"legacy_{name}.safetensors"
+        clf.save(path)
+        legacy[name] = clf.predict_proba(QUERIES).tolist()
+        print(name, path.stat().st_size, flush=True)
+    (HERE / "legacy_predictions.json").write_text(json.dumps(legacy))
+
+
+if __name__ == "__main__":
+    main()
