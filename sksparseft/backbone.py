@@ -225,24 +225,3 @@ def pool(hidden, attention_mask, pooling):
     if pooling == "cls":
         return hidden[:, 0]
     raise ValueError(f"unknown pooling {pooling!r}")
-
-
-def resolve_device(device):
-    """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"``/``"mps"`` into a ``torch.device``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a valid torch device ('auto', 'cpu', 'cuda', 'cuda:0', ...)") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError(f"device={device!r} was requested but MPS is not available")
-    elif dev.type != "cpu":
-        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return dev

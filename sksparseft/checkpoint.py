@@ -20,12 +20,12 @@ FORMAT = 1
 FILENAME = "sksparseft-checkpoint.pt"
 
 
-def _plain(value):
+def _primitive(value):
     # History rows hold numpy scalars; weights_only loading accepts Python primitives only.
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _primitive(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_primitive(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -73,7 +73,7 @@ class ResumeCheckpoint(Callback):
             "epoch": len(net.history),
             "trainable": _trainable_state(net.module_),
             "optimizer": net.optimizer_.state_dict(),
-            "history": _plain([{k: v for k, v in row.items() if k != "batches"} for row in net.history]),
+            "history": _primitive([{k: v for k, v in row.items() if k != "batches"} for row in net.history]),
             "rng": torch.get_rng_state(),
             "early_stopping": es_state,
         }
@@ -148,3 +148,33 @@ class RestoreTrainingState(Callback):
                     full = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
                     full.update(es_state["best_trainable"])
                     cb.best_model_weights_ = full
+
+
+def resume_callbacks(path, fingerprint):
+    """``(callbacks, saved state or None)`` that make a fit write, and resume from, ``path``.
+
+    The callbacks go after EarlyStopping and LRScheduler (and after EpochAverage, so that a
+    checkpoint holds the epoch's average).
+    """
+    state = load_checkpoint(path, fingerprint)
+    callbacks = [("resume_checkpoint", ResumeCheckpoint(path, fingerprint))]
+    if state is not None:
+        callbacks.append(("restore_training_state", RestoreTrainingState(state)))
+    return callbacks, state
+
+
+def fit_or_resume(net, X, y, state, *, max_epochs, patience):
+    """Train ``net`` from the start, or on from a checkpoint's ``state`` for the epochs it has left."""
+    if state is None:
+        net.fit(X, y)
+        return net
+    net.initialize()
+    restore(net, state)
+    remaining = max_epochs - state["epoch"]
+    es = state.get("early_stopping")
+    if remaining > 0 and not (es and patience and es["misses"] >= patience):
+        net.partial_fit(X, y, epochs=remaining)
+    elif es and es["best_trainable"] is not None:
+        # The saved fit had already finished: take its best epoch.
+        restore(net, dict(state, trainable=es["best_trainable"]))
+    return net

@@ -2,35 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
-import numbers
-import time
+import os
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
-from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .backbone import DEFAULT_MODEL, POOLINGS, default_pooling, load_backbone, resolve_device
-from .checkpoint import RestoreTrainingState, ResumeCheckpoint, load_checkpoint, restore
-from .module import ClassifierModule
-from .interpolation import load_interpolated_, select_interpolation, validation_scores
+from .backbone import DEFAULT_MODEL, POOLINGS
+from .devices import make_accelerator, resolve_device
 from .explain import explain, token_group_table
 from .export import to_huggingface, to_onnx
+from .fit_stages import FitStages
+from .fit_state import FitState
+from .fitted_state import set_fitted
 from .persistence import load_estimator, save_estimator
-from .strategies import FitContext, get_strategy
-from .tokens import content_sequences, discover_token_groups, encode, group_positions
-from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
-from .training import EpochAverage, build_net, fit_head_on_features, run_inference
+from .strategies import get_strategy
+from .tokens import encode
+from .training import run_inference
+from .validation import class_weights, validate_labelled, validate_texts
 
 
-class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
+class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     """Text classifier that finetunes a small, token-driven subset of a pretrained encoder.
 
     ``fit`` finds task-specific token groups in the training texts, scores the
@@ -55,15 +52,20 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         ``"prefix"`` (P-tuning v2 key/value prefixes). All share the same data,
         epochs, early stopping and head initialisation, so GridSearchCV can compare them.
     strategy_options : dict or None, default=None
-        Options of the strategy: ``token_sparse``/``fisher``: ``embedding_rows``
-        (True), ``min_layer`` (None: mask only blocks >= it, no embedding rows),
-        ``cache_frozen`` (False; True: with ``min_layer``, the blocks below it run
-        once per text and without dropout: faster, measured less accurate);
-        ``layers``: ``n_layers`` (2); ``lora``: ``r`` (8), ``alpha`` (16),
-        ``dropout`` (0.1), ``target_modules``; ``prefix``: ``n_prefix`` (16).
+        Options of the strategy, checked when fit starts: ``token_sparse``:
+        ``embedding_rows`` (True), ``min_layer`` (None: mask only blocks >= it, no
+        embedding rows), ``cache_frozen`` (False; True: with ``min_layer``, the blocks
+        below it run once per text and without dropout: faster, measured less
+        accurate); ``fisher``: ``embedding_rows`` (False; it takes neither
+        ``min_layer`` nor ``cache_frozen``); ``layers``: ``n_layers`` (2); ``lora``:
+        ``r`` (8), ``alpha`` (16), ``dropout`` (0.1), ``target_modules``;
+        ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01
-        Fraction of the backbone's parameters to train (chosen by sensitivity);
-        used by ``token_sparse``, ``fisher`` and ``random``.
+        Budget of backbone entries chosen by score, as a fraction of the backbone's
+        parameters; used by ``token_sparse``, ``fisher`` and ``random``.
+        ``token_sparse`` trains the token groups' embedding rows on top of it (on
+        BANKING77, 1% by score plus the rows make about 1.5%; ``mask_summary_``
+        says how much a fit trains).
     n_token_groups : int or None, default=None
         Token groups to keep; None means 10 per class.
     max_ngram : int, default=3
@@ -88,8 +90,10 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
     head_learning_rate : float or None, default=None
         Learning rate of the classification head; None uses ``learning_rate``.
     weight_decay : float, default=0.01
-        AdamW decay of the trainable values (the sparse delta decays towards the
-        pretrained weights, never moving an entry outside the mask).
+        AdamW decay of everything that trains, the head included. A sparse delta
+        decays towards the pretrained weights (never moving an entry outside the
+        mask); tensors trained whole (``full``, ``layers``, ``bitfit``) and
+        adapters decay towards zero.
     max_epochs : int, default=8
         Most passes over the training data.
     batch_size : int, default=32
@@ -267,119 +271,48 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ validation
-    def _validate_params(self):
-        def check_int(name, low, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-
-        def check_real(name, low, high, low_open=True, high_open=False, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
-            ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-            if not ok:
-                lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-                raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {v!r}")
-
-        check_real("density", 0.0, 1.0)
-        check_int("n_token_groups", 0, allow_none=True)
-        check_int("max_ngram", 1)
-        check_int("min_count", 1)
-        check_int("n_sensitivity_samples", 1)
-        check_real("learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
-        check_real("head_learning_rate", 0.0, np.inf, high_open=True, allow_none=True)
-        check_real("weight_decay", 0.0, np.inf, low_open=False, high_open=True)
-        check_int("max_epochs", 1)
-        check_int("batch_size", 1)
-        check_int("max_length", 2)
-        check_real("dropout", 0.0, 1.0, low_open=False, high_open=True)
-        check_real("validation_fraction", 0.0, 1.0, low_open=False, high_open=True)
-        check_int("patience", 0)
-        check_int("verbose", 0)
-        if self.strategy_options is not None and not isinstance(self.strategy_options, dict):
-            raise ValueError(f"strategy_options must be a dict or None, got {self.strategy_options!r}")
-        get_strategy(self.strategy, self.strategy_options)  # unknown names and options fail here
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.head_init not in ("linear_probe", "random"):
-            raise ValueError(f"head_init must be 'linear_probe' or 'random', got {self.head_init!r}")
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise ValueError("callbacks must be a list of skorch callbacks or (name, callback) tuples")
-        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
-            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
-        for name in ("accelerate", "adaptive_tokenization", "interpolate_weights", "average_epochs", "refit_head"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        return resolve_device(self.device)
-
-    def _accelerator(self, device):
-        """The Accelerator of this process (accelerate=True), or None."""
-        if not self.accelerate:
-            return None
-        try:
-            from accelerate import Accelerator
-        except ImportError as exc:
-            raise ImportError("accelerate=True needs the accelerate package: pip install 'sksparseft[accelerate]'") from exc
-        accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")  # bf16 autocast is ours
-        if accelerator.num_processes > 1 and self.checkpoint_path is not None:
-            raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
-        return accelerator
-
-    @staticmethod
-    def _validate_texts(X, name="X"):
-        if X is None:
-            raise TypeError(f"{name} must be an iterable of strings, got None")
-        if isinstance(X, (str, bytes)):
-            raise TypeError(f"{name} must be an iterable of strings, got a single {type(X).__name__}; wrap it in a list")
-        ndim = getattr(X, "ndim", 1)
-        if ndim == 2 and X.shape[1] == 1:  # a single column of texts
-            X = X[:, 0] if isinstance(X, np.ndarray) else X.iloc[:, 0]
-        elif ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional (one text per row), got shape {X.shape}")
-        try:
-            texts = list(X)
-        except TypeError:
-            raise TypeError(f"{name} must be an iterable of strings, got {type(X).__name__}") from None
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                if t is None or (isinstance(t, float) and np.isnan(t)):
-                    raise ValueError(f"{name}[{i}] is missing ({t!r}); drop or fill missing texts before fitting")
-                raise TypeError(f"{name}[{i}] is a {type(t).__name__}, not a str: {t!r:.60}")
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError:
-                # Lone surrogates cannot reach the tokenizer: replace them (documented).
-                texts[i] = t.encode("utf-8", "replace").decode("utf-8")
-        return texts
-
-    def _validate_y(self, y, n):
-        if y is None:
-            raise ValueError("y is required: the class label of every text")
-        y_obj = np.asarray(y, dtype=object)
-        if y_obj.ndim == 2 and y_obj.shape[1] == 1:
-            y_obj = y_obj[:, 0]
-        if y_obj.ndim != 1:
-            raise ValueError(f"y must be one-dimensional, got shape {y_obj.shape}")
-        if len(y_obj) != n:
-            raise ValueError(f"X and y have different lengths: {n} texts, {len(y_obj)} labels")
-        for i, v in enumerate(y_obj):
-            if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
-                raise ValueError(f"y[{i}] is missing ({v!r}); every text needs a label")
-        if len({isinstance(v, str) for v in y_obj}) > 1:
-            raise TypeError("y mixes strings and other types; use one label type")
-        # Strings stay an object array; numbers get their natural dtype back.
-        y = y_obj if all(isinstance(v, str) for v in y_obj) else np.asarray(y_obj.tolist())
-        check_classification_targets(y)
-        return y
+    _parameter_constraints = {
+        "model": [str, os.PathLike],
+        # Names are checked against the live registry (register_strategy), with the options, in fit.
+        "strategy": [str],
+        "strategy_options": [dict, None],
+        "density": [Interval(Real, 0.0, 1.0, closed="right")],
+        "n_token_groups": [Interval(Integral, 0, None, closed="left"), None],
+        "max_ngram": [Interval(Integral, 1, None, closed="left")],
+        "min_count": [Interval(Integral, 1, None, closed="left")],
+        "adaptive_tokenization": ["boolean"],
+        "n_sensitivity_samples": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0.0, np.inf, closed="neither"), None],
+        "head_learning_rate": [Interval(Real, 0.0, np.inf, closed="neither"), None],
+        "weight_decay": [Interval(Real, 0.0, np.inf, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "dropout": [Interval(Real, 0.0, 1.0, closed="left")],
+        "head_init": [StrOptions({"linear_probe", "random"})],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="left")],
+        "patience": [Interval(Integral, 0, None, closed="left")],
+        "interpolate_weights": ["boolean"],
+        "average_epochs": ["boolean"],
+        "refit_head": ["boolean"],
+        "callbacks": [list, tuple, None],
+        "checkpoint_path": [str, os.PathLike, None],
+        "device": [str, torch.device, None],
+        "accelerate": ["boolean"],
+        "random_state": [Interval(Integral, None, None, closed="neither"), None],
+        "verbose": [Interval(Integral, 0, None, closed="left")],
+    }
 
     # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the classifier: token groups -> sensitivity -> mask -> sparse training.
+
+        Runs the stages of ``fit_stages.STAGES`` in order over one ``FitState``; the
+        fitted attributes are assigned together at the end (an error leaves the
+        estimator as it was).
 
         Parameters
         ----------
@@ -390,295 +323,49 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        start = time.perf_counter()
-        device = self._validate_params()
-        accelerator = self._accelerator(device)
-        if accelerator is not None:
+        state = self._start_fit(X, y)
+        for name in self._stages():
+            with state.timed(name):
+                getattr(self, f"stage_{name}")(state)
+        return set_fitted(self, **self._fitted_values(state))
+
+    def _start_fit(self, X, y):
+        """Check everything that can be checked before anything loads; the state the stages share."""
+        self._strategy()
+        device = resolve_device(self.device)
+        accelerator = None
+        if self.accelerate:
+            accelerator = make_accelerator(device, "checkpoint_path" if self.checkpoint_path is not None else None)
             device = accelerator.device
-        texts = self._validate_texts(X)
-        if not texts:
-            raise ValueError("X is empty: at least two texts of two classes are needed")
-        y = self._validate_y(y, len(texts))
-        classes, y_enc = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least two")
-        seed = self.random_state
-        if seed is not None:
-            torch.manual_seed(seed)
-        progress = _progress(self.verbose)
+        texts, y, classes, y_enc = validate_labelled(X, y)
+        class_weights(self.class_weight, classes, y)  # unknown classes fail before the backbone loads
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        return FitState(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
+                        seed=self.random_state)
 
-        stages, mark = {}, [start]
+    def _strategy(self):
+        """The strategy named by ``strategy`` with ``strategy_options`` (values checked here)."""
+        return get_strategy(self.strategy, self.strategy_options)
 
-        def stage(name):
-            now = time.perf_counter()
-            stages[name] = now - mark[0]
-            mark[0] = now
-
-        tokenizer, encoder, path = load_backbone(self.model)
-        pooling = default_pooling(path, encoder) if self.pooling == "auto" else self.pooling
-        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
-            raise ValueError(f"pooling='pooler' but model={self.model!r} has no pooler layer")
-        if tokenizer.pad_token is None:
-            raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
-        enc = encode(tokenizer, texts, self.max_length)
-        class_weight = self._class_weights(classes, y)
-
-        # Held-out split for early stopping; everything the method learns comes from the rest.
-        train_idx, valid_idx = self._split(y_enc, seed)
-        enc_train = {k: v[train_idx] for k, v in enc.items()}
-        y_train = y_enc[train_idx]
-
-        stage("load")
-
-        # 1. Token groups.
-        special = set(tokenizer.all_special_ids)
-        seqs = [s for s, _ in content_sequences(enc_train, special)]
-        n_groups = self.n_token_groups if self.n_token_groups is not None else 10 * len(classes)
-        min_count = min(self.min_count, max(1, int(np.bincount(y_train, minlength=len(classes)).min()) // 2)) if len(y_train) else 1
-        groups = discover_token_groups(
-            seqs, y_train, len(classes), n_groups=n_groups, max_ngram=self.max_ngram,
-            min_count=max(min_count, 1), decode=tokenizer.decode, classes=classes,
-        )
-        added = []
-        if self.adaptive_tokenization and groups:
-            # 1b. Multi-piece groups become whole tokens: re-encode everything with them.
-            tokenizer, added = extend_tokenizer(
-                tokenizer, groups, [texts[i] for i in train_idx], min_count=max(min_count, 1), max_length=self.max_length
-            )
-            if added:
-                extend_embeddings(encoder, added)
-                groups = merge_groups(groups, added)
-                enc = encode(tokenizer, texts, self.max_length)
-                enc_train = {k: v[train_idx] for k, v in enc.items()}
-        focus = group_positions(enc_train, groups) if groups else None
-
-        stage("token_groups")
-
-        # 2. Module and head (LP-FT).
-        # The sparse backward (no dense weight gradients) pays on CPUs; on GPUs, where small
-        # batches are bound by kernel launches, the plain path measured faster (docs/gpu.md).
-        module = ClassifierModule(
-            encoder, len(classes), pooling=pooling, dropout=self.dropout, sparse_backward=device.type == "cpu"
-        ).to(device)
-        strategy = get_strategy(self.strategy, self.strategy_options)
-        self._cache_frozen_blocks(module, strategy, enc)
-        if self.head_init == "linear_probe":
-            with self._oom_advice("feature extraction"):
-                fit_head_on_features(module, enc_train, y_train, max(self.batch_size, 64), device,
-                                     class_weight=class_weight, progress=progress("features"))
-
-        stage("linear_probe")
-
-        # 3. What to train: the strategy selects (token_sparse: sensitivity -> mask).
-        ctx = FitContext(
-            encodings=enc_train, y=y_train, groups=groups, focus=focus, density=self.density,
-            n_sensitivity_samples=self.n_sensitivity_samples, device=device, random_state=seed,
-            progress=progress("sensitivity"), sync=_broadcast_from_main if accelerator is not None else None,
-        )
-        with self._oom_advice("sensitivity scoring"):
-            mask = strategy.setup(module, ctx)
-        module.to(device)  # adapters created by the strategy
-        # Backbone tensors trained whole or added (adapters): what save() must carry besides the delta.
-        module.trained_names = [n for n, p in module.encoder.named_parameters() if p.requires_grad]
-        n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        mask_summary = mask.summary() if mask is not None else _adapter_summary(module, n_trainable)
-        lr = self.learning_rate if self.learning_rate is not None else strategy.default_learning_rate
-
-        stage("selection")
-
-        # 4. Training of what the strategy selected.
-        X_train = enc_train
-        valid_data = None
-        if valid_idx is not None:
-            valid_data = ({k: v[valid_idx] for k, v in enc.items()}, y_enc[valid_idx])
-        extra, resume_state = [], None
-        if self.average_epochs:
-            # First among the extra callbacks: the checkpoint written after it holds this epoch.
-            extra.append(("epoch_average", EpochAverage()))
-        if self.checkpoint_path is not None:
-            fingerprint = self._fingerprint(texts, y, mask)
-            resume_state = load_checkpoint(self.checkpoint_path, fingerprint)
-            extra.append(("resume_checkpoint", ResumeCheckpoint(self.checkpoint_path, fingerprint)))
-            if resume_state is not None:
-                extra.append(("restore_training_state", RestoreTrainingState(resume_state)))
-        net = build_net(
-            module, n_train=len(train_idx), lr=lr,
-            head_lr=self.head_learning_rate or lr, weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
-            class_weight=class_weight, valid_data=valid_data, patience=self.patience,
-            callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra, accelerator=accelerator,
-        )
-        # Where training starts (the linear probe): epoch 0 of the history and one end of the
-        # line along which the fitted weights are chosen afterwards.
-        probe_scores = None
-        start_state = None
-        eval_batch = max(self.batch_size, 64)
-        if valid_data is not None:
-            probe_scores = validation_scores(module, valid_data, eval_batch, device)
-            start_state = module.trainable_state()
-        with self._oom_advice("training"):
-            if resume_state is None:
-                net.fit(X_train, y_train)
-            else:
-                net.initialize()
-                restore(net, resume_state)
-                remaining = self.max_epochs - resume_state["epoch"]
-                es = resume_state.get("early_stopping")
-                if remaining > 0 and not (es and self.patience and es["misses"] >= self.patience):
-                    net.partial_fit(X_train, y_train, epochs=remaining)
-                elif es and es["best_trainable"] is not None:
-                    # The saved fit had already finished: take its best epoch.
-                    restore(net, dict(resume_state, trainable=es["best_trainable"]))
-        module = net.module_
-        stage("training")
-        interrupted = bool(getattr(net, "interrupted_", False))
-        if interrupted:
-            warnings.warn(
-                f"fit was interrupted after {len(net.history)} epoch(s); keeping the best weights so far",
-                stacklevel=2,
-            )
-        history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
-        average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
-        if average is not None:
-            module.load_trainable_state_(average)  # the finetuned end: the epochs' average
-        blend, scores = 1.0, {}
-        if probe_scores is not None:
-            history.insert(0, {"epoch": 0, "valid_acc": probe_scores[0], "stage": "linear_probe"})
-            end_state = module.trainable_state()
-            if self.interpolate_weights:
-                # WiSE-FT: the best point on the line from the probe to the finetune (a=0: probe).
-                blend, scores = select_interpolation(
-                    module, start_state, end_state, valid_data, eval_batch, device, known={0.0: probe_scores}
-                )
-            else:
-                if average is not None:
-                    best = validation_scores(module, valid_data, eval_batch, device)[0]
-                else:
-                    best = max((row.get("valid_acc", -1.0) for row in history[1:]), default=-1.0)
-                if best < probe_scores[0]:
-                    blend = 0.0
-                    module.load_trainable_state_(start_state)
-            if accelerator is not None:
-                # Every process must end with the same model, whatever its own float noise chose.
-                blend, scores = _broadcast_from_main((blend, scores))
-                load_interpolated_(module, start_state, end_state, blend)
-            if self.verbose:
-                if blend == 0.0:
-                    print(f"finetuning did not beat the linear probe on validation (probe {probe_scores[0]:.4f}): keeping the probe")
-                elif blend < 1.0:
-                    print(f"interpolated {blend:.3f} of the way from the linear probe to the finetune "
-                          f"(validation accuracy {scores[blend][0]:.4f})")
-        module.clear_block_cache()
-        stage("interpolation")
-        if self.refit_head:
-            # The head as a logistic regression on every labelled text, the held-out ones
-            # included: validation has done its choosing, and on small data every text counts.
-            with self._oom_advice("head refit"):
-                fit_head_on_features(module, enc, y_enc, eval_batch, device, class_weight=class_weight, progress=progress("refit"))
-            if accelerator is not None:
-                module.head.load_state_dict(_broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
-            stage("head_refit")
-        module.merge_()
-        module.eval()
-
-        # Fitted state is assigned only here: an exception above leaves the estimator as it was.
-        self.interrupted_ = interrupted
-        self.interpolation_ = blend
-        self.interpolation_scores_ = scores
-        self.finetuned_ = blend > 0.0
-        self.classes_ = classes
-        self.token_groups_ = groups
-        self.added_tokens_ = added
-        self.strategy_ = strategy.describe()
-        self.mask_ = mask
-        self.mask_summary_ = mask_summary
-        self.n_trainable_params_ = n_trainable
-        self.learning_rate_ = lr
-        self.history_ = history
-        self.pooling_ = pooling
-        self.module_ = module
-        self.tokenizer_ = tokenizer
-        self.device_ = device
-        stage("finalize")
-        self.fit_stages_ = stages
-        self.fit_time_ = time.perf_counter() - start
-        return self
-
-    # Activations of frozen blocks kept per text: at most this many bytes.
-    _BLOCK_CACHE_BYTES = 2**30
-
-    def _cache_frozen_blocks(self, module, strategy, enc):
-        """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
-        k = strategy.frozen_blocks(module)
-        if not k:
-            return
-        size = int(enc["attention_mask"].sum()) * module.encoder.config.hidden_size * 4
-        if size > self._BLOCK_CACHE_BYTES:
-            if self.verbose:
-                print(f"not caching the {k} frozen blocks: {size / 2**20:.0f} MiB of activations is over the "
-                      f"{self._BLOCK_CACHE_BYTES / 2**20:.0f} MiB limit")
-            return
-        module.cache_frozen_blocks(k)
-
-    def _fingerprint(self, texts, y, mask):
-        """Identifies a fit: parameters that shape training, the data, and the selected mask."""
-        h = hashlib.sha256()
-        skip = {"callbacks", "verbose", "device", "checkpoint_path"}
-        h.update(repr(sorted((k, repr(v)) for k, v in self.get_params().items() if k not in skip)).encode())
-        for t in texts:
-            h.update(t.encode("utf-8", "replace") + b"\x00")
-        h.update(repr(list(map(str, y))).encode())
-        if mask is not None:
-            for name in sorted(mask.indices):
-                h.update(name.encode() + mask.indices[name].numpy().tobytes())
-        return h.hexdigest()
-
-    @contextlib.contextmanager
-    def _oom_advice(self, stage):
-        """Turn a CUDA out-of-memory error into one that says what to set."""
-        try:
-            yield
-        except torch.cuda.OutOfMemoryError as exc:
-            raise MemoryError(
-                f"CUDA ran out of memory during {stage} with batch_size={self.batch_size}, "
-                f"max_length={self.max_length}: set a smaller batch_size or max_length, or device='cpu'"
-            ) from exc
-
-    def _class_weights(self, classes, y):
-        if self.class_weight is None:
+    def _progress(self, desc):
+        """A tqdm wrapper for the loop called ``desc`` when verbose, else None."""
+        if not self.verbose:
             return None
-        if isinstance(self.class_weight, str) and self.class_weight != "balanced":
-            raise ValueError(f"class_weight must be 'balanced', a dict or None, got {self.class_weight!r}")
-        if isinstance(self.class_weight, dict):
-            unknown = set(self.class_weight) - set(classes.tolist())
-            if unknown:
-                raise ValueError(f"class_weight names classes not in y: {sorted(map(str, unknown))}")
-        return compute_class_weight(self.class_weight, classes=classes, y=y)
+        from tqdm.auto import tqdm
 
-    def _split(self, y_enc, seed):
-        n = len(y_enc)
-        idx = np.arange(n)
-        frac = self.validation_fraction
-        n_valid = int(np.ceil(frac * n)) if frac else 0
-        if n_valid == 0 or n - n_valid < 2:
-            if frac:
-                warnings.warn(f"{n} texts are too few for validation_fraction={frac}; training without early stopping", stacklevel=3)
-            return idx, None
-        counts = np.bincount(y_enc)
-        stratify = y_enc if counts.min() >= 2 and n_valid >= len(counts) and n - n_valid >= len(counts) else None
-        train_idx, valid_idx = train_test_split(idx, test_size=n_valid, stratify=stratify, random_state=seed if seed is not None else 0)
-        return np.sort(train_idx), np.sort(valid_idx)
+        return lambda it: tqdm(it, desc=desc, leave=False)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X):
         check_is_fitted(self, "module_")
-        texts = self._validate_texts(X)
+        texts = validate_texts(X)
         n_classes = len(self.classes_)
         if not texts:
             return np.empty((0, n_classes), dtype=np.float32)
         enc = encode(self.tokenizer_, texts, self.max_length)
         with self._oom_advice("prediction"):
-            return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=_progress(self.verbose)("predict"))
+            return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=self._progress("predict"))
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``; rows sum to 1."""
@@ -717,7 +404,7 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
             (up to ``top`` of ``{group, class, effect}``, largest absolute effect first).
         """
         check_is_fitted(self, "module_")
-        texts = self._validate_texts(X)
+        texts = validate_texts(X)
         with self._oom_advice("explanation"):
             return explain(self, texts, top=top)
 
@@ -803,31 +490,3 @@ class TokenSparseClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.non_deterministic = False
         return tags
-
-
-def _broadcast_from_main(obj):
-    """Process 0's ``obj`` in every process (data-parallel fits must train the same entries)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _adapter_summary(module, n_trainable):
-    head = sum(p.numel() for p in module.head.parameters())
-    total = sum(p.numel() for n, p in module.encoder.named_parameters() if p.requires_grad is False)
-    return {"selected": 0, "total": total, "density": 0.0, "added_parameters": n_trainable - head}
-
-
-def _progress(verbose):
-    def make(desc):
-        if not verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        return lambda it: tqdm(it, desc=desc, leave=False)
-
-    return make

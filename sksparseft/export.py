@@ -44,32 +44,11 @@ def predict_proba(texts):
 '''
 
 
-def plain_backbone_state(encoder):
-    """The encoder's state with adapters folded in and their wrappers removed.
+def plain_backbone_state(est):
+    """The fitted backbone's state as a stock transformers model holds it (the strategy folds its own parts)."""
+    from .strategies import from_description
 
-    LoRA (peft) layers become ``base weight + B A * scaling`` under the original names.
-    """
-    state = {}
-    folded = set()
-    for name, mod in encoder.named_modules():
-        if hasattr(mod, "base_layer") and hasattr(mod, "get_delta_weight"):
-            prefix = f"{name}." if name else ""
-            weight = mod.base_layer.weight.detach().clone()
-            for adapter in getattr(mod, "active_adapters", ["default"]):
-                if adapter in getattr(mod, "lora_A", {}):
-                    weight += mod.get_delta_weight(adapter).to(weight.dtype)
-            state[f"{prefix}weight"] = weight
-            if getattr(mod.base_layer, "bias", None) is not None:
-                state[f"{prefix}bias"] = mod.base_layer.bias.detach().clone()
-            folded.add(prefix)
-    for key, value in encoder.state_dict().items():
-        if "lora_" in key or "prefix_key" in key or "prefix_value" in key:
-            continue
-        plain = key.replace(".base_layer.", ".")
-        if any(plain.startswith(p) for p in folded) and plain in state:
-            continue
-        state[plain] = value.detach().clone()
-    return state
+    return from_description(est.strategy_).plain_backbone_state(est.module_.encoder)
 
 
 def to_huggingface(est, path, overwrite=False):
@@ -77,17 +56,12 @@ def to_huggingface(est, path, overwrite=False):
     from safetensors.torch import save_file
     from transformers import AutoModel
 
-    if est.strategy_["strategy"] == "prefix":
-        raise ValueError(
-            "strategy='prefix' adds key/value prefixes that no stock transformers model carries; "
-            "use save() for this model, or another strategy for a Hugging Face export"
-        )
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    state = plain_backbone_state(est)
     module = est.module_
     config = module.encoder.config
-    state = plain_backbone_state(module.encoder)
     clean = AutoModel.from_config(config, dtype=torch.float32)
     missing, unexpected = clean.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("position_ids")]
@@ -139,15 +113,14 @@ def to_onnx(est, path, opset=18):
     """
     from transformers import AutoModel
 
-    if est.strategy_["strategy"] == "prefix":
-        raise ValueError("strategy='prefix' cannot be exported to ONNX (its attention function is custom)")
     import importlib.util
 
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
         raise ImportError("ONNX export needs onnx and onnxscript: pip install 'sksparseft[onnx]'")
+    state = plain_backbone_state(est)
     config = est.module_.encoder.config
     clean = AutoModel.from_config(config, dtype=torch.float32, attn_implementation="eager")
-    clean.load_state_dict(plain_backbone_state(est.module_.encoder), strict=False)
+    clean.load_state_dict(state, strict=False)
     head = torch.nn.Linear(est.module_.head.in_features, est.module_.head.out_features)
     head.load_state_dict({k: v.detach().cpu() for k, v in est.module_.head.state_dict().items()})
     model = _ProbabilityModel(clean.eval(), head, est.pooling_).eval()

@@ -1,11 +1,12 @@
-"""Which backbone entries are trainable (fit step 3): the mask, kept apart from the delta values."""
+"""Which backbone entries are trainable: the mask, kept apart from the delta values and from how it is chosen."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 import torch
+
+from .layout import layer_of, module_kind
 
 
 class SparseMask:
@@ -92,36 +93,3 @@ def _numel(shape):
     for s in shape:
         n *= int(s)
     return n
-
-
-_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
-
-
-def layer_of(name):
-    """``"layer.3"`` for a tensor inside transformer block 3, else ``"embeddings"`` or ``"other"``."""
-    m = _LAYER.search(name)
-    if m:
-        return f"layer.{int(m.group(1))}"
-    if "embed" in name:
-        return "embeddings"
-    return "other"
-
-
-def block_index(name):
-    """The transformer block a tensor belongs to (``3`` for ``layer.3``), or None outside the blocks."""
-    where = layer_of(name)
-    return int(where[len("layer."):]) if where.startswith("layer.") else None
-
-
-def module_kind(name):
-    """A coarse module family for reporting: attention, mlp, layernorm, embeddings, other."""
-    lowered = name.lower()
-    if "norm" in lowered:
-        return "layernorm"
-    if "embed" in lowered:
-        return "embeddings"
-    if any(k in lowered for k in ("attention", "attn", "query", "key", "value", "q_proj", "k_proj", "v_proj", "o_proj")):
-        return "attention"
-    if any(k in lowered for k in ("intermediate", "output", "mlp", "ffn", "fc", "gate_proj", "up_proj", "down_proj")):
-        return "mlp"
-    return "other"

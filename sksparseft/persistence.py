@@ -11,7 +11,6 @@ was saved inside the file (``include_backbone=True``).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +23,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
-from .vocabulary import added_from_json, added_to_json, extend_embeddings
+from .fitted_state import fitted_from_json, fitted_to_json, json_default, set_fitted
+from .strategies import from_description
+from .vocabulary import extend_embeddings
 
 FORMAT = "sksparseft"
 FORMAT_VERSION = 1
@@ -34,48 +35,8 @@ class ModelFileError(ValueError):
     """A file that is not a readable sksparseft model (truncated, tampered, other format)."""
 
 
-# -- JSON of Python/numpy values -------------------------------------------------------
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} cannot be saved as JSON")
-
-
 def _dumps(obj):
-    return json.dumps(obj, default=_plain, sort_keys=True, allow_nan=True)
-
-
-def _labels_to_json(labels):
-    labels = np.asarray(labels)
-    values = [_plain(v) if isinstance(v, np.generic) else v for v in labels.tolist()]
-    for v in values:
-        if not isinstance(v, (str, int, float, bool)):
-            raise TypeError(
-                f"class labels of type {type(v).__name__} cannot be saved safely; use str/int labels or pickle"
-            )
-    return {"dtype": "object" if labels.dtype == object else labels.dtype.str, "values": values}
-
-
-def _labels_from_json(obj):
-    if obj["dtype"] == "object":
-        out = np.empty(len(obj["values"]), dtype=object)
-        out[:] = obj["values"]
-        return out
-    return np.asarray(obj["values"], dtype=np.dtype(obj["dtype"]))
-
-
-def _label_from_json(value, classes):
-    # A token group's label is one of classes_: give back that very object (numpy type included).
-    for c in classes:
-        if (_plain(c) if isinstance(c, np.generic) else c) == value:
-            return c
-    return value
+    return json.dumps(obj, default=json_default, sort_keys=True, allow_nan=True)
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -87,7 +48,7 @@ def _params_to_json(est):
             warnings.warn("the callbacks parameter is not saved (callbacks are code); the loaded model has callbacks=None", stacklevel=3)
             v = None
         if k == "class_weight" and isinstance(v, dict):
-            v = {"__pairs__": [[_plain(a) if isinstance(a, np.generic) else a, float(b)] for a, b in v.items()]}
+            v = {"__pairs__": [[json_default(a) if isinstance(a, np.generic) else a, float(b)] for a, b in v.items()]}
         out[k] = v
     return out
 
@@ -191,30 +152,15 @@ def save_estimator(est, path, include_backbone=False):
                 tensors[f"tensor.{name}"] = params[name]
         _check_delta_reproduces(module, base, trained)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    mask = est.mask_
-    fitted = {
-        "classes": _labels_to_json(est.classes_),
-        "token_groups": [dict(dataclasses.asdict(g), label=_labels_to_json([g.label])["values"][0]) for g in est.token_groups_],
-        "added_tokens": added_to_json(getattr(est, "added_tokens_", [])),
-        "strategy": est.strategy_,
-        "mask_shapes": mask.shapes if mask is not None else None,
-        "mask_summary": est.mask_summary_,
-        "n_trainable_params": int(est.n_trainable_params_),
-        "learning_rate": float(est.learning_rate_),
-        "history": est.history_,
-        "pooling": est.pooling_,
+    fitted = fitted_to_json(est)
+    fitted.update({
+        # What the module needs beyond the fitted attributes to be rebuilt.
+        "mask_shapes": est.mask_.shapes if est.mask_ is not None else None,
         "dropout_module": float(module.dropout.p),
-        "interrupted": bool(est.interrupted_),
-        "finetuned": bool(est.finetuned_),
-        "interpolation": float(getattr(est, "interpolation_", 1.0)),
-        # JSON keys are strings: the points travel as [a, accuracy, log-loss] rows.
-        "interpolation_scores": [[a, *s] for a, s in getattr(est, "interpolation_scores_", {}).items()],
-        "fit_time": float(est.fit_time_),
-        "fit_stages": getattr(est, "fit_stages_", {}),
         "trained_names": trained,
         "adapter_names": [n for n in trained if n not in base_names] if not include_backbone else [],
         "encoder_config": encoder.config.to_dict(),
-    }
+    })
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -284,22 +230,31 @@ def read_file(path):
 
 def load_estimator(cls, path, device=None):
     """Rebuild a fitted ``cls`` from ``path`` (see :func:`save_estimator`)."""
-    from transformers import AutoConfig, AutoModel
-
-    from .backbone import load_backbone, resolve_device, set_padding
-    from .mask import SparseMask
-    from .module import ClassifierModule
-    from .strategies import get_strategy
-    from .tokens import TokenGroup
+    from .devices import resolve_device
 
     metadata, tensors = read_file(path)
     params = _params_from_json(json.loads(metadata["params"]))
     fitted = json.loads(metadata["fitted"])
     backbone = json.loads(metadata["backbone"])
-    added = added_from_json(fitted.get("added_tokens"))
+    try:
+        values = fitted_from_json(fitted)
+    except KeyError as exc:
+        raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from None
     est = cls(**params)
-
     tokenizer = _tokenizer_from_files(json.loads(metadata["tokenizer"]))
+    encoder = _load_encoder(path, backbone, fitted, values["added_tokens_"], tokenizer)
+    module, mask = _rebuild_module(path, encoder, fitted, values, tensors, backbone["included"])
+    dev = resolve_device(device if device is not None else est.device)
+    module.to(dev).eval()
+    return set_fitted(est, **values, mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev)
+
+
+def _load_encoder(path, backbone, fitted, added, tokenizer):
+    """The backbone the model was fitted on: from the file, or re-read and checked by fingerprint."""
+    from transformers import AutoConfig, AutoModel
+
+    from .backbone import load_backbone, set_padding
+
     if backbone["included"]:
         config_dict = dict(fitted["encoder_config"])
         model_type = config_dict.pop("model_type")
@@ -314,10 +269,15 @@ def load_estimator(cls, path, device=None):
             )
         extend_embeddings(encoder, added)
     set_padding(tokenizer, encoder.config)
-    classes = _labels_from_json(fitted["classes"])
-    module = ClassifierModule(encoder, len(classes), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
-    strategy_info = dict(fitted["strategy"])
-    name = strategy_info.pop("strategy")
+    return encoder
+
+
+def _rebuild_module(path, encoder, fitted, values, tensors, included):
+    """The fitted ClassifierModule (delta merged) and its mask, from the file's tensors."""
+    from .mask import SparseMask
+    from .module import ClassifierModule
+
+    module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
     # {tensor name: (flat indices, values)} of the sparse delta
     delta = {k[len("delta."):-len(".indices")]: (v.long(), tensors[f"{k[:-len('.indices')]}.values"])
              for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")}
@@ -327,50 +287,23 @@ def load_estimator(cls, path, device=None):
         whole = {n: torch.arange(int(np.prod(shapes[n]))) for n in fitted["trained_names"] if n not in delta}
         mask = SparseMask({**{n: idx for n, (idx, _) in delta.items()}, **whole}, shapes)
     else:
-        get_strategy(name, strategy_info).setup(module, None)  # adapters: same structure, then their values
-    if backbone["included"]:
-        state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        missing, unexpected = module.encoder.load_state_dict(state, strict=False)
-        if unexpected or [m for m in missing if not m.endswith("position_ids")]:
-            raise ModelFileError(f"{path}: backbone tensors do not fit the saved config ({missing[:3]}, {unexpected[:3]})")
-    else:
-        with torch.no_grad():
+        from_description(values["strategy_"]).rebuild(module)  # adapters: same structure, then their values
+    with torch.no_grad():
+        if included:
+            state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+            missing, unexpected = module.encoder.load_state_dict(state, strict=False)
+            if unexpected or [m for m in missing if not m.endswith("position_ids")]:
+                raise ModelFileError(f"{path}: backbone tensors do not fit the saved config ({missing[:3]}, {unexpected[:3]})")
+        else:
             enc_params = dict(module.encoder.named_parameters())
             for n in fitted["trained_names"]:
                 if n in enc_params and f"tensor.{n}" in tensors:
                     enc_params[n].copy_(tensors[f"tensor.{n}"])
-            for n, (idx, values) in delta.items():
+            for n, (idx, vals) in delta.items():
                 p = enc_params[n]
-                p.view(-1).index_add_(0, idx, values.to(p.dtype))
-    with torch.no_grad():
+                p.view(-1).index_add_(0, idx, vals.to(p.dtype))
         module.head.weight.copy_(tensors["head.weight"])
         module.head.bias.copy_(tensors["head.bias"])
     module.trained_names = fitted["trained_names"]
     module.merged = True
-    dev = resolve_device(device if device is not None else est.device)
-    module.to(dev).eval()
-
-    est.classes_ = classes
-    est.token_groups_ = [
-        TokenGroup(**dict(g, token_ids=tuple(g["token_ids"]), pieces=tuple(g.get("pieces", ())),
-                          label=_label_from_json(g["label"], classes)))
-        for g in fitted["token_groups"]
-    ]
-    est.added_tokens_ = added
-    est.strategy_ = fitted["strategy"]
-    est.mask_ = mask
-    est.mask_summary_ = fitted["mask_summary"]
-    est.n_trainable_params_ = fitted["n_trainable_params"]
-    est.learning_rate_ = fitted["learning_rate"]
-    est.history_ = fitted["history"]
-    est.pooling_ = fitted["pooling"]
-    est.interrupted_ = fitted["interrupted"]
-    est.finetuned_ = fitted["finetuned"]
-    est.interpolation_ = fitted.get("interpolation", 1.0 if est.finetuned_ else 0.0)
-    est.interpolation_scores_ = {row[0]: tuple(row[1:]) for row in fitted.get("interpolation_scores", [])}
-    est.fit_time_ = fitted["fit_time"]
-    est.fit_stages_ = fitted["fit_stages"]
-    est.module_ = module
-    est.tokenizer_ = tokenizer
-    est.device_ = dev
-    return est
+    return module, mask

@@ -1,4 +1,4 @@
-"""Token-driven parameter sensitivity (fit step 2): squared gradients focused on token groups."""
+"""Token-driven parameter sensitivity (fit stage "selection"): squared gradients focused on token groups."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokenising texts and discovering task-specific token groups (fit step 1)."""
+"""Tokenising texts and discovering task-specific token groups (fit stages "load" and "token_groups")."""
 
 from __future__ import annotations
 
@@ -68,6 +68,50 @@ def content_sequences(encodings, special_ids):
     return seqs
 
 
+def _ngram_counts(sequences, y, n_classes, max_ngram):
+    """``(n-grams, csr counts n-gram x class)`` of document-level occurrences (one pass over the tokens)."""
+    vocab = {}
+    rows, cols = [], []
+    for seq, label in zip(sequences, y):
+        seen = set()
+        n_tok = len(seq)
+        for n in range(1, max_ngram + 1):
+            for i in range(n_tok - n + 1):
+                seen.add(tuple(seq[i : i + n]))
+        for gram in seen:
+            idx = vocab.setdefault(gram, len(vocab))
+            rows.append(idx)
+            cols.append(label)
+    if not vocab:
+        return [], None
+    counts = sparse.coo_matrix(
+        (np.ones(len(rows), dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
+        shape=(len(vocab), n_classes),
+    ).tocsr()
+    return list(vocab), counts
+
+
+def _non_redundant(grams, doc_freq, candidates):
+    """Drop a shorter n-gram that only ever occurs inside one longer candidate.
+
+    It adds nothing and reads worse ("over", "##draft" vs "overdraft").
+    """
+    if candidates.size == 0:
+        return candidates
+    cand_set = {grams[i]: i for i in candidates}
+    redundant = set()
+    for i in candidates:
+        gram = grams[i]
+        if len(gram) < 2:
+            continue
+        for n in range(1, len(gram)):
+            for j in range(len(gram) - n + 1):
+                sub = cand_set.get(gram[j : j + n])
+                if sub is not None and doc_freq[sub] == doc_freq[i]:
+                    redundant.add(sub)
+    return np.asarray([i for i in candidates if i not in redundant], dtype=np.int64)
+
+
 def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_count, decode, classes=None, smoothing=1.0):
     """Score all subword n-grams by what they tell about the label; keep the top ``n_groups``.
 
@@ -92,45 +136,13 @@ def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_c
     list of TokenGroup, best first.
     """
     y = np.asarray(y)
-    vocab = {}
-    rows, cols = [], []
-    # One pass over the tokens: document-level n-gram occurrences (linear in tokens).
-    for seq, label in zip(sequences, y):
-        seen = set()
-        n_tok = len(seq)
-        for n in range(1, max_ngram + 1):
-            for i in range(n_tok - n + 1):
-                seen.add(tuple(seq[i : i + n]))
-        for gram in seen:
-            idx = vocab.setdefault(gram, len(vocab))
-            rows.append(idx)
-            cols.append(label)
-    if not vocab:
+    grams, counts = _ngram_counts(sequences, y, n_classes, max_ngram)
+    if not grams:
         return []
-    counts = sparse.coo_matrix(
-        (np.ones(len(rows), dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
-        shape=(len(vocab), n_classes),
-    ).tocsr()
-    grams = list(vocab)
     doc_freq = np.asarray(counts.sum(axis=1)).ravel()
-    candidates = np.flatnonzero(doc_freq >= min_count)
+    candidates = _non_redundant(grams, doc_freq, np.flatnonzero(doc_freq >= min_count))
     if candidates.size == 0:
         return []
-
-    # A shorter n-gram that only ever occurs inside one longer n-gram adds nothing
-    # and reads worse ("over", "##draft" vs "overdraft"): drop it.
-    cand_set = {grams[i]: i for i in candidates}
-    redundant = set()
-    for i in candidates:
-        gram = grams[i]
-        if len(gram) < 2:
-            continue
-        for n in range(1, len(gram)):
-            for j in range(len(gram) - n + 1):
-                sub = cand_set.get(gram[j : j + n])
-                if sub is not None and doc_freq[sub] == doc_freq[i]:
-                    redundant.add(sub)
-    candidates = np.asarray([i for i in candidates if i not in redundant], dtype=np.int64)
 
     prior = np.bincount(y, minlength=n_classes).astype(np.float64)
     prior = prior / prior.sum()

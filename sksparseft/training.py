@@ -1,4 +1,4 @@
-"""Training and inference loops (fit step 4): skorch drives the masked training."""
+"""Training and inference loops (fit stages "training", "linear_probe" and "head_refit"): skorch drives the masked training."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Adaptive tokenization (fit step 1b, optional): split words among the token groups become new tokens.
+"""Adaptive tokenization (optional, in fit stage "token_groups"): split words among the token groups become new tokens.
 
 A token group that is one word split into pieces, such as "overdraft" (``over`` + ``##dra`` +
 ``##ft``), is added to the tokenizer as one whole-word token; its new embedding row starts

@@ -139,7 +139,7 @@ def test_cached_frozen_blocks_match_the_plain_path(tiny_model):
     """Blocks below the mask run once per text; reusing them gives the same outputs and gradients."""
     import pickle
 
-    from sksparseft.module import transformer_blocks
+    from sksparseft.layout import transformer_blocks
 
     tok, _ = _module(tiny_model)
     plain, cached = _top_block_module(tiny_model, 0), _top_block_module(tiny_model, 1)

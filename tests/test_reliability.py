@@ -117,13 +117,11 @@ def test_loading_never_runs_remote_code(monkeypatch, tiny_model):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
 def test_cuda_requested_without_cuda_fails_before_loading(toy_data, monkeypatch):
-    import sksparseft.estimator as est
-
     X, y = toy_data
 
     def never(*args, **kwargs):
         raise AssertionError("the backbone must not be loaded")
 
-    monkeypatch.setattr(est, "load_backbone", never)
+    monkeypatch.setattr(TokenSparseClassifier, "stage_load", never)
     with pytest.raises(ValueError, match="device='cuda'.*CUDA is not available"):
         TokenSparseClassifier(**{**FAST, "device": "cuda"}).fit(X, y)

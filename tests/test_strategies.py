@@ -100,7 +100,9 @@ def test_trainable_counts_are_ordered(tiny_model, toy_data):
 @pytest.mark.parametrize("strategy,options,match", [
     ("magic", None, "strategy must be one of"),
     ("lora", {"rank": 4}, "not known to strategy 'lora'"),
-    ("token_sparse", "dense", "strategy_options must be a dict"),
+    ("token_sparse", "dense", "strategy_options"),
+    ("layers", {"n_layers": 0}, "n_layers must be an integer >= 1"),
+    ("token_sparse", {"min_layer": "top"}, "min_layer must be an integer"),
 ])
 def test_unknown_strategy_or_option(tiny_model, toy_data, strategy, options, match):
     X, y = toy_data

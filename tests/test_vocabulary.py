@@ -152,7 +152,7 @@ def test_off_by_default_and_validated(tiny_model, word_data):
     clf = TokenSparseClassifier(tiny_model, **FAST).fit(X, y)
     assert clf.added_tokens_ == [] and all(not g.pieces for g in clf.token_groups_)
     assert len(clf.tokenizer_) == len(load_backbone(tiny_model)[0])
-    with pytest.raises(ValueError, match="adaptive_tokenization must be True or False"):
+    with pytest.raises(ValueError, match="adaptive_tokenization"):
         TokenSparseClassifier(tiny_model, adaptive_tokenization="yes", **FAST).fit(X, y)
 
 

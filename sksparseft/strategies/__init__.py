@@ -22,10 +22,27 @@ register()
 
 
 def get_strategy(name, options=None):
-    """Instantiate the strategy called ``name`` with ``options``."""
+    """Instantiate the strategy called ``name`` with ``options`` (checked here, before anything loads)."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, got {name!r}")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"strategy_options must be a dict or None, got {options!r}")
     return STRATEGIES[name](**(options or {}))
 
 
-__all__ = ["STRATEGIES", "FitContext", "MaskStrategy", "Strategy", "get_strategy"]
+def from_description(description):
+    """The strategy a fitted estimator's ``strategy_`` dict describes."""
+    settings = dict(description)
+    return get_strategy(settings.pop("strategy"), settings)
+
+
+def register_strategy(cls):
+    """Make a :class:`Strategy` subclass available as ``strategy=cls.name`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)) or not cls.name:
+        raise TypeError("register_strategy takes a Strategy subclass with a name")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+__all__ = ["STRATEGIES", "FitContext", "MaskStrategy", "Strategy", "from_description", "get_strategy",
+           "register_strategy"]

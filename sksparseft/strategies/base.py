@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,11 @@ class Strategy:
     #: options this strategy reads from ``strategy_options``, with their defaults
     options = {}
 
+    #: name fragments of the parameters this strategy adds to the backbone (adapters); empty for masks
+    prefixes = ()
+    #: why this strategy's models cannot be exported as a plain backbone, or None when they can
+    export_error = None
+
     def __init__(self, **options):
         unknown = set(options) - set(self.options)
         if unknown:
@@ -47,6 +53,21 @@ class Strategy:
                 f" (known: {sorted(self.options) or 'none'})"
             )
         self.settings = {**self.options, **options}
+        self.validate()
+
+    def validate(self):
+        """Check the option values; runs when the strategy is made, before anything loads."""
+
+    def _check_int(self, key, low, allow_none=False):
+        value = self.settings[key]
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"strategy_options {key} must be an integer >= {low}, got {value!r}")
+
+    def _check_bool(self, key):
+        if not isinstance(self.settings[key], (bool, np.bool_)):
+            raise ValueError(f"strategy_options {key} must be True or False, got {self.settings[key]!r}")
 
     def setup(self, module, ctx):
         """Make what this strategy trains trainable; return the backbone mask, or None for adapters."""
@@ -58,6 +79,26 @@ class Strategy:
         Known before :meth:`setup`; the estimator computes them once per text when > 0.
         """
         return 0
+
+    def rebuild(self, module):
+        """Recreate, in a freshly loaded module, the structure this strategy added (values come after).
+
+        Mask strategies add nothing: the saved delta is folded into the backbone on load.
+        """
+
+    def is_own(self, name):
+        """Whether the backbone tensor ``name`` is one this strategy added."""
+        return any(p in name for p in self.prefixes)
+
+    def plain_backbone_state(self, encoder):
+        """The encoder's state as a stock transformers model of its class would hold it.
+
+        Mask strategies change existing entries only, so this is the state itself;
+        adapter strategies fold their parameters in (or set ``export_error``).
+        """
+        if self.export_error:
+            raise ValueError(self.export_error)
+        return {k: v.detach().clone() for k, v in encoder.state_dict().items() if not self.is_own(k)}
 
     def describe(self):
         return {"strategy": self.name, **self.settings}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..mask import layer_of
+from ..layout import block_index
 from .base import MaskStrategy, whole_tensors
 
 
@@ -11,13 +11,13 @@ class Layers(MaskStrategy):
     default_learning_rate = 1e-4
     options = {"n_layers": 2}
 
+    def validate(self):
+        self._check_int("n_layers", 1)
+
     def select(self, module, ctx):
         names = [n for n, _ in module.encoder.named_parameters()]
-        blocks = sorted({int(layer_of(n).split(".")[1]) for n in names if layer_of(n).startswith("layer.")})
+        blocks = sorted({block_index(n) for n in names if block_index(n) is not None})
         if not blocks:
             raise ValueError("strategy='layers' found no numbered transformer blocks in this backbone")
-        n = int(self.settings["n_layers"])
-        if n < 1:
-            raise ValueError(f"strategy_options n_layers must be >= 1, got {n}")
-        top = {f"layer.{b}" for b in blocks[-n:]}
-        return whole_tensors(module, [name for name in names if layer_of(name) in top])
+        top = set(blocks[-int(self.settings["n_layers"]):])
+        return whole_tensors(module, [name for name in names if block_index(name) in top])

@@ -59,6 +59,17 @@ class PrefixTuning(Strategy):
     name = "prefix"
     default_learning_rate = 5e-3
     options = {"n_prefix": 16}
+    prefixes = ("prefix_key", "prefix_value")
+    export_error = (
+        "strategy='prefix' adds key/value prefixes that no stock transformers model carries (its attention "
+        "function is custom); use save() for this model, or another strategy for a Hugging Face or ONNX export"
+    )
+
+    def validate(self):
+        self._check_int("n_prefix", 1)
+
+    def rebuild(self, module):
+        self.setup(module, None)
 
     def setup(self, module, ctx):
         register()
@@ -72,8 +83,6 @@ class PrefixTuning(Strategy):
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         n_prefix = int(self.settings["n_prefix"])
-        if n_prefix < 1:
-            raise ValueError(f"strategy_options n_prefix must be >= 1, got {n_prefix}")
         mods = list(_attention_modules(encoder))
         if not mods:
             raise ValueError("strategy='prefix' found no attention modules with key/value projections")
@@ -83,5 +92,5 @@ class PrefixTuning(Strategy):
             mod.prefix_value = nn.Parameter(torch.randn(heads, n_prefix, head_dim, device=device) * 0.02)
         encoder.set_attn_implementation(ATTN_NAME)
         for name, p in encoder.named_parameters():
-            p.requires_grad_(name.endswith(("prefix_key", "prefix_value")))
+            p.requires_grad_(self.is_own(name))
         return None

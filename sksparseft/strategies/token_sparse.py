@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..mask import SparseMask, block_index
-from ..module import transformer_blocks
+from ..layout import block_index, transformer_blocks
+from ..mask import SparseMask
 from ..sensitivity import eligible_parameters, sensitivity_scores
 from ..tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
@@ -32,6 +32,13 @@ class TokenSparse(MaskStrategy):
     # epoch; off by default: it measured 1-2 points less accurate (docs/gpu.md).
     options = {"embedding_rows": True, "min_layer": None, "cache_frozen": False}
     token_focus = True
+
+    def validate(self):
+        for key in ("embedding_rows", "cache_frozen"):
+            if key in self.settings:
+                self._check_bool(key)
+        if "min_layer" in self.settings:
+            self._check_int("min_layer", 0, allow_none=True)
 
     def frozen_blocks(self, module):
         min_layer = self.settings.get("min_layer")

@@ -1,0 +1,63 @@
+"""Where fit and predict run: device names, the Accelerate process group, CUDA memory advice."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def resolve_device(device):
+    """Turn ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"``/``"mps"`` into a ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a valid torch device ('auto', 'cpu', 'cuda', 'cuda:0', ...)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"device={device!r} was requested but MPS is not available")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def make_accelerator(device, several_processes_forbid=None):
+    """The Accelerator of this process; ``several_processes_forbid`` names a setting that cannot run over several."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:
+        raise ImportError("accelerate=True needs the accelerate package: pip install 'sksparseft[accelerate]'") from exc
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")  # bf16 autocast is ours
+    if accelerator.num_processes > 1 and several_processes_forbid:
+        raise ValueError(f"{several_processes_forbid} is not supported with accelerate=True over several processes")
+    return accelerator
+
+
+def broadcast_from_main(obj):
+    """Process 0's ``obj`` in every process (data-parallel fits must train the same entries)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def oom_advice(stage, batch_size, max_length):
+    """Turn a CUDA out-of-memory error into one that says what to set."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"CUDA ran out of memory during {stage} with batch_size={batch_size}, "
+            f"max_length={max_length}: set a smaller batch_size or max_length, or device='cpu'"
+        ) from exc

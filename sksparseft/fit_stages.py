@@ -1,0 +1,259 @@
+"""The stages of ``TokenSparseClassifier.fit``, in order, each a method over one :class:`FitState`.
+
+texts -> tokens (load) -> token groups -> module and linear probe -> selection (what the
+strategy trains: sensitivity and mask for token_sparse) -> training -> interpolation
+(probe-to-finetune blend) -> head refit -> finalize. A subclass (or a benchmark) overrides
+or wraps one stage to change or observe it; ``fit`` itself only runs them in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import numpy as np
+
+from .backbone import default_pooling, load_backbone
+from .checkpoint import fit_or_resume, resume_callbacks
+from .devices import broadcast_from_main, oom_advice
+from .interpolation import load_interpolated_, select_interpolation, validation_scores
+from .module import ClassifierModule
+from .strategies import FitContext
+from .tokens import content_sequences, discover_token_groups, encode, group_positions
+from .training import EpochAverage, build_net, fit_head_on_features
+from .validation import class_weights, validation_split
+from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
+
+#: Every stage, in the order fit runs them (``head_refit`` only with ``refit_head=True``).
+STAGES = ("load", "token_groups", "linear_probe", "selection", "training", "interpolation", "head_refit", "finalize")
+
+
+class FitStages:
+    """Mixin of TokenSparseClassifier: one method ``stage_<name>`` per entry of :data:`STAGES`."""
+
+    # Activations of frozen blocks kept per text: at most this many bytes.
+    _BLOCK_CACHE_BYTES = 2**30
+
+    def _stages(self):
+        """The stages this fit runs, in order."""
+        return [s for s in STAGES if s != "head_refit" or self.refit_head]
+
+    def _eval_batch(self):
+        return max(self.batch_size, 64)
+
+    def _oom_advice(self, stage):
+        return oom_advice(stage, self.batch_size, self.max_length)
+
+    # -- load: backbone, tokens, class weights, held-out split ------------------------
+    def stage_load(self, state):
+        tokenizer, encoder, path = load_backbone(self.model)
+        pooling = default_pooling(path, encoder) if self.pooling == "auto" else self.pooling
+        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ValueError(f"pooling='pooler' but model={self.model!r} has no pooler layer")
+        if tokenizer.pad_token is None:
+            raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
+        state.tokenizer, state.encoder, state.pooling = tokenizer, encoder, pooling
+        encodings = encode(tokenizer, state.texts, self.max_length)
+        state.class_weight = class_weights(self.class_weight, state.classes, state.y)
+        # Held-out split for early stopping; everything the method learns comes from the rest.
+        state.train_idx, state.valid_idx = validation_split(state.y_enc, self.validation_fraction, state.seed)
+        state.set_encodings(encodings)
+
+    # -- token groups (and, optionally, adaptive tokenization) -----------------------
+    def stage_token_groups(self, state):
+        special = set(state.tokenizer.all_special_ids)
+        seqs = [s for s, _ in content_sequences(state.train_encodings, special)]
+        n_classes = len(state.classes)
+        n_groups = self.n_token_groups if self.n_token_groups is not None else 10 * n_classes
+        y_train = state.y_train
+        # Tiny datasets: lower min_count so that every class can have groups.
+        smallest = int(np.bincount(y_train, minlength=n_classes).min()) if len(y_train) else 2
+        state.min_count = max(min(self.min_count, max(1, smallest // 2)), 1)
+        state.groups = discover_token_groups(
+            seqs, y_train, n_classes, n_groups=n_groups, max_ngram=self.max_ngram,
+            min_count=state.min_count, decode=state.tokenizer.decode, classes=state.classes,
+        )
+        if self.adaptive_tokenization and state.groups:
+            self._adapt_tokenizer(state)
+        state.focus = group_positions(state.train_encodings, state.groups) if state.groups else None
+
+    def _adapt_tokenizer(self, state):
+        """Multi-piece groups become whole tokens: re-encode everything with them."""
+        train_texts = [state.texts[i] for i in state.train_idx]
+        state.tokenizer, state.added = extend_tokenizer(
+            state.tokenizer, state.groups, train_texts, min_count=state.min_count, max_length=self.max_length
+        )
+        if state.added:
+            extend_embeddings(state.encoder, state.added)
+            state.groups = merge_groups(state.groups, state.added)
+            state.set_encodings(encode(state.tokenizer, state.texts, self.max_length))
+
+    # -- the module and its head (LP-FT) ----------------------------------------------
+    def _sparse_backward(self, state):
+        # The sparse backward (no dense weight gradients) pays on CPUs; on GPUs, where small
+        # batches are bound by kernel launches, the plain path measured faster (docs/gpu.md).
+        return state.device.type == "cpu"
+
+    def stage_linear_probe(self, state):
+        state.module = ClassifierModule(
+            state.encoder, len(state.classes), pooling=state.pooling, dropout=self.dropout,
+            sparse_backward=self._sparse_backward(state),
+        ).to(state.device)
+        state.strategy = self._strategy()
+        self._cache_frozen_blocks(state)
+        if self.head_init == "linear_probe":
+            with self._oom_advice("feature extraction"):
+                fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
+                                     class_weight=state.class_weight, progress=self._progress("features"))
+
+    def _cache_frozen_blocks(self, state):
+        """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
+        module = state.module
+        k = state.strategy.frozen_blocks(module)
+        if not k:
+            return
+        size = int(state.encodings["attention_mask"].sum()) * module.encoder.config.hidden_size * 4
+        if size > self._BLOCK_CACHE_BYTES:
+            if self.verbose:
+                print(f"not caching the {k} frozen blocks: {size / 2**20:.0f} MiB of activations is over the "
+                      f"{self._BLOCK_CACHE_BYTES / 2**20:.0f} MiB limit")
+            return
+        module.cache_frozen_blocks(k)
+
+    # -- selection: what the strategy trains ------------------------------------------
+    def stage_selection(self, state):
+        ctx = FitContext(
+            encodings=state.train_encodings, y=state.y_train, groups=state.groups, focus=state.focus,
+            density=self.density, n_sensitivity_samples=self.n_sensitivity_samples, device=state.device,
+            random_state=state.seed, progress=self._progress("sensitivity"),
+            sync=broadcast_from_main if state.accelerator is not None else None,
+        )
+        module = state.module
+        with self._oom_advice("sensitivity scoring"):
+            state.mask = state.strategy.setup(module, ctx)
+        module.to(state.device)  # adapters created by the strategy
+        # Backbone tensors trained whole or added (adapters): what save() must carry besides the delta.
+        module.trained_names = [n for n, p in module.encoder.named_parameters() if p.requires_grad]
+        state.n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        state.mask_summary = state.mask.summary() if state.mask is not None else _adapter_summary(module, state.n_trainable)
+        lr = self.learning_rate
+        state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
+
+    # -- training ------------------------------------------------------------------------
+    def stage_training(self, state):
+        extra, resume_state = [], None
+        if self.average_epochs:
+            # First among the extra callbacks: the checkpoint written after it holds this epoch.
+            extra.append(("epoch_average", EpochAverage()))
+        if self.checkpoint_path is not None:
+            resume, resume_state = resume_callbacks(self.checkpoint_path, self._fingerprint(state))
+            extra.extend(resume)
+        lr = state.learning_rate
+        state.net = build_net(
+            state.module, n_train=len(state.train_idx), lr=lr, head_lr=self.head_learning_rate or lr,
+            weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
+            device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
+            patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
+            accelerator=state.accelerator,
+        )
+        # Where training starts (the linear probe): epoch 0 of the history and one end of the
+        # line along which the fitted weights are chosen afterwards.
+        if state.valid_data is not None:
+            state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device)
+            state.start_state = state.module.trainable_state()
+        with self._oom_advice("training"):
+            fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,
+                          max_epochs=self.max_epochs, patience=self.patience)
+        net = state.net
+        state.module = net.module_
+        state.interrupted = bool(getattr(net, "interrupted_", False))
+        if state.interrupted:
+            warnings.warn(
+                f"fit was interrupted after {len(net.history)} epoch(s); keeping the best weights so far",
+                stacklevel=4,
+            )
+        state.history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        state.average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
+        if state.average is not None:
+            state.module.load_trainable_state_(state.average)  # the finetuned end: the epochs' average
+
+    # -- interpolation: where on the line from the probe to the finetune -------------------
+    def stage_interpolation(self, state):
+        if state.probe_scores is not None:
+            state.history.insert(0, {"epoch": 0, "valid_acc": state.probe_scores[0], "stage": "linear_probe"})
+            self._choose_blend(state)
+        state.module.clear_block_cache()
+
+    def _choose_blend(self, state):
+        module, probe = state.module, state.probe_scores
+        end_state = module.trainable_state()
+        if self.interpolate_weights:
+            # WiSE-FT: the best point on the line from the probe to the finetune (a=0: probe).
+            state.blend, state.scores = select_interpolation(
+                module, state.start_state, end_state, state.valid_data, self._eval_batch(), state.device,
+                known={0.0: probe},
+            )
+        else:
+            if state.average is not None:
+                best = validation_scores(module, state.valid_data, self._eval_batch(), state.device)[0]
+            else:
+                best = max((row.get("valid_acc", -1.0) for row in state.history[1:]), default=-1.0)
+            if best < probe[0]:
+                state.blend = 0.0
+                module.load_trainable_state_(state.start_state)
+        if state.accelerator is not None:
+            # Every process must end with the same model, whatever its own float noise chose.
+            state.blend, state.scores = broadcast_from_main((state.blend, state.scores))
+            load_interpolated_(module, state.start_state, end_state, state.blend)
+        if self.verbose:
+            if state.blend == 0.0:
+                print(f"finetuning did not beat the linear probe on validation (probe {probe[0]:.4f}): keeping the probe")
+            elif state.blend < 1.0:
+                print(f"interpolated {state.blend:.3f} of the way from the linear probe to the finetune "
+                      f"(validation accuracy {state.scores[state.blend][0]:.4f})")
+
+    # -- head refit: the head as a logistic regression on every labelled text --------------
+    def stage_head_refit(self, state):
+        # The held-out texts included: validation has done its choosing, and on small data every text counts.
+        module = state.module
+        with self._oom_advice("head refit"):
+            fit_head_on_features(module, state.encodings, state.y_enc, self._eval_batch(), state.device,
+                                 class_weight=state.class_weight, progress=self._progress("refit"))
+        if state.accelerator is not None:
+            module.head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
+
+    # -- finalize -----------------------------------------------------------------------
+    def stage_finalize(self, state):
+        state.module.merge_()
+        state.module.eval()
+
+    def _fitted_values(self, state):
+        """The fitted attributes of this fit (see ``fitted_state.FITTED``)."""
+        return dict(
+            classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
+            strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,
+            n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.history,
+            pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=state.blend > 0.0,
+            interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
+            fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
+            device_=state.device,
+        )
+
+    def _fingerprint(self, state):
+        """Identifies a fit: parameters that shape training, the data, and the selected mask."""
+        h = hashlib.sha256()
+        skip = {"callbacks", "verbose", "device", "checkpoint_path"}
+        h.update(repr(sorted((k, repr(v)) for k, v in self.get_params().items() if k not in skip)).encode())
+        for t in state.texts:
+            h.update(t.encode("utf-8", "replace") + b"\x00")
+        h.update(repr(list(map(str, state.y))).encode())
+        if state.mask is not None:
+            for name in sorted(state.mask.indices):
+                h.update(name.encode() + state.mask.indices[name].numpy().tobytes())
+        return h.hexdigest()
+
+
+def _adapter_summary(module, n_trainable):
+    head = sum(p.numel() for p in module.head.parameters())
+    total = sum(p.numel() for n, p in module.encoder.named_parameters() if p.requires_grad is False)
+    return {"selected": 0, "total": total, "density": 0.0, "added_parameters": n_trainable - head}

@@ -1,0 +1,85 @@
+"""What one call of ``fit`` carries from stage to stage (see ``fit_stages.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FitState:
+    """The data and intermediate results of one fit; each stage reads some fields and sets others.
+
+    Set before the first stage: the validated ``texts``, ``y``, ``classes``, ``y_enc``, the
+    ``device``, ``accelerator`` and ``seed``. The rest is filled stage by stage, in order:
+    load (tokenizer .. valid_idx), token_groups (groups .. focus), linear_probe (module,
+    strategy), selection (mask .. learning_rate), training (history .. average),
+    interpolation (blend, scores), head_refit, finalize.
+    """
+
+    texts: list
+    y: np.ndarray
+    classes: np.ndarray
+    y_enc: np.ndarray
+    device: object
+    accelerator: object = None
+    seed: int | None = None
+    # load
+    tokenizer: object = None
+    encoder: object = None
+    pooling: str | None = None
+    encodings: dict | None = None
+    class_weight: np.ndarray | None = None
+    train_idx: np.ndarray | None = None
+    valid_idx: np.ndarray | None = None
+    # token groups
+    groups: list = field(default_factory=list)
+    added: list = field(default_factory=list)
+    min_count: int = 1
+    focus: np.ndarray | None = None
+    # module and probe
+    module: object = None
+    strategy: object = None
+    # selection
+    mask: object = None
+    mask_summary: dict | None = None
+    n_trainable: int = 0
+    learning_rate: float | None = None
+    # training
+    net: object = None
+    probe_scores: tuple | None = None
+    start_state: dict | None = None
+    history: list = field(default_factory=list)
+    interrupted: bool = False
+    average: dict | None = None
+    # interpolation
+    blend: float = 1.0
+    scores: dict = field(default_factory=dict)
+    # timing
+    stage_times: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def set_encodings(self, encodings):
+        """Install the encoded texts; the training and held-out parts are cut once, here."""
+        self.encodings = encodings
+        self.train_encodings = {k: v[self.train_idx] for k, v in encodings.items()}
+        self.y_train = self.y_enc[self.train_idx]
+        self.valid_data = None
+        if self.valid_idx is not None:
+            self.valid_data = ({k: v[self.valid_idx] for k, v in encodings.items()}, self.y_enc[self.valid_idx])
+
+    @contextlib.contextmanager
+    def timed(self, name):
+        """Record the wall time of stage ``name`` (stages run back to back, so the times add up)."""
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_times[name] = time.perf_counter() - begin
+
+    @property
+    def fit_time(self):
+        return time.perf_counter() - self.started

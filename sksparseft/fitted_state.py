@@ -1,0 +1,146 @@
+"""The fitted state of a TokenSparseClassifier: one list of attributes that fit, save and load share.
+
+``fit`` ends in :func:`set_fitted`, and so does ``load``; :func:`fitted_to_json` and
+:func:`fitted_from_json` are the one place that says how each JSON-able attribute is stored
+(and what files written before an attribute existed hold in its place).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+#: Every fitted attribute; assigned together, only at the end of fit or load.
+FITTED = (
+    "classes_", "token_groups_", "added_tokens_", "strategy_", "mask_", "mask_summary_", "n_trainable_params_",
+    "learning_rate_", "history_", "pooling_", "interrupted_", "finetuned_", "interpolation_",
+    "interpolation_scores_", "fit_time_", "fit_stages_", "module_", "tokenizer_", "device_",
+)
+
+
+def set_fitted(est, **values):
+    """Assign every fitted attribute of ``est`` at once (an exception before this leaves it as it was)."""
+    missing, unknown = set(FITTED) - set(values), set(values) - set(FITTED)
+    if missing or unknown:
+        raise TypeError(f"set_fitted needs exactly the fitted attributes (missing {sorted(missing)}, unknown {sorted(unknown)})")
+    for name in FITTED:
+        setattr(est, name, values[name])
+    return est
+
+
+# -- JSON of Python/numpy values ---------------------------------------------------------
+def json_default(value):
+    """``json.dumps(default=...)`` for the numpy and path values fitted attributes hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot be saved as JSON")
+
+
+def labels_to_json(labels):
+    labels = np.asarray(labels)
+    values = [json_default(v) if isinstance(v, np.generic) else v for v in labels.tolist()]
+    for v in values:
+        if not isinstance(v, (str, int, float, bool)):
+            raise TypeError(
+                f"class labels of type {type(v).__name__} cannot be saved safely; use str/int labels or pickle"
+            )
+    return {"dtype": "object" if labels.dtype == object else labels.dtype.str, "values": values}
+
+
+def labels_from_json(obj):
+    if obj["dtype"] == "object":
+        out = np.empty(len(obj["values"]), dtype=object)
+        out[:] = obj["values"]
+        return out
+    return np.asarray(obj["values"], dtype=np.dtype(obj["dtype"]))
+
+
+def _label_from_json(value, classes):
+    # A token group's label is one of classes_: give back that very object (numpy type included).
+    for c in classes:
+        if (json_default(c) if isinstance(c, np.generic) else c) == value:
+            return c
+    return value
+
+
+def _groups_to_json(groups):
+    return [dict(dataclasses.asdict(g), label=labels_to_json([g.label])["values"][0]) for g in groups]
+
+
+def _groups_from_json(rows, obj):
+    from .tokens import TokenGroup
+
+    classes = labels_from_json(obj["classes"])
+    return [
+        TokenGroup(**dict(g, token_ids=tuple(g["token_ids"]), pieces=tuple(g.get("pieces", ())),
+                          label=_label_from_json(g["label"], classes)))
+        for g in rows
+    ]
+
+
+def _added_to_json(added):
+    from .vocabulary import added_to_json
+
+    return added_to_json(added)
+
+
+def _added_from_json(rows, obj):
+    from .vocabulary import added_from_json
+
+    return added_from_json(rows)
+
+
+def _same(value, obj=None):
+    return value
+
+
+_MISSING = object()
+
+# attribute -> (JSON key, to JSON, from JSON(value, whole object), value in files written before it existed)
+_CODEC = {
+    "classes_": ("classes", labels_to_json, lambda v, obj: labels_from_json(v), _MISSING),
+    "token_groups_": ("token_groups", _groups_to_json, _groups_from_json, _MISSING),
+    "added_tokens_": ("added_tokens", _added_to_json, _added_from_json, None),
+    "strategy_": ("strategy", _same, _same, _MISSING),
+    "mask_summary_": ("mask_summary", _same, _same, _MISSING),
+    "n_trainable_params_": ("n_trainable_params", int, lambda v, obj: v, _MISSING),
+    "learning_rate_": ("learning_rate", float, lambda v, obj: v, _MISSING),
+    "history_": ("history", _same, _same, _MISSING),
+    "pooling_": ("pooling", _same, _same, _MISSING),
+    "interrupted_": ("interrupted", bool, lambda v, obj: v, _MISSING),
+    "finetuned_": ("finetuned", bool, lambda v, obj: v, _MISSING),
+    # Before interpolation existed a model was the finetune (1) or the probe (0).
+    "interpolation_": ("interpolation", float, lambda v, obj: v, lambda obj: 1.0 if obj["finetuned"] else 0.0),
+    # JSON keys are strings: the points travel as [a, accuracy, log-loss] rows.
+    "interpolation_scores_": ("interpolation_scores", lambda d: [[a, *s] for a, s in d.items()],
+                              lambda rows, obj: {row[0]: tuple(row[1:]) for row in rows}, []),
+    "fit_time_": ("fit_time", float, lambda v, obj: v, _MISSING),
+    "fit_stages_": ("fit_stages", _same, _same, {}),
+}
+
+
+def fitted_to_json(est):
+    """The JSON-able fitted attributes of ``est`` as one dict (what a model file stores)."""
+    return {key: encode(getattr(est, attr)) for attr, (key, encode, _, _) in _CODEC.items()}
+
+
+def fitted_from_json(obj):
+    """``{attribute: value}`` from :func:`fitted_to_json`'s dict; KeyError names a missing field."""
+    out = {}
+    for attr, (key, _, decode, default) in _CODEC.items():
+        if key in obj:
+            value = obj[key]
+        elif default is _MISSING:
+            raise KeyError(key)
+        else:
+            value = default(obj) if callable(default) else default
+        out[attr] = decode(value, obj)
+    return out
