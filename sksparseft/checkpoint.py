@@ -31,10 +31,6 @@ def _primitive(value):
     return value
 
 
-def _trainable_state(module):
-    return {n: p.detach().cpu().clone() for n, p in module.named_parameters() if p.requires_grad}
-
-
 def atomic_torch_save(obj, path):
     """Write ``obj`` to ``path`` so that a crash leaves either the old file or the new one."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
@@ -65,13 +61,13 @@ class ResumeCheckpoint(Callback):
                 "misses": int(es.misses_),
                 "threshold": float(es.dynamic_threshold_),
                 "best_epoch": int(es.best_epoch_) if getattr(es, "best_epoch_", None) is not None else -1,
-                "best_trainable": None if best is None else {n: best[n].detach().cpu().clone() for n in _trainable_state(net.module_)},
+                "best_trainable": None if best is None else {n: best[n].detach().cpu().clone() for n, p in net.module_.named_parameters() if p.requires_grad},
             }
         state = {
             "format": FORMAT,
             "fingerprint": self.fingerprint,
             "epoch": len(net.history),
-            "trainable": _trainable_state(net.module_),
+            "trainable": net.module_.trainable_state("cpu"),
             "optimizer": net.optimizer_.state_dict(),
             "history": _primitive([{k: v for k, v in row.items() if k != "batches"} for row in net.history]),
             "rng": torch.get_rng_state(),

@@ -139,9 +139,10 @@ class ClassifierModule(nn.Module):
             out[name] = base.reshape(-1).index_add(0, self.delta_indices(name), vals.to(base.dtype)).view_as(base)
         return out
 
-    def trainable_state(self):
-        """A copy of every trainable tensor (delta values, whole tensors, adapters, head)."""
-        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+    def trainable_state(self, device=None):
+        """A copy of every trainable tensor (delta values, whole tensors, adapters, head), on ``device`` if given."""
+        return {n: p.detach().to(device).clone() if device is not None else p.detach().clone()
+                for n, p in self.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
     def load_trainable_state_(self, state):

@@ -69,9 +69,9 @@ class EpochAverage(Callback):
         module = net.module_
         if isinstance(module, torch.nn.parallel.DistributedDataParallel):
             module = module.module  # data-parallel fits: the names of the unwrapped model
-        state = {n: p.detach().float() for n, p in module.named_parameters() if p.requires_grad}
+        state = {n: v.float() for n, v in module.trainable_state().items()}
         if self.sum_ is None:
-            self.sum_ = {n: v.clone() for n, v in state.items()}
+            self.sum_ = state
         else:
             for n, v in state.items():
                 self.sum_[n].add_(v)
