@@ -1,10 +1,6 @@
-"""Training cost and inference speed of token_sparse against full finetuning (issue: cost).
+"""Part ``cost``: training cost and inference speed of token_sparse against full finetuning.
 
-    python benchmarks/cost.py                      # CPU defaults: 3000 texts, 2 epochs, n = 1k..10k
-    python benchmarks/cost.py --n-train 9000 --epochs 3 --device cuda
-    python benchmarks/cost.py --parts ratio predict
-
-Parts (each fit runs in a fresh process so that its peak memory is its own):
+Sub-parts (each fit runs in a fresh process so that its peak memory is its own):
 
 - ``ratio``: ``full``, ``token_sparse``, ``token_sparse`` on the plain path (delta added
   onto a copy of every weight, dense weight gradients) and ``token_sparse`` restricted to
@@ -12,31 +8,29 @@ Parts (each fit runs in a fresh process so that its peak memory is its own):
   per text, and once per epoch with ``cache_frozen=False``) on the same BANKING77 texts,
   same epochs (early stopping off), same seed: fit wall time, training-stage time,
   optimizer state bytes, peak RSS (and CUDA peak), and test accuracy on the BANKING77
-  test set (``--variants`` picks a subset).
+  test set; references (``frozen_lr``) are timed on the same texts.
 - ``scaling``: ``token_sparse`` fit time and peak memory for 1k, 2k, 5k, 10k training texts
   (one epoch), and token-group discovery time against the number of tokens.
 - ``predict``: ``predict`` throughput on the BANKING77 test set against the transformers
   ``pipeline("text-classification")`` on the same finetuned model, and their agreement.
-
-Results append to ``benchmarks/results/cost_<device>.jsonl``; the script prints a summary.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing as mp
-import os
-import platform
-import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from sksparseft import TokenSparseClassifier
+
+from .common import MODEL, append_row, how_run, in_fresh_process, peak_memory
+
+
+class PlainPath(TokenSparseClassifier):
+    """The estimator with the sparse delta on the plain path whatever the device."""
+
+    def _sparse_backward(self, state):
+        return False
 
 
 # name: (strategy, plain path, strategy_options)
@@ -57,30 +51,15 @@ def _data(n, seed):
     return [X[i] for i in idx], np.asarray(y)[idx]
 
 
-def _peaks(device):
-    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if device.startswith("cuda"):
-        import torch
-
-        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
 def fit_one(spec, queue):
     """One timed fit in this process; puts a result row on ``queue``."""
 
     import torch
     from skorch.callbacks import Callback
 
-    import sksparseft.estimator as est
-    from sksparseft import TokenSparseClassifier
-
     torch.set_num_threads(spec["threads"])
-    if spec.get("plain_path"):
-        # Force the plain path whatever the estimator passes (it picks the path by device).
-        module_class = est.ClassifierModule
-        est.ClassifierModule = lambda *a, **k: module_class(*a, **{**k, "sparse_backward": False})
-
+    if spec["device"].startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     seen = {}
 
     class OptimizerState(Callback):
@@ -93,14 +72,13 @@ def fit_one(spec, queue):
             ))
 
     X, y = _data(spec["n_train"], spec["seed"])
-    clf = TokenSparseClassifier(
+    cls = PlainPath if spec.get("plain_path") else TokenSparseClassifier
+    clf = cls(
         spec["model"], strategy=spec["strategy"], strategy_options=spec.get("strategy_options"), max_epochs=spec["epochs"], patience=spec["epochs"] + 1,
         device=spec["device"], random_state=spec["seed"], callbacks=[("optimizer_state", OptimizerState())],
     )
-    if spec["device"].startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
     clf.fit(X, y)
-    peaks = _peaks(spec["device"])  # of the fit, before the accuracy check below
+    peaks = peak_memory()  # of the fit, before the accuracy check below
     from sksparseft.datasets import load_banking77
 
     Xt, yt = load_banking77("test", return_X_y=True)
@@ -111,7 +89,24 @@ def fit_one(spec, queue):
     queue.put(row)
 
 
-def token_group_timing(sizes, seed, model="all-MiniLM-L6-v2"):
+def reference_one(spec, queue):
+    """One timed reference fit (frozen-embedding logistic regression) on the ratio's texts."""
+    import torch
+
+    from sksparseft.datasets import load_banking77
+
+    from .compare import reference
+
+    torch.set_num_threads(spec["threads"])
+    X, y = _data(spec["n_train"], spec["seed"])
+    t0 = time.perf_counter()
+    model = reference(spec["strategy"], X, y)
+    fit_s = time.perf_counter() - t0
+    Xt, yt = load_banking77("test", return_X_y=True)
+    queue.put(dict(spec, fit_s=fit_s, test_accuracy=float(model.score(Xt, yt)), **peak_memory()))
+
+
+def token_group_timing(sizes, seed, model=MODEL):
     """Token-group discovery time against the number of tokens it reads."""
     from sksparseft.backbone import load_backbone
     from sksparseft.tokens import content_sequences, discover_token_groups, encode
@@ -193,97 +188,53 @@ def predict_speed(spec):
     return rows
 
 
-def _spawn(target, spec):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=target, args=(spec, q))
-    p.start()
-    row = q.get()
-    p.join()
-    return row
-
-
-def machine(device, threads):
+def run(cfg, out, args):
+    """The sub-parts ``cfg["parts"]`` with the config's sizes; rows append to ``out``."""
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "threads": threads, "device": device}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=["ratio", "scaling", "predict"], choices=["ratio", "scaling", "predict"])
-    ap.add_argument("--n-train", type=int, default=3000, help="training texts for ratio and predict")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="ratio fits to run")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone (a packaged name or a local folder)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--out", default=None, help="JSON lines file (default results/cost_<device>.jsonl)")
-    args = ap.parse_args(argv)
-
-    info = machine(args.device, args.threads)
-    print("how:", json.dumps(info), f"seed={args.seed}", flush=True)
-    out = Path(args.out) if args.out else RESULTS / f"cost_{args.device.split(':')[0]}.jsonl"
+    threads = cfg.get("threads") or torch.get_num_threads()
+    base = {"seed": cfg.get("seed", 0), "device": cfg.get("device", "cpu"), "threads": threads,
+            "model": cfg.get("model", MODEL)}
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
-    class Rows(list):
-        # Each row is written as soon as it exists: a crash later keeps what was measured.
-        def append(self, row):
-            super().append(row)
-            with out.open("a") as f:
-                f.write(json.dumps({"run": stamp, "machine": info, **row}) + "\n")
+    def write(row):
+        append_row(out, {"run": stamp, **how_run(), **row})
 
-    rows = Rows()
-    base = {"seed": args.seed, "device": args.device, "threads": args.threads, "model": args.model}
-
-    if "ratio" in args.parts:
-        by_name = {}
-        for name in args.variants:
-            strategy, plain, options = VARIANTS[name]
-            spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=args.n_train,
-                        epochs=args.epochs, strategy_options=options)
-            row = _spawn(fit_one, spec)
-            rows.append(dict(row, variant=name))
-            by_name[name] = row
-            print(f"ratio  {name:20s} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s"
-                  f"  optimizer state {row.get('optimizer_state_bytes', 0) / 2**20:7.2f} MiB  peak RSS {row['peak_rss_mib']:7.0f} MiB"
-                  f"  test acc {row['test_accuracy']:.4f}", flush=True)
-            print("       stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in row["stages"].items()), flush=True)
-        full = by_name.get("full")
-        for name, ts in by_name.items():
-            if full is not None and name != "full":
-                print(f"{name} / full: fit {ts['fit_s'] / full['fit_s']:.2f}x, training stage "
-                      f"{ts['stages']['training'] / full['stages']['training']:.2f}x, optimizer state "
-                      f"{ts['optimizer_state_bytes'] / full['optimizer_state_bytes']:.4f}x, peak RSS {ts['peak_rss_mib'] / full['peak_rss_mib']:.2f}x")
-
-    if "scaling" in args.parts:
-        for n in args.sizes:
+    if "ratio" in cfg["parts"]:
+        _ratio(cfg, base, write)
+    if "scaling" in cfg["parts"]:
+        for n in cfg.get("sizes", (1000, 2000, 5000, 10000)):
             spec = dict(base, part="scaling", strategy="token_sparse", plain_path=False, n_train=n, epochs=1)
-            row = _spawn(fit_one, spec)
-            rows.append(row)
+            row = in_fresh_process(fit_one, spec)
+            write(row)
             print(f"scaling n={n:6d}  fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s  "
                   f"peak RSS {row['peak_rss_mib']:7.0f} MiB", flush=True)
-        for row in token_group_timing(args.sizes, args.seed, args.model):
-            rows.append(dict(base, **row))
-            print(f"token groups n={row['n_train']:6d}  tokens {row['n_tokens']:7d}  {row['seconds']:.3f}s "
-                  f"({1e6 * row['seconds'] / row['n_tokens']:.2f} us/token)", flush=True)
-
-    if "predict" in args.parts:
-        for row in predict_speed(dict(base, n_train=args.n_train)):
-            rows.append(dict(base, **row))
-            print(f"predict {row['how']:45s} {row['texts_per_s']:8.1f} texts/s"
-                  + (f"  agreement {row['agreement_with_predict']:.4f}  predict is {row['speedup_of_predict']:.2f}x faster"
-                     if "agreement_with_predict" in row else ""), flush=True)
-
-    print(f"wrote {len(rows)} rows to {out}")
+        for row in token_group_timing(cfg.get("sizes", (1000, 2000, 5000, 10000)), base["seed"], base["model"]):
+            write(dict(base, **row))
+    if "predict" in cfg["parts"]:
+        for row in predict_speed(dict(base, n_train=cfg["n_train"])):
+            write(dict(base, **row))
+            print(f"predict {row['how']:45s} {row['texts_per_s']:8.1f} texts/s", flush=True)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _ratio(cfg, base, write):
+    by_name = {}
+    for name in cfg.get("variants", list(VARIANTS)):
+        strategy, plain, options = VARIANTS[name]
+        spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=cfg["n_train"],
+                    epochs=cfg["epochs"], strategy_options=options)
+        row = in_fresh_process(fit_one, spec)
+        write(dict(row, variant=name))
+        by_name[name] = row
+        print(f"ratio  {name:20s} fit {row['fit_s']:7.1f}s  training {row['stages']['training']:7.1f}s  "
+              f"test acc {row['test_accuracy']:.4f}", flush=True)
+    for name in cfg.get("references", ()):
+        spec = dict(base, part="ratio", strategy=name, n_train=cfg["n_train"])
+        row = in_fresh_process(reference_one, spec)
+        write(dict(row, variant=name))
+        print(f"ratio  {name:20s} fit {row['fit_s']:7.1f}s  test acc {row['test_accuracy']:.4f}", flush=True)
+    full = by_name.get("full")
+    for name, row in by_name.items():
+        if full is not None and name != "full":
+            print(f"{name} / full: fit {row['fit_s'] / full['fit_s']:.2f}x, training stage "
+                  f"{row['stages']['training'] / full['stages']['training']:.2f}x", flush=True)

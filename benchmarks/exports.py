@@ -1,28 +1,22 @@
-"""File sizes of save()/pickle/exports, ONNX against predict_proba, and the docs' figures.
+"""Part ``exports``: file sizes of save()/pickle/exports, ONNX against predict_proba, and the docs' figures.
 
-    python benchmarks/exports.py                 # 2,000 BANKING77 texts, 2 epochs, CPU
-    python benchmarks/exports.py --n-train 10003 --epochs 8
-
-Fits one default token_sparse model, then: sizes of ``save()`` (delta only and with the
-backbone), a joblib pickle and the Hugging Face export; ONNX probabilities against
-``predict_proba`` on the whole BANKING77 test set (max abs difference, same answers) and the
-throughput of both; ``docs/img/token_groups.png``, ``docs/img/mask.png`` and an
-``explain`` sample. Prints how it ran; appends a JSON row to ``benchmarks/results/exports.jsonl``.
+Fits one default token_sparse model on ``n_train`` BANKING77 texts, then: sizes of ``save()``
+(delta only and with the backbone), a joblib pickle and the Hugging Face export; ONNX
+probabilities against ``predict_proba`` on the whole BANKING77 test set (max abs difference,
+same answers) and the throughput of both; ``docs/img/token_groups.png``,
+``docs/img/mask.png`` and an ``explain`` sample.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from .common import ROOT, append_row, how_run
 
 
 def _size(path):
@@ -32,30 +26,24 @@ def _size(path):
     return path.stat().st_size
 
 
-def main(argv=None):
+def run(cfg, out, args):
     import joblib
     import matplotlib
-    import torch
 
     matplotlib.use("Agg")
     from sksparseft import TokenSparseClassifier
     from sksparseft.datasets import load_banking77
     from sksparseft.plotting import plot_mask, plot_token_groups
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-train", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "machine": platform.machine(), "n_train": args.n_train, "epochs": args.epochs, "seed": args.seed}
+    seed = cfg.get("seed", 0)
+    info = {**how_run(), "n_train": cfg["n_train"], "epochs": cfg["epochs"], "seed": seed}
     print("how:", json.dumps(info), flush=True)
 
     X, y = load_banking77("train", return_X_y=True)
-    idx = np.random.default_rng(args.seed).permutation(len(X))[: args.n_train]
+    idx = np.random.default_rng(seed).permutation(len(X))[: cfg["n_train"]]
     Xt, yt = load_banking77("test", return_X_y=True)
     Xt = list(Xt)
-    clf = TokenSparseClassifier(max_epochs=args.epochs, device="cpu", random_state=args.seed)
+    clf = TokenSparseClassifier(max_epochs=cfg["epochs"], device="cpu", random_state=seed)
     clf.fit([X[i] for i in idx], np.asarray(y)[idx])
     row = dict(info, test_accuracy=float(clf.score(Xt, yt)))
 
@@ -101,11 +89,5 @@ def main(argv=None):
         if k not in ("explain_sample", "token_group_table_head"):
             print(f"{k}: {v}")
     print(json.dumps(sample, indent=1, default=str))
-    out = ROOT / "benchmarks" / "results" / "exports.jsonl"
-    with out.open("a") as f:
-        f.write(json.dumps(row, default=str) + "\n")
+    append_row(out, json.loads(json.dumps(row, default=str)))
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,83 +1,53 @@
-"""Render benchmarks/results/*.jsonl into docs/benchmarks.md (between markers) and docs/img/*.png."""
+"""Render the raw rows of benchmarks/results/ into the docs: every table and plot of measurements.
+
+Each rendered block sits between ``<!-- rendered:NAME -->`` and ``<!-- /rendered:NAME -->`` in
+README.md or a page of docs/, and is rewritten whole from the rows (``BLOCKS`` below); prose
+around it is the docs' own. ``python -m benchmarks.run --render-only`` runs this; the test
+suite fails when a block differs from what its rows give.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+from .common import RESULTS, ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 IMG = ROOT / "docs" / "img"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
+REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "tfidf_lr": "TF-IDF LR"}
 
 
-def _rows():
-    rows = []
-    for path in sorted(RESULTS.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            if "config" in row and "method" in row:
-                rows.append(row)
-    return rows
+# ----------------------------------------------------------------------------- rows
+def rows_by_file():
+    """``{results file stem: [rows]}`` of every results file."""
+    return {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+            for p in sorted(RESULTS.glob("*.jsonl"))}
 
 
-def _interpolation_rows():
-    path = RESULTS / "interpolation.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def _compare_rows(files):
+    return [r for rows in files.values() for r in rows if "config" in r and "method" in r]
 
 
-def _interpolation_table(rows):
-    """Test accuracy at the ends of the probe -> finetune line, at the point chosen on validation,
-    and of the fitted estimator (which, with ``refit_head``, also refits its head on every text)."""
-    groups = defaultdict(list)
-    for r in rows:
-        groups[(r["dataset"], r["regime"], r.get("strategy", "token_sparse"), r.get("refit_head", False))].append(r)
-    kinds = ["probe", "finetune", "either_or", "interpolated"]
-    lines = ["| dataset | regime | strategy | seeds | probe (a=0) | finetune (a=1) | either/or | interpolated | "
-             "head refit on every text | a chosen | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (dataset, regime, strategy, refit), g in sorted(groups.items()):
-        cells = [dataset, regime, strategy, str(len(g))]
-        cells += [_ms([r["test_acc"][k] for r in g]) for k in kinds]
-        cells += [_ms([r["test_acc"]["final"] for r in g]) if refit else "(not run)"]
-        cells += [", ".join(f"{r['chosen']:g}" for r in sorted(g, key=lambda r: r["seed"])),
-                  ", ".join(sorted({r["device"] for r in g}))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def at_current_defaults(rows):
+    """Whether every fit of these rows ran the current fit (the head refit is its last stage)."""
+    fits = [r for r in rows if r.get("method") not in REFERENCE_NAMES]
+    return bool(fits) and all(r.get("refit_head") for r in fits)
 
 
-DEV_VARIANTS = ["probe", "finetune", "default", "refit_train", "refit_all", "epoch_average",
-                "epoch_average_refit_all", "probe_all"]
-
-
-def _dev_variants_table():
-    """Dev-split accuracy (carved from the training set) of the ways of ending a fit."""
-    path = RESULTS / "dev_variants.jsonl"
-    if not path.exists():
-        return ""
-    groups = defaultdict(list)
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        groups[(r["dataset"], r["regime"])].append(r)
-    lines = ["| dataset | regime | seeds | fit / dev texts | " + " | ".join(DEV_VARIANTS) + " | device |",
-             "|---|---|---|---|" + "---|" * len(DEV_VARIANTS) + "---|"]
-    for (dataset, regime), g in sorted(groups.items()):
-        cells = [dataset, regime, str(len(g)), f"{g[0]['n_fit']} / {g[0]['n_dev']}"]
-        for k in DEV_VARIANTS:
-            have = [r["dev"][k][0] for r in g if k in r["dev"]]
-            cells.append(_ms(have) + (f" ({len(have)} seeds)" if have and len(have) < len(g) else ""))
-        cells.append(", ".join(sorted({r["device"] for r in g})))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _label(row):
-    extra = {k: v for k, v in (row.get("params") or {}).items() if k != "max_epochs"}
-    return row["method"] + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else "")
+def provenance(rows):
+    """Which code wrote these rows: a version and date where the rows carry them."""
+    versions = sorted({f"sksparseft {r['version']} ({r['date']})" for r in rows if "version" in r})
+    if versions:
+        return ", ".join(versions)
+    if at_current_defaults(rows):
+        return "sksparseft 0.1.0 (2026-11-26)"
+    return "a development build of 0.1.0 (2026-11-26) from before the head refit became the default"
 
 
 def _ms(values, fmt="{:.4f}"):
@@ -89,36 +59,41 @@ def _ms(values, fmt="{:.4f}"):
     return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
 
 
-def _table(rows):
+def _label(row):
+    extra = {k: v for k, v in (row.get("params") or {}).items() if k != "max_epochs"}
+    name = REFERENCE_NAMES.get(row["method"], row["method"])
+    return name + (" " + " ".join(f"{k}={v}" for k, v in extra.items()) if extra else "")
+
+
+# ----------------------------------------------------------------------------- comparisons
+def _compare_table(rows):
     groups = defaultdict(list)
     for r in rows:
         groups[_label(r)].append(r)
-    full_fit = np.mean([r["fit_s"] for r in groups.get("full", [])]) if groups.get("full") else None
+    full_fit = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
     has_oos = any("oos_recall" in r for r in rows)
     head = "| method | seeds | accuracy | macro-F1 |" + (" OOS recall |" if has_oos else "") + \
         " fit s | fit / full | peak RSS MiB | trainable params |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    order = sorted(groups, key=lambda k: -np.mean([r["accuracy"] for r in groups[k]]))
-    for key in order:
+    for key in sorted(groups, key=lambda k: -np.mean([r["accuracy"] for r in groups[k]])):
         g = groups[key]
         fit = np.mean([r["fit_s"] for r in g])
-        ratio = f"{fit / full_fit:.2f}" if full_fit and g[0]["method"] not in ("tfidf_lr", "frozen_lr") else ""
+        ratio = f"{fit / full_fit:.2f}" if full_fit and g[0]["method"] not in REFERENCE_NAMES else ""
         cells = [key, str(len(g)), _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g])]
         if has_oos:
             cells.append(_ms([r.get("oos_recall") for r in g], "{:.3f}"))
         cells += [f"{fit:.0f}", ratio, f"{np.mean([r['peak_rss_mib'] for r in g]):.0f}",
                   f"{int(np.mean([r['trainable_params'] for r in g])):,}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return lines
 
 
-def _plots(rows, tag):
+def _plot(rows, tag):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    IMG.mkdir(parents=True, exist_ok=True)
     groups = defaultdict(list)
     for r in rows:
         groups[_label(r)].append(r)
@@ -138,52 +113,221 @@ def _plots(rows, tag):
     a2.set_ylabel("test accuracy, one dot per seed")
     fig.suptitle(tag)
     fig.tight_layout()
-    path = IMG / f"{tag.replace(' ', '_').replace('/', '-')}.png"
-    fig.savefig(path, dpi=110)
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG / f"{tag.replace(' ', '_')}.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
-    return path
 
 
-def render():
-    rows = _rows()
-    if not rows:
-        print("no results to render")
-        return
-    parts = [START, "", "_Rendered by `benchmarks/render.py` from `benchmarks/results/*.jsonl`; "
-             "mean ± sample std over seeds; 'fit / full' is the fit-time ratio to `full` in the same table._", ""]
-    keys = sorted({(r["config"], r["dataset"], r["regime"]) for r in rows})
-    for config, dataset, regime in keys:
-        sub = [r for r in rows if (r["config"], r["dataset"], r["regime"]) == (config, dataset, regime)]
-        devices = sorted({r["device"] for r in sub})
-        ex = sub[0]
-        tag = f"{config} {dataset} {regime}"
-        parts += [f"### {dataset}, {regime} (config `{config}`)", "",
-                  f"{ex['n_train']} training texts, {ex['n_test']} test texts; device: {', '.join(devices)}; "
-                  f"torch {ex['torch']}; estimator settings {json.dumps(ex.get('params') or {})}; "
-                  f"seeds {sorted({r['seed'] for r in sub})}.", "", _table(sub), ""]
-        path = _plots(sub, tag)
-        parts += [f"![{tag}](img/{path.name})", ""]
-    interp = _interpolation_rows()
-    if interp:
-        parts += ["### Weight interpolation between the probe and the finetune (`benchmarks/interpolation.py`)", "",
-                  "Test accuracy, mean ± sample std over seeds, of one default fit per seed scored at both ends of "
-                  "the line and at the point `a` chosen on validation; 'either/or' is the older rule (the finetune "
-                  "unless the probe is better on validation).", "", _interpolation_table(interp), ""]
-    dev = _dev_variants_table()
-    if dev:
-        parts += ["### Ways of ending a fit, on a dev split carved from the training set (`benchmarks/dev_variants.py`)", "",
-                  "Dev accuracy, mean ± sample std over seeds; the official test split is not read. `default` is the "
-                  "interpolated point fit chose on validation before the head refit; `refit_all` is that encoder with "
-                  "the head refit on every labelled text (what `refit_head=True` keeps).", "", dev, ""]
-    parts.append(END)
-    block = "\n".join(parts)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Strategy comparison\n\n" + block + "\n"
-    DOC.write_text(text)
-    print(f"rendered {len(rows)} runs into {DOC}")
+def _comparisons(files, current, plots):
+    by_table = defaultdict(list)
+    for stem, rows in files.items():
+        for r in rows:
+            if "config" in r and "method" in r:
+                by_table[(stem, r["dataset"], r["regime"])].append(r)
+    out = []
+    for (stem, dataset, regime), rows in sorted(by_table.items()):
+        if at_current_defaults(rows) != current:
+            continue
+        ex = rows[0]
+        devices = ", ".join(sorted({r["device"] for r in rows}))
+        tag = f"{stem} {dataset} {regime}"
+        out += [f"#### {dataset}, {regime} (`{stem}.jsonl`)", "",
+                f"`python -m benchmarks.run --config {ex['config']}`{_tag_of(stem, ex['config'])}; written by "
+                f"{provenance(rows)}; {ex['n_train']:,} training texts, {ex['n_test']:,} test texts; {devices}; "
+                f"torch {ex['torch']}; settings {json.dumps(ex.get('params') or {})}; seeds "
+                f"{sorted({r['seed'] for r in rows})}.", "", *_compare_table(rows), "",
+                f"![{tag}](img/{tag.replace(' ', '_')}.png)", ""]
+        if plots:
+            _plot(rows, tag)
+    return out
+
+
+def _tag_of(stem, config):
+    return f" `--tag {stem[len(config) + 1:]}`" if stem != config else ""
+
+
+# ----------------------------------------------------------------------------- interpolation and dev splits
+def _interpolation(files, plots):
+    rows = files.get("interpolation", [])
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["regime"], r.get("strategy", "token_sparse"), bool(r.get("refit_head")))].append(r)
+    lines = ["`python -m benchmarks.run --config interpolation`. Test accuracy, mean ± sample std over seeds: "
+             "the probe (a=0), the finetune as trained (a=1), the either/or rule (`interpolate_weights=False`), "
+             "the point chosen on validation, and the fitted model (with the head refit when the rows ran it).", "",
+             "| dataset | regime | strategy | written by | seeds | probe (a=0) | finetune (a=1) | either/or | "
+             "interpolated | fitted model | a chosen | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, regime, strategy, refit), g in sorted(groups.items()):
+        cells = [dataset, regime, strategy, provenance([dict(r, method=strategy) for r in g]), str(len(g))]
+        cells += [_ms([r["test_acc"][k] for r in g]) for k in ("probe", "finetune", "either_or", "interpolated")]
+        cells += [_ms([r["test_acc"]["final"] for r in g]) if refit else "(no head refit then)"]
+        cells += [", ".join(f"{r['chosen']:g}" for r in sorted(g, key=lambda r: r["seed"])),
+                  ", ".join(sorted({r["device"] for r in g}))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+DEV_VARIANTS = ["probe", "finetune", "default", "refit_train", "refit_all", "epoch_average",
+                "epoch_average_refit_all", "probe_all"]
+
+
+def _dev_variants(files, plots):
+    groups = defaultdict(list)
+    for r in files.get("dev_variants", []):
+        groups[(r["dataset"], r["regime"])].append(r)
+    lines = ["`python -m benchmarks.run --config dev_variants`. Dev accuracy (a split carved from the training "
+             "set; the test split is not read), mean ± sample std over seeds. `default` is the point chosen on "
+             "validation before the head refit; `refit_all` is what `refit_head=True` keeps.", "",
+             "| dataset | regime | seeds | fit / dev texts | " + " | ".join(DEV_VARIANTS) + " | device |",
+             "|---|---|---|---|" + "---|" * len(DEV_VARIANTS) + "---|"]
+    for (dataset, regime), g in sorted(groups.items()):
+        cells = [dataset, regime, str(len(g)), f"{g[0]['n_fit']} / {g[0]['n_dev']}"]
+        cells += [_ms([r["dev"][k][0] for r in g if k in r["dev"]]) for k in DEV_VARIANTS]
+        cells.append(", ".join(sorted({r["device"] for r in g})))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- cost and exports
+def _variant(row):
+    if row.get("variant"):
+        return row["variant"]
+    opts = row.get("strategy_options") or {}
+    if opts.get("min_layer"):
+        return "min_layer3" + ("" if opts.get("cache_frozen") else "_uncached")
+    return row["strategy"] + ("_plain" if row.get("plain_path") else "")
+
+
+def _device_of(row):
+    machine = row.get("machine")
+    if isinstance(machine, dict):
+        return machine.get("gpu") or f"cpu ({machine.get('cpu_count')} cores), torch {machine.get('torch')}"
+    return f"{row['device']}, torch {row.get('torch')}"
+
+
+def _cost(files, plots):
+    lines = []
+    for stem in sorted(s for s in files if s.startswith("cost_")):
+        runs = defaultdict(list)
+        for r in files[stem]:
+            runs[r["run"]].append(r)
+        for stamp, rows in sorted(runs.items()):
+            ratio = [r for r in rows if r.get("part") == "ratio"]
+            ex = rows[0]
+            lines += [f"`{stem}.jsonl`, run {stamp}: {_device_of(ex)}; {ex['n_train']:,} BANKING77 texts, "
+                      f"{ex.get('epochs', '')} epochs, seed {ex['seed']}.", ""] if ratio else \
+                     [f"`{stem}.jsonl`, run {stamp}: {_device_of(ex)}; seed {ex['seed']}.", ""]
+            full = next((r for r in ratio if _variant(r) == "full"), None)
+            if ratio:
+                lines += ["| variant | fit s | fit / full | training stage s | training / full | optimizer state MiB | "
+                          "peak RSS MiB | CUDA peak MiB | test accuracy |",
+                          "|---|---|---|---|---|---|---|---|---|"]
+            for r in ratio:
+                train = (r.get("stages") or {}).get("training")
+                full_train = (full.get("stages") or {}).get("training") if full else None
+                cells = [_variant(r), f"{r['fit_s']:.1f}", f"{r['fit_s'] / full['fit_s']:.2f}" if full else "",
+                         f"{train:.1f}" if train else "", f"{train / full_train:.2f}" if train and full_train else "",
+                         f"{r['optimizer_state_bytes'] / 2**20:.2f}" if r.get("optimizer_state_bytes") else "",
+                         f"{r['peak_rss_mib']:.0f}", f"{r['cuda_peak_mib']:.0f}" if r.get("cuda_peak_mib") else "",
+                         f"{r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else ""]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+            scaling = [r for r in rows if r.get("part") == "scaling"]
+            if scaling:
+                lines += ["| scaling: training texts (1 epoch) | fit s | training stage s | peak RSS MiB |", "|---|---|---|---|"]
+                lines += [f"| {r['n_train']:,} | {r['fit_s']:.1f} | {r['stages']['training']:.1f} | {r['peak_rss_mib']:.0f} |"
+                          for r in scaling]
+                lines.append("")
+            groups = [r for r in rows if r.get("part") == "token_groups"]
+            if groups:
+                lines += ["| token groups: training texts | tokens | seconds (median of 5) |", "|---|---|---|"]
+                lines += [f"| {r['n_train']:,} | {r['n_tokens']:,} | {r['seconds']:.3f} |" for r in groups]
+                lines.append("")
+            predict = [r for r in rows if r.get("part") == "predict"]
+            if predict:
+                lines += ["| predict | texts/s | agreement with predict |", "|---|---|---|"]
+                lines += [f"| {r['how']} | {r['texts_per_s']:.0f} | {r.get('agreement_with_predict', '')} |" for r in predict]
+                lines.append("")
+    return lines
+
+
+def _exports(files, plots):
+    lines = ["`python -m benchmarks.run --config exports`.", "",
+             "| written | texts / epochs | test accuracy | save() | save(include_backbone=True) | joblib | "
+             "Hugging Face folder | ONNX | predict texts/s | ONNX texts/s | ONNX max abs diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    mib = 2**20
+    for r in files.get("exports", []):
+        lines.append(
+            f"| {r.get('date', '0.1.0, 2026-11-26')} | {r['n_train']} / {r['epochs']} | {r['test_accuracy']:.4f} | "
+            f"{r['save_delta_bytes'] / mib:.1f} MiB | {r['save_with_backbone_bytes'] / mib:.1f} MiB | "
+            f"{r['joblib_bytes'] / mib:.1f} MiB | {r['huggingface_folder_bytes'] / mib:.1f} MiB | "
+            f"{r['onnx_bytes'] / mib:.1f} MiB | {r['predict_texts_per_s']:.0f} | {r['onnx_texts_per_s']:.0f} | "
+            f"{r['onnx_max_abs_diff']:.1e} |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- README summary
+def _summary(files, plots):
+    rows = files.get("cpu_10shot", [])
+    methods = ["token_sparse", "full", "layers", "lora", "prefix", "frozen_lr", "tfidf_lr"]
+    lines = ["| 10-shot, test accuracy | " + " | ".join(REFERENCE_NAMES.get(m, m) for m in methods) + " |",
+             "|---" * (len(methods) + 1) + "|"]
+    for dataset in ("banking77", "clinc150"):
+        cells = [f"{dataset} (`cpu_10shot`, seeds 0-2)"]
+        cells += [_ms([r["accuracy"] for r in rows if r["dataset"] == dataset and r["method"] == m]) for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    full = [r for r in files.get("interpolation", []) if r["dataset"] == "banking77" and r["regime"] == "full"
+            and r.get("strategy", "token_sparse") == "token_sparse" and r.get("refit_head")]
+    if full:
+        lines += ["", "| full BANKING77, test accuracy (`interpolation`, seeds 0-2) | linear probe on frozen features "
+                  "(a=0) | finetune as trained (a=1) | fitted default model |", "|---|---|---|---|",
+                  f"| token_sparse, defaults | {_ms([r['test_acc']['probe'] for r in full])} | "
+                  f"{_ms([r['test_acc']['finetune'] for r in full])} | {_ms([r['test_acc']['final'] for r in full])} |"]
+    cost = [r for r in files.get("cost_cpu", []) if r.get("part") == "ratio"]
+    if cost:
+        stamp = max(r["run"] for r in cost)
+        run = {_variant(r): r for r in cost if r["run"] == stamp}
+        if "full" in run:
+            names = [v for v in run if v != "full"]
+            lines += ["", f"| fit time / `full` (`cost_cpu`, run {stamp}, 3,000 BANKING77 texts, 2 epochs) | "
+                      + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
+                      "| whole fit | " + " | ".join(f"{run[v]['fit_s'] / run['full']['fit_s']:.2f}x" for v in names) + " |"]
+    return lines
+
+
+BLOCKS = {
+    "summary": _summary,
+    "comparisons-current": lambda files, plots: _comparisons(files, True, plots),
+    "comparisons-earlier": lambda files, plots: _comparisons(files, False, plots),
+    "interpolation": _interpolation,
+    "dev-variants": _dev_variants,
+    "cost": _cost,
+    "exports": _exports,
+}
+
+
+def rendered(text, files, plots=False):
+    """``text`` with every rendered block rewritten from ``files``' rows."""
+    def fill(m):
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise KeyError(f"no renderer for the block {name!r}; known: {sorted(BLOCKS)}")
+        body = "\n".join(BLOCKS[name](files, plots)).strip("\n")
+        return f"{m.group(1)}{body}\n{m.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def render(plots=True):
+    files = rows_by_file()
+    for doc in DOCS:
+        text = doc.read_text()
+        new = rendered(text, files, plots)
+        if new != text:
+            doc.write_text(new)
+            print(f"rendered {doc.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -188,11 +188,7 @@ class FitStages:
         module, probe = state.module, state.probe_scores
         end_state = module.trainable_state()
         if self.interpolate_weights:
-            # WiSE-FT: the best point on the line from the probe to the finetune (a=0: probe).
-            state.blend, state.scores = select_interpolation(
-                module, state.start_state, end_state, state.valid_data, self._eval_batch(), state.device,
-                known={0.0: probe},
-            )
+            state.blend, state.scores = self._select_interpolation(state, end_state)
         else:
             if state.average is not None:
                 best = validation_scores(module, state.valid_data, self._eval_batch(), state.device)[0]
@@ -211,6 +207,13 @@ class FitStages:
             elif state.blend < 1.0:
                 print(f"interpolated {state.blend:.3f} of the way from the linear probe to the finetune "
                       f"(validation accuracy {state.scores[state.blend][0]:.4f})")
+
+    def _select_interpolation(self, state, end_state):
+        """WiSE-FT: the best point ``a`` on the line from the probe (0) to ``end_state`` (1), loaded; ``(a, scores)``."""
+        return select_interpolation(
+            state.module, state.start_state, end_state, state.valid_data, self._eval_batch(), state.device,
+            known={0.0: state.probe_scores},
+        )
 
     # -- head refit: the head as a logistic regression on every labelled text --------------
     def stage_head_refit(self, state):

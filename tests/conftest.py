@@ -7,7 +7,7 @@ from sksparseft.backbone import resolve_model_path
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_model(tmp_path_factory):
     """A 2-layer BERT built from a config, with the embedded model's tokenizer."""
     import torch
@@ -26,7 +26,7 @@ def tiny_model(tmp_path_factory):
     return str(folder)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def toy_data():
     """A small two/three-intent task with clear cue words."""
     texts, labels = [], []
@@ -43,7 +43,7 @@ def toy_data():
     return texts, labels
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_decoder(tmp_path_factory):
     """A 2-layer Llama-style decoder built from a config, with the embedded model's tokenizer."""
     import torch

@@ -1,0 +1,54 @@
+"""The docs hold what the raw rows say, every results file has a config, and the product speaks of itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+render = pytest.importorskip("benchmarks.render", reason="run from the repository root (python -m pytest)")
+run = pytest.importorskip("benchmarks.run")
+
+
+@pytest.mark.parametrize("doc", render.DOCS, ids=lambda p: p.name)
+def test_every_rendered_block_is_what_its_rows_give(doc):
+    text = doc.read_text()
+    assert text == render.rendered(text, render.rows_by_file()), (
+        f"{doc.name}: a rendered block differs from its raw rows; run python -m benchmarks.run --render-only")
+
+
+def test_the_docs_have_rendered_blocks_and_none_is_unknown():
+    names = [m.group(2) for doc in render.DOCS for m in render.BLOCK.finditer(doc.read_text())]
+    assert set(names) == set(render.BLOCKS)
+
+
+def test_every_results_file_has_the_config_that_writes_it():
+    files = sorted(render.RESULTS.glob("*.jsonl"))
+    assert files
+    assert [f.name for f in files if run.config_of(f) is None] == []
+
+
+def test_a_tag_names_the_machine_not_another_config():
+    assert run.config_of(Path("full_10shot_h200.jsonl")) == "full_10shot"
+    assert run.config_of(Path("cost_cpu_full.jsonl")) == "cost_cpu_full"
+    assert run.config_of(Path("unknown.jsonl")) is None
+
+
+def test_rendering_follows_the_rows(tmp_path):
+    rows = render.rows_by_file()
+    text = "<!-- rendered:summary -->\nstale\n<!-- /rendered:summary -->\n"
+    fresh = render.rendered(text, rows)
+    assert "stale" not in fresh and "0.8589" in fresh
+    rows["cpu_10shot"] = [dict(r, accuracy=0.5) for r in rows["cpu_10shot"]]
+    assert "0.5000" in render.rendered(text, rows)
+
+
+def test_no_file_speaks_of_how_the_work_was_organised():
+    word = re.compile(r"\b" + "ses" + r"sions?\b", re.I)
+    places = [ROOT / "README.md", ROOT / "CHANGELOG.md"] + [
+        p for folder in ("docs", "sksparseft", "benchmarks", "examples", "tests")
+        for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".yml", ".txt")
+    ]
+    assert [str(p.relative_to(ROOT)) for p in places if word.search(p.read_text())] == []
