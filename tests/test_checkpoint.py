@@ -8,7 +8,9 @@ from sksparseft import TokenSparseClassifier
 from sksparseft.checkpoint import atomic_torch_save, load_checkpoint
 from sksparseft.module import ClassifierModule
 
-FAST = dict(max_epochs=4, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, patience=0, learning_rate=3e-3)
+from cases import FAST as BASE
+
+FAST = dict(BASE, max_epochs=4, random_state=0, patience=0, learning_rate=3e-3)
 
 
 @pytest.mark.parametrize("patience,average", [(0, False), (3, False), (0, True), (3, True)])

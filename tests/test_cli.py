@@ -3,8 +3,10 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
+from sksparseft import TokenSparseClassifier
 from sksparseft.cli import EXIT_INPUT, EXIT_MODEL, EXIT_OK, main
 
 
@@ -49,7 +51,11 @@ def test_evaluate_and_explain(files, model, capsys):
                  "--label-column", "intent", "--quiet"])
     assert code == EXIT_OK
     report = json.loads(capsys.readouterr().out)
-    assert report["texts"] == 8 and 0 <= report["accuracy"] <= 1 and report["unknown_labels"] == []
+    assert report["texts"] == 8 and report["unknown_labels"] == []
+    rows = [json.loads(line) for line in (files / "test.jsonl").read_text().splitlines()]
+    clf = TokenSparseClassifier.load(model, device="cpu")
+    expected = np.mean(clf.predict([r["utterance"] for r in rows]) == np.asarray([r["intent"] for r in rows]))
+    assert report["accuracy"] == pytest.approx(expected)
     code = main(["explain", "--model", str(model), "--data", str(files / "test.jsonl"), "--text-column", "utterance",
                  "--top", "2", "--quiet"])
     assert code == EXIT_OK

@@ -9,8 +9,10 @@ import torch
 from sksparseft import TokenSparseClassifier
 from sksparseft.backbone import default_pooling, is_decoder_only, load_backbone, pool, resolve_model_path, set_padding
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
-            validation_fraction=0.0, learning_rate=1e-2)
+from cases import FAST as BASE
+from cases import STRATEGY_CASES
+
+FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 
 
 def test_decoder_is_recognised_and_pools_its_last_token(tiny_decoder, tiny_model):
@@ -49,10 +51,13 @@ def test_right_padding_does_not_change_a_texts_prediction(tiny_decoder, toy_data
     np.testing.assert_allclose(alone, together, atol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", ["token_sparse", "full", "lora"])
-def test_decoder_strategies_fit_and_predict(tiny_decoder, toy_data, strategy):
+DECODER_CASES = [(name, options) for name, options in STRATEGY_CASES if name != "prefix"]  # prefix: encoders only
+
+
+@pytest.mark.parametrize("strategy,options", DECODER_CASES, ids=[name for name, _ in DECODER_CASES])
+def test_decoder_strategies_fit_and_predict(tiny_decoder, toy_data, strategy, options):
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_decoder, strategy=strategy, **FAST).fit(X, y)
+    clf = TokenSparseClassifier(tiny_decoder, strategy=strategy, strategy_options=options, **FAST).fit(X, y)
     assert clf.pooling_ == "last"
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)

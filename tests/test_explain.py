@@ -9,8 +9,9 @@ from sksparseft.plotting import mask_density_grid, plot_mask, plot_token_groups
 
 matplotlib.use("Agg")
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
-            validation_fraction=0.0, learning_rate=1e-2)
+from cases import FAST as BASE
+
+FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")

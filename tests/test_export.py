@@ -9,8 +9,10 @@ from safetensors.torch import load_file
 
 from sksparseft import TokenSparseClassifier
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
-            validation_fraction=0.0, learning_rate=1e-2)
+from cases import EXPORTABLE, NOT_EXPORTABLE
+from cases import FAST as BASE
+
+FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 
 
 def _exported_proba(folder, texts):
@@ -22,10 +24,10 @@ def _exported_proba(folder, texts):
     return scope["predict_proba"](texts).numpy()
 
 
-@pytest.mark.parametrize("strategy", ["token_sparse", "lora", "full"])
-def test_huggingface_folder_predicts_like_the_estimator(tiny_model, toy_data, tmp_path, strategy):
+@pytest.mark.parametrize("strategy,options", EXPORTABLE, ids=[name for name, _ in EXPORTABLE])
+def test_huggingface_folder_predicts_like_the_estimator(tiny_model, toy_data, tmp_path, strategy, options):
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy=strategy, **FAST).fit(X, y)
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options=options, **FAST).fit(X, y)
     folder = clf.to_huggingface(tmp_path / "exported")
     config = json.loads((folder / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(len(clf.classes_))] == [str(c) for c in clf.classes_]
@@ -42,11 +44,15 @@ def test_huggingface_export_of_a_decoder(tiny_decoder, toy_data, tmp_path):
     np.testing.assert_allclose(_exported_proba(folder, X[:10]), clf.predict_proba(X[:10]), atol=1e-5)
 
 
-def test_prefix_models_refuse_export(tiny_model, toy_data, tmp_path):
+@pytest.mark.parametrize("strategy,options", NOT_EXPORTABLE, ids=[name for name, _ in NOT_EXPORTABLE])
+def test_strategies_without_a_plain_backbone_refuse_export(tiny_model, toy_data, tmp_path, strategy, options):
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy="prefix", **dict(FAST, max_epochs=1)).fit(X, y)
-    with pytest.raises(ValueError, match="prefix"):
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options=options, **dict(FAST, max_epochs=1)).fit(X, y)
+    with pytest.raises(ValueError, match=strategy):
         clf.to_huggingface(tmp_path / "p")
+    with pytest.raises(ValueError, match=strategy):
+        clf.to_onnx(tmp_path / "p.onnx")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "p.onnx").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,

@@ -78,10 +78,10 @@ def test_estimator_records_where_it_sits(tiny_model, toy_data, interpolate):
         tiny_model, max_epochs=2, batch_size=8, random_state=0, interpolate_weights=interpolate,
         validation_fraction=0.25,
     ).fit(X, y)
-    assert 0.0 <= clf.interpolation_ <= 1.0
     assert clf.finetuned_ == (clf.interpolation_ > 0)
     if interpolate:
         assert {0.0, 0.25, 0.5, 0.75, 1.0} <= set(clf.interpolation_scores_)
+        assert clf.interpolation_ in clf.interpolation_scores_
         chosen = clf.interpolation_scores_[clf.interpolation_][0]
         assert chosen == max(s[0] for s in clf.interpolation_scores_.values())
         # Row 0 of the history is the probe: the same point as a = 0.

@@ -1,20 +1,13 @@
 import torch
 
+from cases import tiny_batch, tiny_module
 from sksparseft.backbone import load_backbone
+from sksparseft.tokens import encode
 from sksparseft.mask import SparseMask
 from sksparseft.module import ClassifierModule
-from sksparseft.sensitivity import eligible_parameters, sensitivity_scores
-from sksparseft.tokens import encode
 
 
-def _module(tiny_model):
-    tok, enc, _ = load_backbone(tiny_model)
-    return tok, ClassifierModule(enc, 3, pooling="mean", dropout=0.0)
-
-
-def _batch(tok):
-    e = encode(tok, ["my card is late", "refund please", "pin"], 16)
-    return torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"]), e
+_module, _batch = tiny_module, tiny_batch
 
 
 def test_backbone_is_frozen_and_zero_delta_changes_nothing(tiny_model):
@@ -47,43 +40,6 @@ def test_delta_moves_only_selected_entries_and_merge_matches(tiny_model):
     assert torch.allclose(m(ids, am), out_delta, atol=1e-6)
     delta = m.delta()
     assert delta[name][0].tolist() == [3, 100]
-
-
-def test_focus_limits_sensitivity_to_token_group_positions(tiny_model):
-    tok, m = _module(tiny_model)
-    _, _, enc = _batch(tok)
-    y = torch.tensor([0, 1, 2]).numpy()
-    names = eligible_parameters(m)
-    assert "embeddings.word_embeddings.weight" not in names
-    assert not any(n.startswith("pooler.") for n in names)
-    full = sensitivity_scores(m, enc, y, names, n_samples=3, random_state=0)
-    assert all(s.shape == dict(m.encoder.named_parameters())[n].shape for n, s in full.items())
-    assert sum(float(s.sum()) for s in full.values()) > 0
-    focus = enc["attention_mask"] * 0
-    focus[:, 1] = 1  # only the first content token of each text passes gradient
-    focused = sensitivity_scores(m, enc, y, names, focus=focus, n_samples=3, random_state=0)
-    diff = sum(float((full[n] - focused[n]).abs().sum()) for n in names)
-    assert diff > 0
-    assert all(not p.requires_grad for p in m.encoder.parameters())  # restored after scoring
-
-
-def test_length_buckets_cover_every_row_once_with_less_padding():
-    import numpy as np
-
-    from sksparseft.batching import LengthBucketSampler
-
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, 80, size=1000)
-    g = torch.Generator().manual_seed(0)
-    batches = list(LengthBucketSampler(lengths, 32, shuffle=True, generator=g, pool=10))
-    flat = sorted(i for b in batches for i in b)
-    assert flat == list(range(1000)) and len(batches) == len(LengthBucketSampler(lengths, 32))
-    bucket_pad = sum(max(lengths[b]) * len(b) for b in batches)
-    plain = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).numpy()
-    plain_pad = sum(max(lengths[plain[i:i + 32]]) * len(plain[i:i + 32]) for i in range(0, 1000, 32))
-    assert bucket_pad < 0.8 * plain_pad
-    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert list(LengthBucketSampler(lengths, 32, generator=g1)) == list(LengthBucketSampler(lengths, 32, generator=g2))
 
 
 def test_sparse_backward_matches_plain_path(tiny_model):

@@ -12,8 +12,9 @@ from safetensors.torch import safe_open, save_file
 from sksparseft import TokenSparseClassifier
 from sksparseft.persistence import FORMAT_VERSION, ModelFileError, _digest
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
-            validation_fraction=0.0, learning_rate=1e-2)
+from cases import FAST as BASE
+
+FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")

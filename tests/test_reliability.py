@@ -7,7 +7,9 @@ import torch
 from sksparseft import TokenSparseClassifier
 from sksparseft.module import ClassifierModule
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+from cases import FAST as BASE
+
+FAST = dict(BASE, random_state=0)
 
 
 @pytest.fixture(scope="module")

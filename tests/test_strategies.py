@@ -10,19 +10,11 @@ from safetensors.torch import load_file
 from sksparseft import TokenSparseClassifier
 from sksparseft.strategies import STRATEGIES
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, validation_fraction=0.0)
+from cases import ADAPTERS
+from cases import FAST as BASE
+from cases import STRATEGY_CASES as CASES
 
-CASES = [
-    ("token_sparse", {}),
-    ("fisher", {}),
-    ("random", {}),
-    ("bitfit", {}),
-    ("layers", {"n_layers": 1}),
-    ("full", {}),
-    ("lora", {"r": 4}),
-    ("prefix", {"n_prefix": 4}),
-]
-ADAPTERS = {"lora", "prefix"}
+FAST = dict(BASE, random_state=0, validation_fraction=0.0)
 
 
 def test_every_registered_strategy_is_in_the_table():
@@ -192,3 +184,43 @@ def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, requ
         np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X), atol=1e-4)
     else:
         assert fits[True].score(X, y) > 0.5
+
+
+def test_a_registered_strategy_fits_saves_and_loads(tiny_model, toy_data, tmp_path):
+    from sksparseft.strategies import STRATEGIES, register_strategy
+    from sksparseft.strategies.base import MaskStrategy, whole_tensors
+
+    @register_strategy
+    class Norms(MaskStrategy):
+        name = "norms_only"
+        default_learning_rate = 1e-2
+
+        def select(self, module, ctx):
+            return whole_tensors(module, [n for n, _ in module.encoder.named_parameters() if "LayerNorm" in n])
+
+    try:
+        X, y = toy_data
+        clf = TokenSparseClassifier(tiny_model, strategy="norms_only", **FAST).fit(X, y)
+        assert clf.strategy_ == {"strategy": "norms_only"} and clf.learning_rate_ == 1e-2
+        assert set(clf.mask_.indices) == {n for n, _ in clf.module_.encoder.named_parameters() if "LayerNorm" in n}
+        back = TokenSparseClassifier.load(clf.save(tmp_path / "m.safetensors"), device="cpu")
+        np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    finally:
+        STRATEGIES.pop("norms_only", None)
+    with pytest.raises(TypeError, match="Strategy subclass"):
+        register_strategy(object)
+
+
+@pytest.mark.parametrize("strategy,options", CASES, ids=[c[0] for c in CASES])
+def test_strategy_options_fail_before_the_backbone_loads(strategy, options, toy_data, monkeypatch):
+    from sksparseft.strategies import STRATEGIES
+
+    def never(*args, **kwargs):
+        raise AssertionError("the backbone must not be loaded")
+
+    monkeypatch.setattr(TokenSparseClassifier, "stage_load", never)
+    X, y = toy_data
+    bad = {"unknown_option": 1}
+    with pytest.raises(ValueError, match="unknown_option"):
+        TokenSparseClassifier(strategy=strategy, strategy_options={**options, **bad}, **FAST).fit(X, y)
+    assert STRATEGIES[strategy](**options).describe()["strategy"] == strategy

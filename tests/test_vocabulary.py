@@ -11,7 +11,9 @@ from sksparseft.backbone import load_backbone
 from sksparseft.tokens import TokenGroup
 from sksparseft.vocabulary import AddedToken, extend_embeddings, extend_tokenizer, merge_groups
 
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, validation_fraction=0.0)
+from cases import FAST as BASE
+
+FAST = dict(BASE, random_state=0, validation_fraction=0.0)
 
 
 @pytest.fixture(scope="module")

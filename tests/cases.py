@@ -1,0 +1,46 @@
+"""What the tests share: one set of fast settings and the table of strategies.
+
+A module, not conftest.py: ``parametrize`` reads the table at import time, where fixtures
+cannot reach, and pytest advises against importing conftest.py.
+"""
+
+from __future__ import annotations
+
+from sksparseft.strategies import STRATEGIES
+
+# Two short epochs on the config-built tiny models; a test adds what it needs on top.
+FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu")
+
+# Every registered strategy, with options small enough for the tiny models.
+STRATEGY_CASES = [
+    ("token_sparse", {}),
+    ("fisher", {}),
+    ("random", {}),
+    ("bitfit", {}),
+    ("layers", {"n_layers": 1}),
+    ("full", {}),
+    ("lora", {"r": 4}),
+    ("prefix", {"n_prefix": 4}),
+]
+ADAPTERS = {name for name, cls in STRATEGIES.items() if cls.prefixes}
+EXPORTABLE = [(name, options) for name, options in STRATEGY_CASES if STRATEGIES[name].export_error is None]
+NOT_EXPORTABLE = [(name, options) for name, options in STRATEGY_CASES if STRATEGIES[name].export_error]
+
+
+def tiny_module(model_path, n_classes=3):
+    """``(tokenizer, ClassifierModule)`` over a backbone folder: mean pooling, no dropout."""
+    from sksparseft.backbone import load_backbone
+    from sksparseft.module import ClassifierModule
+
+    tok, enc, _ = load_backbone(model_path)
+    return tok, ClassifierModule(enc, n_classes, pooling="mean", dropout=0.0)
+
+
+def tiny_batch(tok):
+    """Three short texts: ``(input_ids, attention_mask, encodings)``."""
+    import torch
+
+    from sksparseft.tokens import encode
+
+    e = encode(tok, ["my card is late", "refund please", "pin"], 16)
+    return torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"]), e
