@@ -18,7 +18,7 @@ from sksparseft.interpolation import load_interpolated_, validation_scores
 from .common import MODEL, append_row, encode_labelled, how_run, load
 
 
-class TestScoredInterpolation(TokenSparseClassifier):
+class InterpolationScoredOnTest(TokenSparseClassifier):
     """The default estimator, with every interpolation point it measures also scored on a test split."""
 
     def _select_interpolation(self, state, end_state):
@@ -34,7 +34,7 @@ class TestScoredInterpolation(TokenSparseClassifier):
 
 def one_fit(dataset, regime, seed, strategy):
     X, y, Xt, yt, _ = load(dataset, regime, seed)
-    clf = TestScoredInterpolation(MODEL, strategy=strategy, random_state=seed)
+    clf = InterpolationScoredOnTest(MODEL, strategy=strategy, random_state=seed)
     clf._test_texts, clf._test_labels = Xt, yt
     t0 = time.perf_counter()
     clf.fit(X, y)
