@@ -115,7 +115,7 @@ def run(cfg, out, args):
     for job in cfg["jobs"]:
         if args.datasets and job["dataset"] not in args.datasets:
             continue
-        for seed in job["seeds"]:
+        for seed in [s for s in job["seeds"] if not args.seeds or s in args.seeds]:
             row = one_fit(job["dataset"], job["regime"], seed, job.get("dev_size", 3000), job.get("dev_fraction", 0.2))
             append_row(out, row)
             print(f"{job['dataset']} {job['regime']} seed {seed} ({row['n_fit']} fit / {row['n_dev']} dev texts, "

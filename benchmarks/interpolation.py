@@ -58,7 +58,7 @@ def run(cfg, out, args):
     for job in cfg["jobs"]:
         if args.datasets and job["dataset"] not in args.datasets:
             continue
-        for seed in job["seeds"]:
+        for seed in [s for s in job["seeds"] if not args.seeds or s in args.seeds]:
             row = one_fit(job["dataset"], job["regime"], seed, job.get("strategy", "token_sparse"))
             append_row(out, row)
             acc = row["test_acc"]

@@ -105,7 +105,7 @@ def config_of(path):
     return None
 
 
-def compare_specs(name, cfg, only=None, datasets=None):
+def compare_specs(name, cfg, only=None, datasets=None, seeds=None):
     """One spec per fit of a ``compare`` config."""
     from .compare import REFERENCES
 
@@ -116,7 +116,7 @@ def compare_specs(name, cfg, only=None, datasets=None):
         {"config": name, "dataset": dataset, "regime": regime, "seed": seed, "method": method,
          "params": {**cfg["estimator"], **extra}}
         for dataset in cfg["datasets"] if not datasets or dataset in datasets
-        for regime in cfg["regimes"] for seed in cfg["seeds"]
+        for regime in cfg["regimes"] for seed in cfg["seeds"] if seeds is None or seed in seeds
         for method in methods if not only or method in only
         for extra in sweeps
     ]
@@ -126,7 +126,7 @@ def run_compare(name, cfg, out, args):
     from .common import in_fresh_process
     from .compare import one_run
 
-    specs = compare_specs(name, cfg, args.only, args.datasets)
+    specs = compare_specs(name, cfg, args.only, args.datasets, args.seeds)
     start = time.perf_counter()
     from .common import append_row
 
@@ -163,6 +163,7 @@ def main(argv=None):
     ap.add_argument("--config", choices=sorted(CONFIGS))
     ap.add_argument("--only", nargs="*", help="compare configs: run only these methods")
     ap.add_argument("--datasets", nargs="*", choices=DATASETS, help="run only these of the config's datasets")
+    ap.add_argument("--seeds", nargs="*", type=int, help="run only these of the config's seeds")
     ap.add_argument("--tag", help="suffix of the results file, e.g. the GPU's name: results/<config>_<tag>.jsonl")
     ap.add_argument("--list", action="store_true", help="list the configs and their results files")
     ap.add_argument("--render-only", action="store_true", help="render the docs from the raw rows, run nothing")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.checkpoint import atomic_torch_save, load_checkpoint
 from sksparseft.module import ClassifierModule
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, max_epochs=4, random_state=0, patience=0, learning_rate=3e-3)
 

@@ -14,9 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skorch.callbacks import Callback
 
-from sksparseft import TokenGroup, TokenSparseClassifier
-
 from cases import FAST
+from sksparseft import TokenGroup, TokenSparseClassifier
 
 
 @pytest.fixture(scope="module")

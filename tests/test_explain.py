@@ -4,12 +4,12 @@ import matplotlib
 import numpy as np
 import pytest
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.plotting import mask_density_grid, plot_mask, plot_token_groups
 
 matplotlib.use("Agg")
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from sksparseft import TokenSparseClassifier
-
 from cases import EXPORTABLE, NOT_EXPORTABLE
 from cases import FAST as BASE
+from sksparseft import TokenSparseClassifier
+
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import safe_open, save_file
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.persistence import FORMAT_VERSION, ModelFileError, _digest
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
 

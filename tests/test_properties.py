@@ -5,9 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, max_epochs=1, n_sensitivity_samples=4, random_state=0)
 

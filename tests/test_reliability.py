@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.module import ClassifierModule
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, random_state=0)
 

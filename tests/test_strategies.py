@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sksparseft import TokenSparseClassifier
-from sksparseft.strategies import STRATEGIES
-
 from cases import ADAPTERS
 from cases import FAST as BASE
 from cases import STRATEGY_CASES as CASES
+from sksparseft import TokenSparseClassifier
+from sksparseft.strategies import STRATEGIES
+
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0)
 

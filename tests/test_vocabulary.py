@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.backbone import load_backbone
 from sksparseft.tokens import TokenGroup
 from sksparseft.vocabulary import AddedToken, extend_embeddings, extend_tokenizer, merge_groups
 
-from cases import FAST as BASE
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0)
 
