@@ -40,13 +40,17 @@ def at_current_defaults(rows):
 
 
 def provenance(rows):
-    """Which code wrote these rows: a version and date where the rows carry them."""
-    versions = sorted({f"sksparseft {r['version']} ({r['date']})" for r in rows if "version" in r})
-    if versions:
-        return ", ".join(versions)
-    if at_current_defaults(rows):
-        return "sksparseft 0.1.0 (2026-11-26)"
-    return "a development build of 0.1.0 (2026-11-26) from before the head refit became the default"
+    """Which code wrote these rows: the version and date each row carries (rows of 0.1.0 carry none)."""
+    dated = sorted({f"sksparseft {r['version']} ({r['date']})" for r in rows if "version" in r})
+    undated = [r for r in rows if "version" not in r]
+    if undated:
+        dated.insert(0, "sksparseft 0.1.0 (2026-11-26)" if at_current_defaults(undated) else
+                     "a development build of 0.1.0 (2026-11-26) from before the head refit became the default")
+    return " and ".join(dated)
+
+
+def _run_key(row):
+    return row.get("version"), row.get("date")
 
 
 def _ms(values, fmt="{:.4f}"):
@@ -69,20 +73,27 @@ def _compare_table(rows):
     groups = defaultdict(list)
     for r in rows:
         groups[_label(r)].append(r)
-    full_fit = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
+    # Fit times compare only within one run of the code (same version and date: same machine and load).
+    full_fits = defaultdict(list)
+    for r in groups.get("full", []):
+        full_fits[_run_key(r)].append(r["fit_s"])
     has_oos = any("oos_recall" in r for r in rows)
+    mixed = len({_run_key(r) for r in rows}) > 1  # rows of several runs: say which wrote each
     head = "| method | seeds | accuracy | macro-F1 |" + (" OOS recall |" if has_oos else "") + \
-        " fit s | fit / full | peak RSS MiB | trainable params |"
+        " fit s | fit / full | peak RSS MiB | trainable params |" + (" written |" if mixed else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for key in sorted(groups, key=lambda k: -np.mean([r["accuracy"] for r in groups[k]])):
         g = groups[key]
         fit = np.mean([r["fit_s"] for r in g])
-        ratio = f"{fit / full_fit:.2f}" if full_fit and g[0]["method"] not in REFERENCE_NAMES else ""
+        same_run = full_fits.get(_run_key(g[0])) if len({_run_key(r) for r in g}) == 1 else None
+        ratio = f"{fit / np.mean(same_run):.2f}" if same_run and g[0]["method"] not in REFERENCE_NAMES else ""
         cells = [key, str(len(g)), _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g])]
         if has_oos:
             cells.append(_ms([r.get("oos_recall") for r in g], "{:.3f}"))
         cells += [f"{fit:.0f}", ratio, f"{np.mean([r['peak_rss_mib'] for r in g]):.0f}",
                   f"{int(np.mean([r['trainable_params'] for r in g])):,}"]
+        if mixed:
+            cells.append(", ".join(sorted({f"{r.get('version', '0.1.0')}, {r.get('date', '2026-11-26')}" for r in g})))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -270,7 +281,7 @@ def _exports(files, plots):
 # ----------------------------------------------------------------------------- README summary
 def _summary(files, plots):
     rows = files.get("cpu_10shot", [])
-    methods = ["token_sparse", "full", "layers", "lora", "prefix", "frozen_lr", "tfidf_lr"]
+    methods = ["token_sparse", "fisher", "random", "full", "layers", "lora", "prefix", "bitfit", "frozen_lr", "tfidf_lr"]
     lines = ["| 10-shot, test accuracy | " + " | ".join(REFERENCE_NAMES.get(m, m) for m in methods) + " |",
              "|---" * (len(methods) + 1) + "|"]
     for dataset in ("banking77", "clinc150"):

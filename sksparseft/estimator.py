@@ -301,7 +301,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str, torch.device, None],
         "accelerate": ["boolean"],
-        "random_state": [Interval(Integral, None, None, closed="neither"), None],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],  # numpy seeds the split
         "verbose": [Interval(Integral, 0, None, closed="left")],
     }
 

@@ -182,8 +182,16 @@ def test_predict_before_fit():
     ("device", "quantum", "device"),
     ("validation_fraction", 1.0, "validation_fraction"),
     ("head_init", "zeros", "head_init"),
+    ("random_state", -1, "random_state"),
+    ("learning_rate", float("nan"), "learning_rate"),
+    ("class_weight", "auto", "class_weight"),
+    ("verbose", -1, "verbose"),
 ])
-def test_bad_parameters_fail_early(tiny_model, toy_data, param, value, match):
+def test_bad_parameters_fail_early(tiny_model, toy_data, param, value, match, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the backbone must not be loaded")
+
+    monkeypatch.setattr(TokenSparseClassifier, "stage_load", never)  # early: before anything loads
     X, y = toy_data
     with pytest.raises(ValueError, match=match):
         TokenSparseClassifier(tiny_model, **{**FAST, param: value}).fit(X, y)
