@@ -28,16 +28,13 @@ def resolve_device(device):
     return dev
 
 
-def make_accelerator(device, several_processes_forbid=None):
-    """The Accelerator of this process; ``several_processes_forbid`` names a setting that cannot run over several."""
+def make_accelerator(device):
+    """The Accelerate ``Accelerator`` of this process (``accelerate launch`` / ``torchrun`` set the processes)."""
     try:
         from accelerate import Accelerator
     except ImportError as exc:
         raise ImportError("accelerate=True needs the accelerate package: pip install 'sksparseft[accelerate]'") from exc
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no")  # bf16 autocast is ours
-    if accelerator.num_processes > 1 and several_processes_forbid:
-        raise ValueError(f"{several_processes_forbid} is not supported with accelerate=True over several processes")
-    return accelerator
+    return Accelerator(cpu=device.type == "cpu", mixed_precision="no")  # bf16 autocast is ours
 
 
 def broadcast_from_main(obj):

@@ -331,18 +331,20 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
     def _start_fit(self, X, y):
         """Check everything that can be checked before anything loads; the state the stages share."""
-        self._strategy()
+        strategy = self._strategy()
         device = resolve_device(self.device)
         accelerator = None
         if self.accelerate:
-            accelerator = make_accelerator(device, "checkpoint_path" if self.checkpoint_path is not None else None)
+            accelerator = make_accelerator(device)
+            if accelerator.num_processes > 1 and self.checkpoint_path is not None:
+                raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
             device = accelerator.device
         texts, y, classes, y_enc = validate_labelled(X, y)
-        class_weights(self.class_weight, classes, y)  # unknown classes fail before the backbone loads
+        weights = class_weights(self.class_weight, classes, y)  # unknown classes fail before anything loads
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return FitState(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
-                        seed=self.random_state)
+                        seed=self.random_state, strategy=strategy, class_weight=weights)
 
     def _strategy(self):
         """The strategy named by ``strategy`` with ``strategy_options`` (values checked here)."""
@@ -365,7 +367,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
             return np.empty((0, n_classes), dtype=np.float32)
         enc = encode(self.tokenizer_, texts, self.max_length)
         with self._oom_advice("prediction"):
-            return run_inference(self.module_, enc, max(self.batch_size, 64), self.device_, progress=self._progress("predict"))
+            return run_inference(self.module_, enc, self._eval_batch(), self.device_, progress=self._progress("predict"))
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``; rows sum to 1."""

@@ -28,7 +28,7 @@ def token_group_table(groups, classes, top=None):
 def explain(est, texts, top=5):
     """Per text: prediction, its probability, and the ``top`` groups by absolute effect."""
     enc = encode(est.tokenizer_, texts, est.max_length)
-    batch = max(est.batch_size, 64)
+    batch = est._eval_batch()
     proba = torch.softmax(torch.from_numpy(run_inference(est.module_, enc, batch, est.device_)).double(), 1).numpy()
     pred = proba.argmax(axis=1)
     groups = est.token_groups_

@@ -21,7 +21,7 @@ from .module import ClassifierModule
 from .strategies import FitContext
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .training import EpochAverage, build_net, fit_head_on_features
-from .validation import class_weights, validation_split
+from .validation import validation_split
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
 #: Every stage, in the order fit runs them (``head_refit`` only with ``refit_head=True``).
@@ -39,6 +39,7 @@ class FitStages:
         return [s for s in STAGES if s != "head_refit" or self.refit_head]
 
     def _eval_batch(self):
+        """Texts per inference batch (probe features, validation, predict): no gradients, so larger."""
         return max(self.batch_size, 64)
 
     def _oom_advice(self, stage):
@@ -54,7 +55,6 @@ class FitStages:
             raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
         state.tokenizer, state.encoder, state.pooling = tokenizer, encoder, pooling
         encodings = encode(tokenizer, state.texts, self.max_length)
-        state.class_weight = class_weights(self.class_weight, state.classes, state.y)
         # Held-out split for early stopping; everything the method learns comes from the rest.
         state.train_idx, state.valid_idx = validation_split(state.y_enc, self.validation_fraction, state.seed)
         state.set_encodings(encodings)
@@ -99,7 +99,6 @@ class FitStages:
             state.encoder, len(state.classes), pooling=state.pooling, dropout=self.dropout,
             sparse_backward=self._sparse_backward(state),
         ).to(state.device)
-        state.strategy = self._strategy()
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
             with self._oom_advice("feature extraction"):

@@ -14,10 +14,10 @@ class FitState:
     """The data and intermediate results of one fit; each stage reads some fields and sets others.
 
     Set before the first stage: the validated ``texts``, ``y``, ``classes``, ``y_enc``, the
-    ``device``, ``accelerator`` and ``seed``. The rest is filled stage by stage, in order:
-    load (tokenizer .. valid_idx), token_groups (groups .. focus), linear_probe (module,
-    strategy), selection (mask .. learning_rate), training (history .. average),
-    interpolation (blend, scores), head_refit, finalize.
+    ``device``, ``accelerator``, ``seed``, the ``strategy`` and the ``class_weight``. The rest
+    is filled stage by stage, in order: load (tokenizer .. valid_data), token_groups (groups ..
+    focus), linear_probe (module), selection (mask .. learning_rate), training (history ..
+    average), interpolation (blend, scores), head_refit, finalize.
     """
 
     texts: list
@@ -27,14 +27,18 @@ class FitState:
     device: object
     accelerator: object = None
     seed: int | None = None
+    strategy: object = None
+    class_weight: np.ndarray | None = None
     # load
     tokenizer: object = None
     encoder: object = None
     pooling: str | None = None
     encodings: dict | None = None
-    class_weight: np.ndarray | None = None
     train_idx: np.ndarray | None = None
     valid_idx: np.ndarray | None = None
+    train_encodings: dict | None = None
+    y_train: np.ndarray | None = None
+    valid_data: tuple | None = None  # (encodings, y) held out, or None
     # token groups
     groups: list = field(default_factory=list)
     added: list = field(default_factory=list)
@@ -42,7 +46,6 @@ class FitState:
     focus: np.ndarray | None = None
     # module and probe
     module: object = None
-    strategy: object = None
     # selection
     mask: object = None
     mask_summary: dict | None = None

@@ -111,18 +111,18 @@ _CODEC = {
     "added_tokens_": ("added_tokens", _added_to_json, _added_from_json, None),
     "strategy_": ("strategy", _same, _same, _MISSING),
     "mask_summary_": ("mask_summary", _same, _same, _MISSING),
-    "n_trainable_params_": ("n_trainable_params", int, lambda v, obj: v, _MISSING),
-    "learning_rate_": ("learning_rate", float, lambda v, obj: v, _MISSING),
+    "n_trainable_params_": ("n_trainable_params", int, _same, _MISSING),
+    "learning_rate_": ("learning_rate", float, _same, _MISSING),
     "history_": ("history", _same, _same, _MISSING),
     "pooling_": ("pooling", _same, _same, _MISSING),
-    "interrupted_": ("interrupted", bool, lambda v, obj: v, _MISSING),
-    "finetuned_": ("finetuned", bool, lambda v, obj: v, _MISSING),
+    "interrupted_": ("interrupted", bool, _same, _MISSING),
+    "finetuned_": ("finetuned", bool, _same, _MISSING),
     # Before interpolation existed a model was the finetune (1) or the probe (0).
-    "interpolation_": ("interpolation", float, lambda v, obj: v, lambda obj: 1.0 if obj["finetuned"] else 0.0),
+    "interpolation_": ("interpolation", float, _same, lambda obj: 1.0 if obj["finetuned"] else 0.0),
     # JSON keys are strings: the points travel as [a, accuracy, log-loss] rows.
     "interpolation_scores_": ("interpolation_scores", lambda d: [[a, *s] for a, s in d.items()],
                               lambda rows, obj: {row[0]: tuple(row[1:]) for row in rows}, []),
-    "fit_time_": ("fit_time", float, lambda v, obj: v, _MISSING),
+    "fit_time_": ("fit_time", float, _same, _MISSING),
     "fit_stages_": ("fit_stages", _same, _same, {}),
 }
 

@@ -36,7 +36,7 @@ def test_a_tag_names_the_machine_not_another_config():
     assert run.config_of(Path("unknown.jsonl")) is None
 
 
-def test_rendering_follows_the_rows(tmp_path):
+def test_rendering_follows_the_rows():
     rows = render.rows_by_file()
     text = "<!-- rendered:summary -->\nstale\n<!-- /rendered:summary -->\n"
     fresh = render.rendered(text, rows)
