@@ -50,6 +50,15 @@ def load(dataset, regime, seed):
     return list(X), y, list(Xt), np.asarray(yt, dtype=object), oos
 
 
+def banking77_sample(n, seed):
+    """``n`` BANKING77 training texts drawn at random with ``seed`` (the cost and export parts' data)."""
+    from sksparseft.datasets import load_banking77
+
+    X, y = load_banking77("train", return_X_y=True)
+    idx = np.random.default_rng(seed).permutation(len(X))[:n]
+    return [X[i] for i in idx], np.asarray(y)[idx]
+
+
 def how_run():
     """The version, date, device, torch and machine that a result row was measured with."""
     import torch

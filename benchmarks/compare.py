@@ -1,8 +1,10 @@
 """Part ``compare``: fit one method on one dataset, regime and seed; score it on the test split.
 
 Methods are the strategies of TokenSparseClassifier and the references a user would pick
-instead: ``frozen_lr`` (logistic regression on the backbone's frozen mean-pooled embeddings)
-and ``tfidf_lr`` (word and bigram TF-IDF, logistic regression).
+instead: ``frozen_lr`` (logistic regression on the backbone's frozen mean-pooled embeddings),
+``tfidf_lr`` (word and bigram TF-IDF, logistic regression) and ``setfit`` (the ``setfit``
+package as its users run it: the same backbone files, 20 pair iterations, one epoch, batch 16,
+its logistic-regression head; ``pip install setfit``).
 """
 
 from __future__ import annotations
@@ -13,41 +15,67 @@ import numpy as np
 
 from .common import MODEL, how_run, load, peak_memory
 
-REFERENCES = ("tfidf_lr", "frozen_lr")
+REFERENCES = ("tfidf_lr", "frozen_lr", "setfit")
 
 
 class FrozenEmbeddings:
-    """Mean-pooled features of the backbone, unchanged (the transform of the ``frozen_lr`` reference)."""
+    """Mean-pooled features of the backbone, unchanged (the transform of the ``frozen_lr`` reference).
+
+    The features are the estimator's own (``ClassifierModule.features`` through ``run_inference``);
+    the head the module carries is never used.
+    """
 
     def __init__(self, model=MODEL, max_length=128):
         self.model, self.max_length = model, max_length
         self._parts = None
 
     def __call__(self, texts):
-        import torch
-
-        from sksparseft.backbone import load_backbone, pool
-        from sksparseft.batching import length_sorted_batches, to_batch
+        from sksparseft.backbone import load_backbone
         from sksparseft.devices import resolve_device
+        from sksparseft.module import ClassifierModule
         from sksparseft.tokens import encode
+        from sksparseft.training import run_inference
 
         if self._parts is None:
             tokenizer, encoder, _ = load_backbone(self.model)
             device = resolve_device("auto")
-            self._parts = (tokenizer, encoder.to(device).eval(), device)
-        tokenizer, encoder, device = self._parts
-        enc = encode(tokenizer, list(texts), self.max_length)
-        out = np.empty((len(texts), encoder.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for rows in length_sorted_batches(enc, 128):
-                b = to_batch(enc, rows, device)
-                hidden = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-                out[rows] = pool(hidden, b["attention_mask"], "mean").float().cpu().numpy()
-        return out
+            self._parts = (tokenizer, ClassifierModule(encoder, 1, pooling="mean").to(device), device)
+        tokenizer, module, device = self._parts
+        return run_inference(module, encode(tokenizer, list(texts), self.max_length), 128, device, what="features")
 
 
-def reference(name, X, y):
-    """A fitted reference pipeline."""
+class SetFitReference:
+    """SetFit (Tunstall et al. 2022) with its defaults, behind fit / predict_proba / classes_."""
+
+    def __init__(self, model=MODEL, seed=0, num_iterations=20, batch_size=16):
+        self.model, self.seed, self.num_iterations, self.batch_size = model, seed, num_iterations, batch_size
+
+    def fit(self, X, y):
+        from datasets import Dataset
+        from setfit import SetFitModel, Trainer, TrainingArguments
+
+        from sksparseft.backbone import resolve_model_path
+
+        self.model_ = SetFitModel.from_pretrained(str(resolve_model_path(self.model)), local_files_only=True)
+        args = TrainingArguments(batch_size=self.batch_size, num_epochs=1, num_iterations=self.num_iterations,
+                                 seed=self.seed, report_to="none")
+        data = Dataset.from_dict({"text": list(X), "label": [str(v) for v in y]})
+        Trainer(model=self.model_, args=args, train_dataset=data).train()
+        self.classes_ = np.asarray(self.model_.model_head.classes_, dtype=object)
+        return self
+
+    def predict_proba(self, X):
+        return np.asarray(self.model_.predict_proba(list(X), as_numpy=True))
+
+    @property
+    def n_trainable_params(self):
+        body = sum(p.numel() for p in self.model_.model_body.parameters())
+        head = self.model_.model_head
+        return int(body + head.coef_.size + head.intercept_.size)
+
+
+def reference(name, X, y, seed=0):
+    """A fitted reference model (``predict_proba`` columns follow its ``classes_``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
@@ -61,7 +89,15 @@ def reference(name, X, y):
 
         embed = FunctionTransformer(FrozenEmbeddings())
         return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y)
+    if name == "setfit":
+        return SetFitReference(seed=seed).fit(X, y)
     raise ValueError(f"unknown reference {name!r}; known: {REFERENCES}")
+
+
+def _trainable(model):
+    if isinstance(model, SetFitReference):
+        return model.n_trainable_params
+    return int(model[-1].coef_.size + model[-1].intercept_.size)
 
 
 def one_run(spec, queue):
@@ -76,8 +112,8 @@ def one_run(spec, queue):
     t0 = time.perf_counter()
     row = dict(spec)
     if spec["method"] in REFERENCES:
-        model = reference(spec["method"], X, y)
-        row["trainable_params"] = int(model[-1].coef_.size + model[-1].intercept_.size)
+        model = reference(spec["method"], X, y, seed=spec["seed"])
+        row["trainable_params"] = _trainable(model)
     else:
         params = {"model": MODEL, **spec.get("params", {})}
         model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **params)

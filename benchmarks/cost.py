@@ -23,7 +23,7 @@ import numpy as np
 
 from sksparseft import TokenSparseClassifier
 
-from .common import MODEL, append_row, how_run, in_fresh_process, peak_memory
+from .common import MODEL, append_row, banking77_sample, how_run, in_fresh_process, peak_memory
 
 
 class PlainPath(TokenSparseClassifier):
@@ -41,14 +41,6 @@ VARIANTS = {
     "min_layer3": ("token_sparse", False, {"min_layer": 3, "cache_frozen": True}),
     "min_layer3_uncached": ("token_sparse", False, {"min_layer": 3, "cache_frozen": False}),
 }
-
-
-def _data(n, seed):
-    from sksparseft.datasets import load_banking77
-
-    X, y = load_banking77("train", return_X_y=True)
-    idx = np.random.default_rng(seed).permutation(len(X))[:n]
-    return [X[i] for i in idx], np.asarray(y)[idx]
 
 
 def fit_one(spec, queue):
@@ -71,7 +63,7 @@ def fit_one(spec, queue):
                 for state in net.optimizer_.state.values() for t in state.values() if torch.is_tensor(t) and t.dim()
             ))
 
-    X, y = _data(spec["n_train"], spec["seed"])
+    X, y = banking77_sample(spec["n_train"], spec["seed"])
     cls = PlainPath if spec.get("plain_path") else TokenSparseClassifier
     clf = cls(
         spec["model"], strategy=spec["strategy"], strategy_options=spec.get("strategy_options"), max_epochs=spec["epochs"], patience=spec["epochs"] + 1,
@@ -98,7 +90,7 @@ def reference_one(spec, queue):
     from .compare import reference
 
     torch.set_num_threads(spec["threads"])
-    X, y = _data(spec["n_train"], spec["seed"])
+    X, y = banking77_sample(spec["n_train"], spec["seed"])
     t0 = time.perf_counter()
     model = reference(spec["strategy"], X, y)
     fit_s = time.perf_counter() - t0
@@ -114,7 +106,7 @@ def token_group_timing(sizes, seed, model=MODEL):
     tok, _, _ = load_backbone(model)
     rows = []
     for n in sizes:
-        X, y = _data(n, seed)
+        X, y = banking77_sample(n, seed)
         classes, y_enc = np.unique(y, return_inverse=True)
         enc = encode(tok, X, 128)
         seqs = [s for s, _ in content_sequences(enc, set(tok.all_special_ids))]
@@ -141,7 +133,7 @@ def predict_speed(spec):
     from sksparseft.datasets import load_banking77
 
     torch.set_num_threads(spec["threads"])
-    X, y = _data(spec["n_train"], spec["seed"])
+    X, y = banking77_sample(spec["n_train"], spec["seed"])
     clf = TokenSparseClassifier(spec["model"], max_epochs=1, device=spec["device"], random_state=spec["seed"]).fit(X, y)
     Xt, _ = load_banking77("test", return_X_y=True)
     Xt = list(Xt)

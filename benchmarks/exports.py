@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ROOT, append_row, how_run
+from .common import ROOT, append_row, banking77_sample, how_run
 
 
 def _size(path):
@@ -39,12 +39,10 @@ def run(cfg, out, args):
     info = {**how_run(), "n_train": cfg["n_train"], "epochs": cfg["epochs"], "seed": seed}
     print("how:", json.dumps(info), flush=True)
 
-    X, y = load_banking77("train", return_X_y=True)
-    idx = np.random.default_rng(seed).permutation(len(X))[: cfg["n_train"]]
     Xt, yt = load_banking77("test", return_X_y=True)
     Xt = list(Xt)
     clf = TokenSparseClassifier(max_epochs=cfg["epochs"], device="cpu", random_state=seed)
-    clf.fit([X[i] for i in idx], np.asarray(y)[idx])
+    clf.fit(*banking77_sample(cfg["n_train"], seed))
     row = dict(info, test_accuracy=float(clf.score(Xt, yt)))
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from .common import RESULTS, ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 IMG = ROOT / "docs" / "img"
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
-REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "tfidf_lr": "TF-IDF LR"}
+REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "tfidf_lr": "TF-IDF LR", "setfit": "SetFit"}
 
 
 # ----------------------------------------------------------------------------- rows
@@ -51,6 +51,18 @@ def provenance(rows):
 
 def _run_key(row):
     return row.get("version"), row.get("date")
+
+
+def newest_runs(rows):
+    """Each method's rows from its newest run only (a rerun supersedes; the raw file keeps both)."""
+    by_method = defaultdict(list)
+    for r in rows:
+        by_method[_label(r)].append(r)
+    out = []
+    for group in by_method.values():
+        newest = max((r.get("date", ""), r.get("version", "")) for r in group)
+        out += [r for r in group if (r.get("date", ""), r.get("version", "")) == newest]
+    return out
 
 
 def _ms(values, fmt="{:.4f}"):
@@ -138,6 +150,7 @@ def _comparisons(files, current, plots):
     for (stem, dataset, regime), rows in sorted(by_table.items()):
         if at_current_defaults(rows) != current:
             continue
+        rows = newest_runs(rows)
         ex = rows[0]
         devices = ", ".join(sorted({r["device"] for r in rows}))
         tag = f"{stem} {dataset} {regime}"
@@ -169,7 +182,7 @@ def _interpolation(files, plots):
              "interpolated | fitted model | a chosen | device |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, regime, strategy, refit), g in sorted(groups.items()):
-        cells = [dataset, regime, strategy, provenance([dict(r, method=strategy) for r in g]), str(len(g))]
+        cells = [dataset, regime, strategy, provenance(g), str(len(g))]
         cells += [_ms([r["test_acc"][k] for r in g]) for k in ("probe", "finetune", "either_or", "interpolated")]
         cells += [_ms([r["test_acc"]["final"] for r in g]) if refit else "(no head refit then)"]
         cells += [", ".join(f"{r['chosen']:g}" for r in sorted(g, key=lambda r: r["seed"])),
@@ -280,13 +293,17 @@ def _exports(files, plots):
 
 # ----------------------------------------------------------------------------- README summary
 def _summary(files, plots):
-    rows = files.get("cpu_10shot", [])
-    methods = ["token_sparse", "fisher", "random", "full", "layers", "lora", "prefix", "bitfit", "frozen_lr", "tfidf_lr"]
+    rows = newest_runs(files.get("cpu_10shot", []))
+    methods = ["token_sparse", "fisher", "random", "full", "layers", "lora", "prefix", "bitfit", "frozen_lr", "setfit",
+               "tfidf_lr"]
     lines = ["| 10-shot, test accuracy | " + " | ".join(REFERENCE_NAMES.get(m, m) for m in methods) + " |",
              "|---" * (len(methods) + 1) + "|"]
     for dataset in ("banking77", "clinc150"):
-        cells = [f"{dataset} (`cpu_10shot`, seeds 0-2)"]
-        cells += [_ms([r["accuracy"] for r in rows if r["dataset"] == dataset and r["method"] == m]) for m in methods]
+        cells = [f"{dataset} (`cpu_10shot`)"]
+        for m in methods:
+            acc = [r["accuracy"] for r in rows if r["dataset"] == dataset and r["method"] == m]
+            seeds = sorted(r["seed"] for r in rows if r["dataset"] == dataset and r["method"] == m)
+            cells.append(_ms(acc) + (f" (seed {', '.join(map(str, seeds))})" if 0 < len(acc) < 3 else ""))
         lines.append("| " + " | ".join(cells) + " |")
     full = [r for r in files.get("interpolation", []) if r["dataset"] == "banking77" and r["regime"] == "full"
             and r.get("strategy", "token_sparse") == "token_sparse" and r.get("refit_head")]

