@@ -54,15 +54,11 @@ def _run_key(row):
 
 
 def newest_runs(rows):
-    """Each method's rows from its newest run only (a rerun supersedes; the raw file keeps both)."""
-    by_method = defaultdict(list)
-    for r in rows:
-        by_method[_label(r)].append(r)
-    out = []
-    for group in by_method.values():
-        newest = max((r.get("date", ""), r.get("version", "")) for r in group)
-        out += [r for r in group if (r.get("date", ""), r.get("version", "")) == newest]
-    return out
+    """The last row of each (method, dataset, regime, seed): a rerun supersedes, the raw file keeps both."""
+    last = {}
+    for r in rows:  # rows are in the order they were written
+        last[(_label(r), r["dataset"], r["regime"], r["seed"])] = r
+    return list(last.values())
 
 
 def _ms(values, fmt="{:.4f}"):

@@ -52,3 +52,10 @@ def test_no_file_speaks_of_how_the_work_was_organised():
         for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".yml", ".txt")
     ]
     assert [str(p.relative_to(ROOT)) for p in places if word.search(p.read_text())] == []
+
+
+def test_a_rerun_supersedes_the_older_row_of_the_same_seed():
+    old = {"method": "full", "dataset": "d", "regime": "10shot", "seed": 0, "accuracy": 0.5}
+    rows = [old, dict(old, seed=1), dict(old, accuracy=0.7, version="0.2.0", date="2026-11-29")]
+    kept = render.newest_runs(rows)
+    assert sorted((r["seed"], r["accuracy"]) for r in kept) == [(0, 0.7), (1, 0.5)]
