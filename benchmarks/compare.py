@@ -9,6 +9,7 @@ its logistic-regression head; ``pip install setfit``).
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
@@ -57,10 +58,12 @@ class SetFitReference:
         from sksparseft.backbone import resolve_model_path
 
         self.model_ = SetFitModel.from_pretrained(str(resolve_model_path(self.model)), local_files_only=True)
-        args = TrainingArguments(batch_size=self.batch_size, num_epochs=1, num_iterations=self.num_iterations,
-                                 seed=self.seed, report_to="none")
         data = Dataset.from_dict({"text": list(X), "label": [str(v) for v in y]})
-        Trainer(model=self.model_, args=args, train_dataset=data).train()
+        # SetFit's trainer writes checkpoints to ./checkpoints by default: never into the working tree.
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(output_dir=tmp, save_strategy="no", batch_size=self.batch_size, num_epochs=1,
+                                     num_iterations=self.num_iterations, seed=self.seed, report_to="none")
+            Trainer(model=self.model_, args=args, train_dataset=data).train()
         self.classes_ = np.asarray(self.model_.model_head.classes_, dtype=object)
         return self
 
