@@ -6,9 +6,13 @@ package; what loses stays here, so that the screen's rows can be reproduced.
 
 ``TokenViews``     training views that keep the token groups and drop other tokens (attention off)
 ``Contrastive``    supervised contrastive pre-finetuning of the selected entries, then the head refit
+``JointContrastive``  cross-entropy plus a supervised contrastive term on the pooled features, in
+                   class-balanced batches (P classes x K texts): the objective at no extra pass
 ``LayerFocus``     strategy ``token_layers``: per-example Fisher in which every Linear layer's weight
                    gradient is summed over token-group positions only (token focus at every layer,
                    not only at the last hidden state); batched through hooks
+``CachedNoise``    the cost mode (``min_layer`` + ``cache_frozen``) with dropout on the cached activations
+                   where they enter the first trained block: the noise the frozen blocks' dropout gave
 ``BatchedFisher``  strategy ``fisher_batched``: the same hooks over every position (plain per-example
                    Fisher of the Linear layers, batched): what the selection costs without the focus
 """
@@ -128,6 +132,90 @@ class Contrastive(TokenSparseClassifier):
         module.eval()
 
 
+# -- the contrastive term inside the main training ---------------------------------------------
+class _FeatureModule(ClassifierModule):
+    """Keeps the pooled features of the last training forward for the loss."""
+
+    def forward(self, input_ids, attention_mask, focus=None):
+        feats = self.features(input_ids, attention_mask, focus)
+        if self.training:
+            self._last_features = feats
+        return self.head(self.dropout(feats))
+
+
+class BalancedLoader(torch.utils.data.DataLoader):
+    """Batches of ``per_class`` texts from each of ``batch_size // per_class`` random classes."""
+
+    per_class = 4
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None, **kwargs):
+        y = np.asarray(dataset.y)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        super().__init__(dataset, batch_sampler=_BalancedBatches(y, batch_size, self.per_class, seed), **kwargs)
+
+
+class _BalancedBatches(torch.utils.data.Sampler):
+    def __init__(self, y, batch_size, per_class, seed):
+        self.y, self.per_class, self.seed = y, per_class, seed
+        self.n_classes_per_batch = max(batch_size // per_class, 2)
+        self.n_batches = -(-len(y) // batch_size)
+        self.epoch = 0
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        by_class = {c: rng.permutation(np.flatnonzero(self.y == c)).tolist() for c in np.unique(self.y)}
+        pos = {c: 0 for c in by_class}
+        classes = list(by_class)
+        for _ in range(self.n_batches):
+            batch = []
+            for c in rng.choice(classes, min(self.n_classes_per_batch, len(classes)), replace=False):
+                idx = by_class[c]
+                for _ in range(min(self.per_class, len(idx))):
+                    batch.append(idx[pos[c] % len(idx)])
+                    pos[c] += 1
+            yield batch
+
+    def __len__(self):
+        return self.n_batches
+
+
+class JointContrastive(TokenSparseClassifier):
+    supcon_weight = 1.0
+    con_tau = 0.05
+
+    def stage_linear_probe(self, state):
+        super().stage_linear_probe(state)
+        state.module.__class__ = _FeatureModule
+
+    def stage_training(self, state):
+        import sksparseft.fit_stages as fit_stages
+        from sksparseft.training import SparseNet
+
+        weight, tau, plain = self.supcon_weight, self.con_tau, fit_stages.build_net
+
+        class SupConNet(SparseNet):
+            def get_loss(self, y_pred, y_true, X=None, training=False):
+                loss = super().get_loss(y_pred, y_true, X=X, training=training)
+                if training:
+                    z = self.module_._last_features
+                    loss = loss + weight * supcon_loss(z, y_true.to(z.device), tau)
+                return loss
+
+        def build(*args, **kwargs):
+            net = plain(*args, **kwargs)
+            net.__class__ = SupConNet
+            net.set_params(iterator_train=BalancedLoader)
+            return net
+
+        fit_stages.build_net = build
+        try:
+            super().stage_training(state)
+        finally:
+            fit_stages.build_net = plain
+        state.module.__class__ = ClassifierModule
+
+
 # -- token focus at every layer: per-example Fisher through hooks ------------------------------
 def layer_focus_scores(module, encodings, y, focus, n_samples, device, random_state, batch_size=16):
     """Per-example squared gradients of every Linear weight and bias, each summed over ``focus`` positions.
@@ -213,6 +301,34 @@ class BatchedFisher(LayerFocus):
     name = "fisher_batched"
     options = {"embedding_rows": False, "min_layer": None, "cache_frozen": False}
     use_focus = False
+
+
+# -- the cost mode with noise where the cache ends ----------------------------------------------
+class CachedNoise(TokenSparseClassifier):
+    cache_dropout = 0.1
+
+    def stage_training(self, state):
+        import sksparseft.block_cache as block_cache
+
+        p, plain = self.cache_dropout, block_cache._replace_hidden
+
+        def noisy(hidden):
+            def hook(module, args, kwargs):
+                h = F.dropout(hidden, p, training=module.training)
+                return ((h,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=h))
+            return hook
+
+        block_cache._replace_hidden = noisy
+        try:
+            super().stage_training(state)
+        finally:
+            block_cache._replace_hidden = plain
+
+
+class ContrastiveViews(Contrastive, TokenViews):
+    """Contrastive pre-finetuning, then cross-entropy on token views."""
+
+    views_keep_groups = False
 
 
 LEADS = {"TokenViews": TokenViews, "Contrastive": Contrastive}

@@ -30,7 +30,12 @@ def rows_by_file():
 
 
 def _compare_rows(files):
-    return [r for rows in files.values() for r in rows if "config" in r and "method" in r]
+    return [r for rows in files.values() for r in rows if _is_compare(r)]
+
+
+def _is_compare(row):
+    # dev_screen rows name a method too, but score on a dev split (dev_accuracy), not on test.
+    return "config" in row and "method" in row and "accuracy" in row
 
 
 def at_current_defaults(rows):
@@ -140,7 +145,7 @@ def _comparisons(files, current, plots):
     by_table = defaultdict(list)
     for stem, rows in files.items():
         for r in rows:
-            if "config" in r and "method" in r:
+            if _is_compare(r):
                 by_table[(stem, r["dataset"], r["regime"])].append(r)
     out = []
     for (stem, dataset, regime), rows in sorted(by_table.items()):
@@ -205,6 +210,42 @@ def _dev_variants(files, plots):
         cells += [_ms([r["dev"][k][0] for r in g if k in r["dev"]]) for k in DEV_VARIANTS]
         cells.append(", ".join(sorted({r["device"] for r in g})))
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dev_screen(files, plots):
+    """Every lead of the dev screen against the references and ablations of the same run."""
+    groups = defaultdict(list)
+    for r in files.get("dev_screen", []):
+        groups[(r["dataset"], r["regime"], r["variant"])].append(r)
+    lines = []
+    for dataset, regime in sorted({k[:2] for k in groups}):
+        keys = [k for k in groups if k[:2] == (dataset, regime)]
+
+        def mean(variant, field="dev_accuracy"):
+            vals = [r[field] for r in groups.get((dataset, regime, variant), []) if r.get(field) is not None]
+            return np.mean(vals) if vals else None
+
+        frozen, fisher, full = mean("frozen_lr"), mean("fisher"), mean("full", "fit_s")
+        ex = groups[keys[0]][0]
+        lines += [f"#### {dataset}, {regime}: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+                  f"`python -m benchmarks.run --config dev_screen`; written by {provenance(sum((groups[k] for k in keys), []))}; "
+                  f"{ex['device']}, torch {ex['torch']}.", "",
+                  "| variant | seeds | dev accuracy | vs frozen LR | vs fisher | fit s | fit / full | note |",
+                  "|---|---|---|---|---|---|---|---|"]
+        order = sorted(keys, key=lambda k: -(mean(k[2]) or 0))
+        for key in order:
+            g = groups[key]
+            ok = [r for r in g if r.get("dev_accuracy") is not None]
+            acc, fit = mean(key[2]), mean(key[2], "fit_s")
+            cells = [key[2], ", ".join(str(r["seed"]) for r in ok) or "-", _ms([r["dev_accuracy"] for r in ok]),
+                     f"{acc - frozen:+.4f}" if acc is not None and frozen is not None else "",
+                     f"{acc - fisher:+.4f}" if acc is not None and fisher is not None else "",
+                     f"{fit:.0f}" if fit is not None else "",
+                     f"{fit / full:.2f}" if fit is not None and full and key[2] not in REFERENCE_NAMES else "",
+                     "; ".join(sorted({r["error"][:80] for r in g if r.get("error")}))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -326,6 +367,7 @@ BLOCKS = {
     "comparisons-earlier": lambda files, plots: _comparisons(files, False, plots),
     "interpolation": _interpolation,
     "dev-variants": _dev_variants,
+    "dev-screen": _dev_screen,
     "cost": _cost,
     "exports": _exports,
 }

@@ -133,6 +133,13 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         over the data). The held-out texts then train the model too, which
         counts most when there are few texts per class. ``interpolation_scores_``
         stay those of the blend before the refit.
+    contrastive_epochs : int, default=0
+        Epochs of supervised contrastive training (Khosla et al. 2020) of what the
+        strategy trains, before the cross-entropy finetune: batches of 4 texts from
+        each of ``batch_size // 4`` classes, pooled features pulled together within a
+        class and apart across classes (temperature 0.05). The head is then refit as
+        the linear probe on the new features, and the probe-to-finetune line of
+        ``interpolate_weights`` starts there. 0 turns the stage off.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
     checkpoint_path : str or None, default=None
@@ -198,8 +205,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     fit_stages_ : dict
         Wall time in seconds of each stage of ``fit``: ``load`` (backbone,
         tokenization), ``token_groups``, ``linear_probe``, ``selection`` (what
-        the strategy trains, e.g. sensitivity and mask), ``training``,
-        ``interpolation``, ``head_refit`` (with ``refit_head``), ``finalize``.
+        the strategy trains, e.g. sensitivity and mask), ``contrastive`` (with
+        ``contrastive_epochs``), ``training``, ``interpolation``, ``head_refit``
+        (with ``refit_head``), ``finalize``.
     module_ : ClassifierModule
         The fitted torch module (backbone with the delta merged in, head).
     tokenizer_ : transformers tokenizer
@@ -233,6 +241,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         interpolate_weights=True,
         average_epochs=False,
         refit_head=True,
+        contrastive_epochs=0,
         callbacks=None,
         checkpoint_path=None,
         device="auto",
@@ -264,6 +273,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.interpolate_weights = interpolate_weights
         self.average_epochs = average_epochs
         self.refit_head = refit_head
+        self.contrastive_epochs = contrastive_epochs
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -297,6 +307,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "interpolate_weights": ["boolean"],
         "average_epochs": ["boolean"],
         "refit_head": ["boolean"],
+        "contrastive_epochs": [Interval(Integral, 0, None, closed="left")],
         "callbacks": [list, tuple, None],
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str, torch.device, None],

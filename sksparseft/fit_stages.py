@@ -1,7 +1,7 @@
 """The stages of ``TokenSparseClassifier.fit``, in order, each a method over one :class:`FitState`.
 
 texts -> tokens (load) -> token groups -> module and linear probe -> selection (what the
-strategy trains: sensitivity and mask for token_sparse) -> training -> interpolation
+strategy trains: sensitivity and mask for token_sparse) -> contrastive (optional) -> training -> interpolation
 (probe-to-finetune blend) -> head refit -> finalize. A subclass (or a benchmark) overrides
 or wraps one stage to change or observe it; ``fit`` itself only runs them in turn.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from .backbone import default_pooling, load_backbone
 from .checkpoint import fit_or_resume, resume_callbacks
+from .contrastive import train_contrastive
 from .devices import broadcast_from_main, oom_advice
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from .module import ClassifierModule
@@ -24,8 +25,10 @@ from .training import EpochAverage, build_net, fit_head_on_features
 from .validation import validation_split
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
-#: Every stage, in the order fit runs them (``head_refit`` only with ``refit_head=True``).
-STAGES = ("load", "token_groups", "linear_probe", "selection", "training", "interpolation", "head_refit", "finalize")
+#: Every stage, in the order fit runs them (``contrastive`` only with ``contrastive_epochs > 0``,
+#: ``head_refit`` only with ``refit_head=True``).
+STAGES = ("load", "token_groups", "linear_probe", "selection", "contrastive", "training", "interpolation", "head_refit",
+          "finalize")
 
 
 class FitStages:
@@ -36,7 +39,8 @@ class FitStages:
 
     def _stages(self):
         """The stages this fit runs, in order."""
-        return [s for s in STAGES if s != "head_refit" or self.refit_head]
+        skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs}
+        return [s for s in STAGES if not skip.get(s)]
 
     def _eval_batch(self):
         """Texts per inference batch (probe features, validation, predict): no gradients, so larger."""
@@ -137,6 +141,26 @@ class FitStages:
         state.mask_summary = state.mask.summary() if state.mask is not None else _adapter_summary(module, state.n_trainable)
         lr = self.learning_rate
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
+
+    # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
+    def stage_contrastive(self, state):
+        module = state.module
+        with self._oom_advice("contrastive training"):
+            losses = train_contrastive(
+                module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
+                batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
+                device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
+            )
+        if state.accelerator is not None:
+            # Every process trained the same batches; process 0's weights make them agree exactly.
+            module.load_trainable_state_(broadcast_from_main(module.trainable_state(device="cpu")))
+        if self.verbose and losses:
+            print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
+        if self.head_init == "linear_probe":
+            # Training starts from a probe on the features it will finetune, as without this stage.
+            with self._oom_advice("feature extraction"):
+                fit_head_on_features(module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
+                                     class_weight=state.class_weight, progress=self._progress("features"))
 
     # -- training ------------------------------------------------------------------------
     def stage_training(self, state):

@@ -1,0 +1,109 @@
+"""Supervised contrastive training of what the strategy trains (fit stage "contrastive").
+
+Before the cross-entropy finetune, the selected entries (or adapters) are trained so that
+texts of one class pool to nearby vectors and texts of different classes apart: the
+supervised contrastive loss of Khosla et al. (2020) over L2-normalised pooled features,
+in batches of a few texts from each of several classes, so that every text has positives.
+Few-shot intent detectors gain most from this objective (CPFT, Zhang et al. 2021; SetFit,
+Tunstall et al. 2022). The head takes no part; it is refit on the new features afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .batching import to_batch
+
+
+def supcon_loss(features, labels, temperature):
+    """Supervised contrastive loss of a batch; anchors without a positive in the batch are left out.
+
+    Parameters
+    ----------
+    features : tensor (n, d)
+        Pooled features (normalised here).
+    labels : tensor (n,) of int
+    temperature : float
+
+    Returns
+    -------
+    Scalar tensor; zero (with gradient) when no text of the batch has a positive.
+    """
+    z = F.normalize(features.float(), dim=-1)
+    n = z.shape[0]
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    anchors = positive.any(dim=1)
+    if not bool(anchors.any()):
+        return z.sum() * 0.0
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos_log_prob = log_prob.masked_fill(~positive, 0.0).sum(dim=1)
+    return -(pos_log_prob[anchors] / positive.sum(dim=1)[anchors]).mean()
+
+
+def class_batches(y, n_steps, classes_per_batch, per_class, rng):
+    """``n_steps`` batches of row indices: ``per_class`` rows from each of ``classes_per_batch`` classes.
+
+    Classes are drawn among those with at least two rows (the others have no positive);
+    each class's rows are visited in a shuffled cycle, so every row is seen about equally.
+    """
+    y = np.asarray(y)
+    pools = {c: rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)}
+    usable = [c for c, rows in pools.items() if len(rows) >= 2]
+    if not usable:
+        return []
+    cursor = dict.fromkeys(pools, 0)
+    batches = []
+    for _ in range(n_steps):
+        batch = []
+        for c in rng.choice(usable, min(classes_per_batch, len(usable)), replace=False):
+            rows, k = pools[c], min(per_class, len(pools[c]))
+            batch.extend(rows[(cursor[c] + np.arange(k)) % len(rows)])
+            cursor[c] += k
+        batches.append(np.asarray(batch))
+    return batches
+
+
+def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
+                      temperature=0.05, per_class=4, random_state=None, progress=None):
+    """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
+
+    An epoch is as many steps as cross-entropy training takes over the same texts at
+    ``batch_size``; each batch holds ``per_class`` texts from ``batch_size // per_class``
+    classes. AdamW, gradients clipped to norm 1, constant rate. Returns the mean loss of
+    each epoch (an empty list when no class has two texts).
+    """
+    rng = np.random.default_rng(random_state)
+    params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    steps = math.ceil(len(y) / batch_size)
+    classes_per_batch = max(batch_size // per_class, 2)
+    if not params or steps == 0:
+        return []
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    was_training = module.training
+    module.train()
+    losses = []
+    try:
+        for _ in range(epochs):
+            batches = class_batches(y, steps, classes_per_batch, per_class, rng)
+            if not batches:
+                return []
+            total = 0.0
+            for rows in progress(batches) if progress else batches:
+                b = to_batch(encodings, rows, device)
+                features = module.features(b["input_ids"], b["attention_mask"])
+                loss = supcon_loss(features, torch.as_tensor(np.asarray(y)[rows], device=device), temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                total += float(loss)
+            losses.append(total / len(batches))
+    finally:
+        module.train(was_training)
+    return losses

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from sksparseft import TokenSparseClassifier
+from sksparseft.backbone import load_backbone
+from sksparseft.contrastive import class_batches, supcon_loss, train_contrastive
+from sksparseft.module import ClassifierModule
+from sksparseft.strategies import get_strategy
+from sksparseft.tokens import encode
+
+
+def test_supcon_loss_is_lower_when_classes_cluster():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    clustered = torch.eye(3)[labels] + 0.01 * torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    mixed = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
+    assert supcon_loss(clustered, labels, 0.1) < 0.1 < supcon_loss(mixed, labels, 0.1)
+
+
+def test_supcon_loss_matches_its_definition_on_a_small_batch():
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1)
+    labels = torch.tensor([0, 0, 1])
+    t = 0.5
+    sim = z @ z.T / t
+    # Anchors 0 and 1 each have one positive; anchor 2 has none and is left out.
+    l0 = -(sim[0, 1] - torch.logsumexp(sim[0, [1, 2]], 0))
+    l1 = -(sim[1, 0] - torch.logsumexp(sim[1, [0, 2]], 0))
+    assert torch.allclose(supcon_loss(z, labels, t), (l0 + l1) / 2)
+
+
+def test_supcon_loss_without_positives_is_zero_and_differentiable():
+    z = torch.randn(3, 4, requires_grad=True)
+    loss = supcon_loss(z, torch.tensor([0, 1, 2]), 0.1)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.equal(z.grad, torch.zeros_like(z))
+
+
+def test_class_batches_take_per_class_rows_from_classes_with_positives():
+    y = np.array([0] * 5 + [1] * 3 + [2] * 1 + [3] * 6)
+    batches = class_batches(y, 20, classes_per_batch=2, per_class=2, rng=np.random.default_rng(0))
+    assert len(batches) == 20
+    seen = np.concatenate(batches)
+    assert 8 not in seen  # class 2 has a single row: no positive, never drawn
+    for b in batches:
+        labels, counts = np.unique(y[b], return_counts=True)
+        assert len(labels) == 2 and set(counts) == {2}
+    # Rows of a class are cycled through, so all of them are seen.
+    assert set(seen) == set(np.flatnonzero(y != 2))
+    assert class_batches(np.arange(4), 3, 2, 2, np.random.default_rng(0)) == []
+
+
+def _module(tiny_model, texts, labels):
+    tokenizer, encoder, _ = load_backbone(tiny_model)
+    module = ClassifierModule(encoder, 3, pooling="mean")
+    enc = encode(tokenizer, texts, 32)
+    y = np.unique(labels, return_inverse=True)[1]
+    return module, enc, y
+
+
+def test_train_contrastive_changes_only_what_the_strategy_trains_and_pulls_classes_together(tiny_model, toy_data):
+    texts, labels = toy_data
+    torch.manual_seed(0)
+    module, enc, y = _module(tiny_model, texts, labels)
+    get_strategy("bitfit").setup(module, None)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    trained = {n for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")}
+
+    def loss_now():
+        with torch.no_grad():
+            module.eval()
+            b = {k: torch.as_tensor(v) for k, v in enc.items()}
+            return float(supcon_loss(module.features(b["input_ids"], b["attention_mask"]), torch.as_tensor(y), 0.05))
+
+    start = loss_now()
+    losses = train_contrastive(module, enc, y, epochs=3, batch_size=12, learning_rate=1e-2, weight_decay=0.0,
+                               device=torch.device("cpu"), random_state=0)
+    assert len(losses) == 3
+    assert loss_now() < start
+    for n, p in module.named_parameters():
+        changed = not torch.equal(p.detach(), before[n])
+        assert changed == (n in trained), n  # the head and every frozen tensor are untouched
+
+
+def test_fit_runs_the_contrastive_stage_and_is_reproducible(tiny_model, toy_data):
+    texts, labels = toy_data
+    params = dict(model=tiny_model, max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    a = TokenSparseClassifier(contrastive_epochs=2, **params).fit(texts, labels)
+    b = TokenSparseClassifier(contrastive_epochs=2, **params).fit(texts, labels)
+    off = TokenSparseClassifier(**params).fit(texts, labels)
+    assert list(a.fit_stages_) == ["load", "token_groups", "linear_probe", "selection", "contrastive", "training",
+                                   "interpolation", "head_refit", "finalize"]
+    assert "contrastive" not in off.fit_stages_
+    np.testing.assert_array_equal(a.predict_proba(texts), b.predict_proba(texts))
+    assert not np.allclose(a.predict_proba(texts), off.predict_proba(texts))
+
+
+def test_contrastive_epochs_is_validated(toy_data):
+    texts, labels = toy_data
+    with pytest.raises(ValueError, match="contrastive_epochs"):
+        TokenSparseClassifier(contrastive_epochs=-1).fit(texts, labels)
