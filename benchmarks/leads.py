@@ -331,4 +331,20 @@ class ContrastiveViews(Contrastive, TokenViews):
     views_keep_groups = False
 
 
+class ContrastiveGroupViews(TokenSparseClassifier):
+    """The contrastive stage on views that keep the token groups (and special tokens) and drop other tokens."""
+
+    view_drop = 0.3
+
+    def stage_contrastive(self, state):
+        import sksparseft.fit_stages as fit_stages
+
+        keep, plain, drop = _kept_positions(state), fit_stages.train_contrastive, self.view_drop
+        fit_stages.train_contrastive = lambda *a, **k: plain(*a, keep=keep, view_drop=drop, **k)
+        try:
+            super().stage_contrastive(state)
+        finally:
+            fit_stages.train_contrastive = plain
+
+
 LEADS = {"TokenViews": TokenViews, "Contrastive": Contrastive}

@@ -102,6 +102,8 @@ CONFIGS = {
                        "full_c2": {"method": "full", "params": {"contrastive_epochs": 2}},
                        "token_sparse_c4": {"method": "token_sparse", "params": {"contrastive_epochs": 4}},
                        "token_sparse_c2_e4": {"method": "token_sparse", "params": {"contrastive_epochs": 2, "max_epochs": 4}},
+                       "token_sparse_c2_groupviews": {"method": "token_sparse", "lead": "ContrastiveGroupViews",
+                                                      "params": {"contrastive_epochs": 2}},
                        "cost_cached": {"method": "token_sparse",
                                        "params": {"strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                        "cost_cached_noise": {"method": "token_sparse", "lead": "CachedNoise",

@@ -46,6 +46,12 @@ def supcon_loss(features, labels, temperature):
     return -(pos_log_prob[anchors] / positive.sum(dim=1)[anchors]).mean()
 
 
+def view_mask(attention_mask, keep, drop):
+    """``attention_mask`` with each position outside ``keep`` masked out with probability ``drop``."""
+    dropped = (torch.rand(attention_mask.shape, device=attention_mask.device) < drop) & (keep == 0)
+    return attention_mask * (~dropped).to(attention_mask.dtype)
+
+
 def class_batches(y, n_steps, classes_per_batch, per_class, rng):
     """``n_steps`` batches of row indices: ``per_class`` rows from each of ``classes_per_batch`` classes.
 
@@ -70,13 +76,15 @@ def class_batches(y, n_steps, classes_per_batch, per_class, rng):
 
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
-                      temperature=0.05, per_class=4, random_state=None, progress=None):
+                      temperature=0.05, per_class=4, keep=None, view_drop=0.0, random_state=None, progress=None):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch is as many steps as cross-entropy training takes over the same texts at
     ``batch_size``; each batch holds ``per_class`` texts from ``batch_size // per_class``
-    classes. AdamW, gradients clipped to norm 1, constant rate. Returns the mean loss of
-    each epoch (an empty list when no class has two texts).
+    classes. AdamW, gradients clipped to norm 1, constant rate. With ``view_drop > 0``, each
+    text is seen as a view: its positions outside ``keep`` (0/1 per position, e.g. the token
+    groups and special tokens) are masked out at random with that probability. Returns the
+    mean loss of each epoch (an empty list when no class has two texts).
     """
     rng = np.random.default_rng(random_state)
     params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
@@ -95,8 +103,11 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
                 return []
             total = 0.0
             for rows in progress(batches) if progress else batches:
-                b = to_batch(encodings, rows, device)
-                features = module.features(b["input_ids"], b["attention_mask"])
+                b = to_batch(encodings, rows, device, focus=keep)
+                mask = b["attention_mask"]
+                if view_drop > 0 and keep is not None:
+                    mask = view_mask(mask, b["focus"], view_drop)
+                features = module.features(b["input_ids"], mask)
                 loss = supcon_loss(features, torch.as_tensor(np.asarray(y)[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
