@@ -347,4 +347,6 @@ class ContrastiveGroupViews(TokenSparseClassifier):
             fit_stages.train_contrastive = plain
 
 
-LEADS = {"TokenViews": TokenViews, "Contrastive": Contrastive}
+#: every lead a dev_screen variant may name
+LEADS = {cls.__name__: cls for cls in (TokenViews, Contrastive, ContrastiveViews, JointContrastive, CachedNoise,
+                                       ContrastiveGroupViews)}

@@ -113,7 +113,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
-                total += float(loss)
+                total += float(loss.detach())
             losses.append(total / len(batches))
     finally:
         module.train(was_training)

@@ -59,3 +59,34 @@ def test_runner_specs_cover_the_config():
     assert all(s["method"] not in ("frozen_lr", "tfidf_lr", "setfit") for s in run.compare_specs("slm", run.CONFIGS["slm"]))
     only = run.compare_specs("density", run.CONFIGS["density"], datasets=["banking77"])
     assert {s["params"]["density"] for s in only} == {0.001, 0.005, 0.01, 0.05} and len(only) == 12
+
+
+def test_every_dev_screen_variant_names_a_lead_or_strategy_that_fits():
+    leads = pytest.importorskip("benchmarks.leads")
+    from sksparseft.strategies import STRATEGIES
+
+    from benchmarks.compare import REFERENCES
+
+    for name, variant in run.CONFIGS["dev_screen"]["variants"].items():
+        assert variant["method"] in STRATEGIES or variant["method"] in REFERENCES, name
+        assert variant.get("lead") in (None, *leads.LEADS), name
+
+
+@pytest.mark.parametrize("lead", ["TokenViews", "ContrastiveViews", "JointContrastive", "ContrastiveGroupViews"])
+def test_dev_screen_leads_fit_and_leave_the_module_plain(tiny_model, toy_data, lead):
+    leads = pytest.importorskip("benchmarks.leads")
+    from sksparseft.module import ClassifierModule
+
+    X, y = toy_data
+    clf = leads.LEADS[lead](tiny_model, contrastive_epochs=1, **SETTINGS).fit(X, y)
+    assert type(clf.module_) is ClassifierModule  # what is saved and exported is the package's own module
+    np.testing.assert_allclose(clf.predict_proba(X[:5]).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_token_focus_at_every_layer_selects_other_entries_than_plain_fisher(tiny_model, toy_data):
+    pytest.importorskip("benchmarks.leads")  # registers token_layers and fisher_batched
+    X, y = toy_data
+    masks = {s: TokenSparseClassifier(tiny_model, strategy=s, **SETTINGS).fit(X, y).mask_
+             for s in ("token_layers", "fisher_batched")}
+    a, b = ({(n, int(i)) for n, idx in m.indices.items() for i in idx} for m in masks.values())
+    assert a != b and len(a & b) > 0
