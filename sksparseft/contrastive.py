@@ -46,6 +46,19 @@ def supcon_loss(features, labels, temperature):
     return -(pos_log_prob[anchors] / positive.sum(dim=1)[anchors]).mean()
 
 
+# A class-balanced batch mixes lengths: its forward runs in length-sorted chunks of this many
+# texts, each trimmed to its own longest text, instead of padding every text to the batch's longest.
+_CHUNK = 8
+
+
+def _features(module, encodings, rows, device, keep, view_drop):
+    b = to_batch(encodings, rows, device, focus=keep)
+    mask = b["attention_mask"]
+    if view_drop > 0 and keep is not None:
+        mask = view_mask(mask, b["focus"], view_drop)
+    return module.features(b["input_ids"], mask)
+
+
 def view_mask(attention_mask, keep, drop):
     """``attention_mask`` with each position outside ``keep`` masked out with probability ``drop``."""
     dropped = (torch.rand(attention_mask.shape, device=attention_mask.device) < drop) & (keep == 0)
@@ -93,6 +106,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     if not params or steps == 0:
         return []
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    lengths = np.asarray(encodings["attention_mask"]).sum(axis=1)
     was_training = module.training
     module.train()
     losses = []
@@ -103,11 +117,9 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
                 return []
             total = 0.0
             for rows in progress(batches) if progress else batches:
-                b = to_batch(encodings, rows, device, focus=keep)
-                mask = b["attention_mask"]
-                if view_drop > 0 and keep is not None:
-                    mask = view_mask(mask, b["focus"], view_drop)
-                features = module.features(b["input_ids"], mask)
+                rows = rows[np.argsort(lengths[rows], kind="stable")]
+                features = torch.cat([_features(module, encodings, part, device, keep, view_drop)
+                                      for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
                 loss = supcon_loss(features, torch.as_tensor(np.asarray(y)[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
