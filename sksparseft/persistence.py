@@ -58,6 +58,7 @@ def _params_from_json(params):
     # Files from before these options were fitted without them.
     params.setdefault("refit_head", False)
     params.setdefault("average_epochs", False)
+    params.setdefault("contrastive_epochs", 0)  # files saved before 0.3.0 were fitted without the stage
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         params["class_weight"] = {a: b for a, b in cw["__pairs__"]}

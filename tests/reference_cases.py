@@ -6,7 +6,8 @@ import shutil
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
-BASE = dict(max_epochs=3, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0)
+# contrastive_epochs=0: the fits these cases pinned before the contrastive stage existed (0.2.0).
+BASE = dict(max_epochs=3, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0, contrastive_epochs=0)
 
 CASES = {
     "default": dict(BASE),
@@ -23,6 +24,9 @@ CASES = {
     "either_or_no_refit": dict(BASE, interpolate_weights=False, refit_head=False),
     "no_validation": dict(BASE, validation_fraction=0.0),
     "random_head_balanced": dict(BASE, head_init="random", class_weight="balanced", density=0.05),
+    # The default of 0.3.0 on: the contrastive stage before training.
+    "contrastive": dict(BASE, contrastive_epochs=2),
+    "contrastive_full": dict(BASE, strategy="full", contrastive_epochs=1),
 }
 
 # Model files of the current format, fitted against the packaged backbone: later versions must load them.

@@ -2,7 +2,8 @@
 
 Run from the repository root with the code whose behaviour the references must pin:
 
-    python tests/data/make_reference.py
+    python tests/data/make_reference.py                 # every case and the model files
+    python tests/data/make_reference.py CASE [CASE...]  # add or redo only these cases
 
 It fits every case of ``tests/test_reference.py`` on the config-built tiny BERT and stores
 ``predict_proba`` on fixed queries (reference.npz), and saves two model files of the current
@@ -23,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def main():
+def main(only=()):
     import tempfile
 
     from reference_cases import CASES, LEGACY, QUERIES, make_tiny_bert, toy_texts
@@ -31,14 +32,18 @@ def main():
     from sksparseft import TokenSparseClassifier
 
     X, y = toy_texts()
-    out = {}
+    out = dict(np.load(HERE / "reference.npz")) if only else {}
     with tempfile.TemporaryDirectory() as tmp:
         tiny = make_tiny_bert(tmp)
         for name, params in CASES.items():
+            if only and name not in only:
+                continue
             clf = TokenSparseClassifier(tiny, **params).fit(X, y)
             out[name] = clf.predict_proba(QUERIES)
             print(name, out[name].shape, flush=True)
     np.savez_compressed(HERE / "reference.npz", **out)
+    if only:
+        return  # the model files of the current format stay as they were
     legacy = {}
     for name, params in LEGACY.items():
         clf = TokenSparseClassifier(**params).fit(X, y)
@@ -50,4 +55,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(tuple(sys.argv[1:]))
