@@ -123,7 +123,8 @@ def one_run(spec, queue):
         model.fit(X, y)
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
                    finetuned=bool(model.finetuned_), interpolation=model.interpolation_,
-                   learning_rate=model.learning_rate_, refit_head=model.refit_head, stages=model.fit_stages_)
+                   learning_rate=model.learning_rate_, refit_head=model.refit_head,
+                   contrastive_epochs=model.contrastive_epochs, stages=model.fit_stages_)
     row["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = model.predict_proba(Xt)

@@ -39,9 +39,12 @@ def _is_compare(row):
 
 
 def at_current_defaults(rows):
-    """Whether every fit of these rows ran the current fit (the head refit is its last stage)."""
+    """Whether every fit of these rows ran the current fit: the contrastive stage first, the head refit last."""
+    from sksparseft import TokenSparseClassifier
+
+    stages = TokenSparseClassifier().contrastive_epochs
     fits = [r for r in rows if r.get("method") not in REFERENCE_NAMES]
-    return bool(fits) and all(r.get("refit_head") for r in fits)
+    return bool(fits) and all(r.get("refit_head") and r.get("contrastive_epochs", 0) == stages for r in fits)
 
 
 def provenance(rows):
@@ -49,7 +52,8 @@ def provenance(rows):
     dated = sorted({f"sksparseft {r['version']} ({r['date']})" for r in rows if "version" in r})
     undated = [r for r in rows if "version" not in r]
     if undated:
-        dated.insert(0, "sksparseft 0.1.0 (2026-11-26)" if at_current_defaults(undated) else
+        fits = [r for r in undated if r.get("method") not in REFERENCE_NAMES]
+        dated.insert(0, "sksparseft 0.1.0 (2026-11-26)" if fits and all(r.get("refit_head") for r in fits) else
                      "a development build of 0.1.0 (2026-11-26) from before the head refit became the default")
     return " and ".join(dated)
 

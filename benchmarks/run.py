@@ -37,6 +37,11 @@ CONFIGS = {
                     "estimator": {}, "about": "the 10-shot half of `full`"},
     "cpu_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES, "estimator": {},
                    "about": "10-shot, every strategy at default settings, on a 2-core CPU (about an hour)"},
+    "default_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS,
+                       "strategies": ["token_sparse", "fisher", "random", "full", "layers", "lora"],
+                       "references": ["frozen_lr", "tfidf_lr", "setfit"], "estimator": {},
+                       "about": "the default of 0.3.0 (contrastive stage on) beside full finetuning, the ablations and "
+                                "the references, 10-shot, CPU"},
     "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
                  "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {},
                  "about": "the full-data half of `full` on a 2-core CPU, one seed"},
@@ -108,6 +113,12 @@ CONFIGS = {
                                        "params": {"strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                        "cost_cached_noise": {"method": "token_sparse", "lead": "CachedNoise",
                                              "params": {"strategy_options": {"min_layer": 3, "cache_frozen": True}}},
+                       "token_sparse_c2_s64": {"method": "token_sparse",
+                                               "params": {"contrastive_epochs": 2, "n_sensitivity_samples": 64}},
+                       "cost_cached_c2": {"method": "token_sparse", "params": {
+                           "contrastive_epochs": 2, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
+                       "cost_cached_noise_c2": {"method": "token_sparse", "lead": "CachedNoise", "params": {
+                           "contrastive_epochs": 2, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                    }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
