@@ -129,4 +129,5 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
             losses.append(total / len(batches))
     finally:
         module.train(was_training)
+        optimizer.zero_grad(set_to_none=True)  # no gradient of this stage reaches the next one
     return losses

@@ -145,15 +145,17 @@ class FitStages:
     # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
     def stage_contrastive(self, state):
         module = state.module
+        if state.accelerator is not None and state.accelerator.num_processes > 1:
+            # Known gap: after this stage the processes' data-parallel epochs fell out of step (a hang).
+            warnings.warn("the contrastive stage is skipped in data-parallel fits over several processes "
+                          "(contrastive_epochs needs a single-process fit for now)", stacklevel=4)
+            return
         with self._oom_advice("contrastive training"):
             losses = train_contrastive(
                 module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
                 batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
                 device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
             )
-        if state.accelerator is not None:
-            # Every process trained the same batches; process 0's weights make them agree exactly.
-            module.load_trainable_state_(broadcast_from_main(module.trainable_state(device="cpu")))
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
         if self.head_init == "linear_probe":

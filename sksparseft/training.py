@@ -84,6 +84,21 @@ class EpochAverage(Callback):
         return {n: v / self.count_ for n, v in self.sum_.items()}
 
 
+class BestEpochStopping(EarlyStopping):
+    """skorch's EarlyStopping whose best weights load into the unwrapped model of a data-parallel fit.
+
+    Under Accelerate the weights are captured from the DistributedDataParallel wrapper (names
+    prefixed ``module.``) but restored after the model is unwrapped.
+    """
+
+    def on_train_end(self, net, **kwargs):
+        best, prefix = self.best_model_weights_, "module."
+        if (best and not isinstance(net.module_, torch.nn.parallel.DistributedDataParallel)
+                and all(k.startswith(prefix) for k in best)):
+            self.best_model_weights_ = {k[len(prefix):]: v for k, v in best.items()}
+        super().on_train_end(net, **kwargs)
+
+
 class WarmupLinearDecay:
     """LambdaLR factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
 
@@ -120,7 +135,7 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
     if valid_data is not None:
         cbs.append(("valid_acc", EpochScoring(_accuracy, name="valid_acc", lower_is_better=False, on_train=False)))
         if patience:
-            cbs.append(("early_stopping", EarlyStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
+            cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
     cbs.extend(extra_callbacks)
     if verbose:
         cbs.append(("progress", ProgressBar()))

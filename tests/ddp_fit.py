@@ -21,7 +21,7 @@ def main(model, out):
                 labels.append(label)
     clf = TokenSparseClassifier(model, accelerate=True, device="cpu", max_epochs=2, batch_size=8,
                                 n_sensitivity_samples=8, validation_fraction=0.2, random_state=0, learning_rate=1e-2,
-                                average_epochs=True)  # the averaging path under DDP too
+                                average_epochs=True)  # the averaging path under DDP too (the contrastive stage is skipped)
     clf.fit(texts, labels)
     rank, world = dist.get_rank(), dist.get_world_size()
     delta = {n: v.tolist() for n, (i, v) in clf.module_.delta().items()}

@@ -35,6 +35,7 @@ def test_two_processes_train_one_model(tiny_model, tmp_path):
         env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "contrastive stage is skipped" in proc.stderr  # said, not silent
     r0, r1 = (json.loads(Path(f"{out}.{r}").read_text()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2
     assert r0["selected"] == r1["selected"] > 0
