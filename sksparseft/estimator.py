@@ -44,10 +44,14 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         a decoder-only LM read from GGUF and cached dequantized), a local Hugging
         Face model folder (encoder or decoder-only causal LM), or the name of a
         model already in the local Hugging Face cache. Never downloaded.
-    strategy : str, default="token_sparse"
-        What to finetune: ``"token_sparse"`` (the method), ``"fisher"`` (the same
-        sparse training, mask from plain gradient sensitivity), ``"random"``
-        (random mask, same density), ``"bitfit"`` (biases), ``"layers"`` (top
+    strategy : str, default="random"
+        What to finetune: ``"random"`` (a random ``density`` share of the backbone's
+        entries, drawn with ``random_state``; the default since 0.3.0: with the
+        contrastive stage it measured level with ``full`` and ``fisher`` and above
+        ``token_sparse`` on dev splits, see docs/benchmarks.md), ``"token_sparse"``
+        (the token-driven mask: sensitivity through token-group positions, plus the
+        groups' embedding rows; the default before 0.3.0), ``"fisher"`` (the same
+        sparse training, mask from plain gradient sensitivity), ``"bitfit"`` (biases), ``"layers"`` (top
         transformer blocks), ``"full"`` (everything), ``"lora"`` (peft LoRA) or
         ``"prefix"`` (P-tuning v2 key/value prefixes). All share the same data,
         epochs, early stopping and head initialisation, so GridSearchCV can compare them.
@@ -219,7 +223,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self,
         model=DEFAULT_MODEL,
         *,
-        strategy="token_sparse",
+        strategy="random",
         strategy_options=None,
         density=0.01,
         n_token_groups=None,

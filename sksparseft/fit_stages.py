@@ -184,7 +184,8 @@ class FitStages:
         # Where training starts (the linear probe): epoch 0 of the history and one end of the
         # line along which the fitted weights are chosen afterwards.
         if state.valid_data is not None:
-            state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device)
+            with self._oom_advice("validation"):
+                state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device)
             state.start_state = state.module.trainable_state()
         with self._oom_advice("training"):
             fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,

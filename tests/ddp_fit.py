@@ -19,7 +19,7 @@ def main(model, out):
             for s in sents:
                 texts.append(f"{s} {i}")
                 labels.append(label)
-    clf = TokenSparseClassifier(model, accelerate=True, device="cpu", max_epochs=2, batch_size=8,
+    clf = TokenSparseClassifier(model, strategy="token_sparse", accelerate=True, device="cpu", max_epochs=2, batch_size=8,
                                 n_sensitivity_samples=8, validation_fraction=0.2, random_state=0, learning_rate=1e-2,
                                 average_epochs=True)  # the averaging path under DDP too (the contrastive stage is skipped)
     clf.fit(texts, labels)

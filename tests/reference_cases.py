@@ -7,7 +7,9 @@ import shutil
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 # contrastive_epochs=0: the fits these cases pinned before the contrastive stage existed (0.2.0).
-BASE = dict(max_epochs=3, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0, contrastive_epochs=0)
+# strategy="token_sparse": the default of 0.2.0, which the "default" case pinned.
+BASE = dict(max_epochs=3, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0, contrastive_epochs=0,
+            strategy="token_sparse")
 
 CASES = {
     "default": dict(BASE),
@@ -26,6 +28,7 @@ CASES = {
     "random_head_balanced": dict(BASE, head_init="random", class_weight="balanced", density=0.05),
     # The default of 0.3.0 on: the contrastive stage before training.
     "contrastive": dict(BASE, contrastive_epochs=2),
+    "default_030": dict(BASE, strategy="random", contrastive_epochs=2),
     "contrastive_full": dict(BASE, strategy="full", contrastive_epochs=1),
 }
 

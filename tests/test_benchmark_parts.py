@@ -17,6 +17,17 @@ render = pytest.importorskip("benchmarks.render")
 SETTINGS = dict(FAST, random_state=0, validation_fraction=0.25, max_epochs=3)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _registry_as_it_was():
+    """benchmarks.leads registers two strategies of its own: leave the registry as this module found it."""
+    from sksparseft.strategies import STRATEGIES
+
+    before = dict(STRATEGIES)
+    yield
+    STRATEGIES.clear()
+    STRATEGIES.update(before)
+
+
 @pytest.fixture(scope="module")
 def default(tiny_model, toy_data):
     X, y = toy_data

@@ -66,7 +66,7 @@ def test_decoder_strategies_fit_and_predict(tiny_decoder, toy_data, strategy, op
 
 def test_token_sparse_mask_covers_decoder_layers_and_leaves_the_rest_untouched(tiny_decoder, toy_data):
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_decoder, density=0.05, **FAST).fit(X, y)
+    clf = TokenSparseClassifier(tiny_decoder, strategy="token_sparse", density=0.05, **FAST).fit(X, y)
     summary = clf.mask_summary_
     assert {"layer.0", "layer.1"} <= set(summary["per_layer"])
     assert summary["per_module"]["attention"]["selected"] > 0 and summary["per_module"]["mlp"]["selected"] > 0

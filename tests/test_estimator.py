@@ -54,7 +54,8 @@ def test_fitted_state(fitted):
     assert [r["epoch"] for r in fitted.history_[1:]] == [1, 2]
     assert all("train_loss" in r and "valid_acc" in r for r in fitted.history_[1:])
     assert isinstance(fitted.finetuned_, bool) and fitted.fit_time_ > 0
-    assert set(fitted.fit_stages_) == {"load", "token_groups", "linear_probe", "selection", "training", "interpolation", "head_refit", "finalize"}
+    assert set(fitted.fit_stages_) == {"load", "token_groups", "linear_probe", "selection", "contrastive", "training",
+                                       "interpolation", "head_refit", "finalize"}
     assert abs(sum(fitted.fit_stages_.values()) - fitted.fit_time_) < 0.05 * fitted.fit_time_ + 1e-3
 
 
@@ -141,7 +142,8 @@ def test_sklearn_api(tiny_model, toy_data):
     np.testing.assert_array_equal(pipe.predict_proba(X), alone.predict_proba(X))
     scores = cross_val_score(TokenSparseClassifier(tiny_model, random_state=0, **FAST), X, np.asarray(y), cv=2)
     assert scores.shape == (2,)
-    search = GridSearchCV(TokenSparseClassifier(tiny_model, random_state=0, **FAST), {"density": [0.005, 0.02]}, cv=2)
+    search = GridSearchCV(TokenSparseClassifier(tiny_model, strategy="token_sparse", random_state=0, **FAST),
+                          {"density": [0.005, 0.02]}, cv=2)
     search.fit(X, np.asarray(y))
     best = search.best_estimator_
     assert best.density == search.best_params_["density"]

@@ -152,11 +152,12 @@ def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
     from sksparseft.mask import layer_of
 
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy_options={"min_layer": 1}, **{**FAST, "max_epochs": 1}).fit(X, y)
+    clf = TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"min_layer": 1},
+                                **{**FAST, "max_epochs": 1}).fit(X, y)
     layers = {layer_of(n) for n in clf.mask_.indices}
     assert layers and layers <= {"layer.1"}  # no block 0, no embedding rows
     with pytest.raises(ValueError, match="min_layer=5 leaves no transformer block"):
-        TokenSparseClassifier(tiny_model, strategy_options={"min_layer": 5}, **FAST).fit(X, y)
+        TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"min_layer": 5}, **FAST).fit(X, y)
 
 
 @pytest.mark.parametrize("backbone", ["tiny_model", "tiny_decoder"])
@@ -176,7 +177,7 @@ def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, requ
     fits = {}
     for cache in (True, False):
         options = {"min_layer": 1, "cache_frozen": cache}
-        fits[cache] = TokenSparseClassifier(model, strategy_options=options, **FAST).fit(X, y)
+        fits[cache] = TokenSparseClassifier(model, strategy="token_sparse", strategy_options=options, **FAST).fit(X, y)
     assert seen == [len(set(X)), 0]  # every distinct text once; nothing without the cache
     assert "_block_cache" not in fits[True].module_.__dict__ and not fits[True].module_.cached_blocks
     if backbone == "tiny_decoder":

@@ -96,7 +96,8 @@ def test_merge_groups_points_groups_at_their_new_token():
 @pytest.fixture(scope="module")
 def fitted_at(tiny_model, word_data):
     X, y = word_data
-    return TokenSparseClassifier(tiny_model, adaptive_tokenization=True, **FAST).fit(X, y)
+    # token_sparse trains the groups' embedding rows, so the new tokens' rows train too.
+    return TokenSparseClassifier(tiny_model, strategy="token_sparse", adaptive_tokenization=True, **FAST).fit(X, y)
 
 
 def test_fit_adds_tokens_and_trains_their_rows(fitted_at, tiny_model, word_data):
