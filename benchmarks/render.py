@@ -362,7 +362,7 @@ def _summary(files, plots):
     if full:
         lines += ["", "| full BANKING77, test accuracy (`interpolation`, seeds 0-2) | linear probe on frozen features "
                   "(a=0) | finetune as trained (a=1) | fitted default model |", "|---|---|---|---|",
-                  f"| token_sparse, defaults | {_ms([r['test_acc']['probe'] for r in full])} | "
+                  f"| token_sparse, the defaults of 0.1.0-0.2.0 (no contrastive stage) | {_ms([r['test_acc']['probe'] for r in full])} | "
                   f"{_ms([r['test_acc']['finetune'] for r in full])} | {_ms([r['test_acc']['final'] for r in full])} |"]
     cost = [r for r in files.get("cost_cpu", []) if r.get("part") == "ratio"]
     if cost:

@@ -23,7 +23,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--strategy", default="token_sparse", help="token_sparse, full, lora, prefix, layers, bitfit, fisher, random")
+    parser.add_argument("--strategy", default="random", help="random (the default), token_sparse, fisher, full, lora, prefix, layers, bitfit")
     parser.add_argument("--save", default=None, help="pickle the fitted model to this path (joblib)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
