@@ -19,7 +19,7 @@ package; what loses stays here, so that the screen's rows can be reproduced.
 
 from __future__ import annotations
 
-import math
+from unittest import mock
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from torch.nn import functional as F
 
 from sksparseft import TokenSparseClassifier
 from sksparseft.batching import to_batch
+from sksparseft.contrastive import class_batches, supcon_loss, train_contrastive
 from sksparseft.mask import SparseMask
 from sksparseft.module import ClassifierModule
 from sksparseft.strategies import register_strategy
 from sksparseft.strategies.base import backbone_shapes, budget
 from sksparseft.strategies.token_sparse import TokenSparse, _embedding_rows
-from sksparseft.training import fit_head_on_features
 
 
 # -- token-group-aware views ---------------------------------------------------------------
@@ -83,19 +83,6 @@ class TokenViews(TokenSparseClassifier):
 
 
 # -- supervised contrastive pre-finetuning ----------------------------------------------------
-def supcon_loss(z, labels, tau):
-    """Supervised contrastive loss (Khosla et al. 2020) over L2-normalised features ``z``."""
-    z = F.normalize(z, dim=-1)
-    sim = z @ z.T / tau
-    n = len(labels)
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, -1e9)
-    pos = (labels[:, None] == labels[None, :]) & ~self_mask
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    has = pos.any(1)
-    return -(log_prob.masked_fill(~pos, 0).sum(1)[has] / pos.sum(1)[has]).mean()
-
-
 class Contrastive(TokenSparseClassifier):
     con_epochs = 2
     con_tau = 0.05
@@ -104,32 +91,16 @@ class Contrastive(TokenSparseClassifier):
 
     def stage_training(self, state):
         self._contrastive(state)
-        fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
-                             class_weight=state.class_weight)
+        self._fit_probe(state)
         super().stage_training(state)
 
     def _contrastive(self, state):
-        module, y, enc = state.module, state.y_train, state.train_encodings
-        rng = np.random.default_rng(state.seed)
-        by_class = [np.flatnonzero(y == c) for c in range(len(state.classes))]
-        usable = [c for c, idx in enumerate(by_class) if len(idx) >= 2]
+        # The package's loop with 16 classes x 4 texts a batch (the screen's first version of the stage).
         per_step = self.con_classes * self.con_per_class
-        steps = self.con_epochs * math.ceil(len(y) / per_step)
-        params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
-        opt = torch.optim.AdamW(params, lr=state.learning_rate, weight_decay=self.weight_decay)
-        module.train()
-        for _ in range(steps):
-            classes = rng.choice(usable, min(self.con_classes, len(usable)), replace=False)
-            rows = np.concatenate([rng.choice(by_class[c], min(self.con_per_class, len(by_class[c])), replace=False)
-                                   for c in classes])
-            b = to_batch(enc, rows, state.device)
-            z = module.features(b["input_ids"], b["attention_mask"])
-            loss = supcon_loss(z, torch.as_tensor(y[rows], device=state.device), self.con_tau)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-        module.eval()
+        train_contrastive(state.module, state.train_encodings, state.y_train, epochs=self.con_epochs,
+                          batch_size=per_step, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
+                          device=state.device, temperature=self.con_tau, per_class=self.con_per_class,
+                          random_state=state.seed)
 
 
 # -- the contrastive term inside the main training ---------------------------------------------
@@ -155,6 +126,8 @@ class BalancedLoader(torch.utils.data.DataLoader):
 
 
 class _BalancedBatches(torch.utils.data.Sampler):
+    """The package's class-balanced batches (``class_batches``), drawn anew each epoch."""
+
     def __init__(self, y, batch_size, per_class, seed):
         self.y, self.per_class, self.seed = y, per_class, seed
         self.n_classes_per_batch = max(batch_size // per_class, 2)
@@ -164,17 +137,8 @@ class _BalancedBatches(torch.utils.data.Sampler):
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
-        by_class = {c: rng.permutation(np.flatnonzero(self.y == c)).tolist() for c in np.unique(self.y)}
-        pos = {c: 0 for c in by_class}
-        classes = list(by_class)
-        for _ in range(self.n_batches):
-            batch = []
-            for c in rng.choice(classes, min(self.n_classes_per_batch, len(classes)), replace=False):
-                idx = by_class[c]
-                for _ in range(min(self.per_class, len(idx))):
-                    batch.append(idx[pos[c] % len(idx)])
-                    pos[c] += 1
-            yield batch
+        for rows in class_batches(self.y, self.n_batches, self.n_classes_per_batch, self.per_class, rng):
+            yield rows.tolist()
 
     def __len__(self):
         return self.n_batches
@@ -189,7 +153,7 @@ class JointContrastive(TokenSparseClassifier):
         state.module.__class__ = _FeatureModule
 
     def stage_training(self, state):
-        import sksparseft.fit_stages as fit_stages
+        from sksparseft import fit_stages
         from sksparseft.training import SparseNet
 
         weight, tau, plain = self.supcon_weight, self.con_tau, fit_stages.build_net
@@ -208,11 +172,8 @@ class JointContrastive(TokenSparseClassifier):
             net.set_params(iterator_train=BalancedLoader)
             return net
 
-        fit_stages.build_net = build
-        try:
+        with mock.patch.object(fit_stages, "build_net", build):
             super().stage_training(state)
-        finally:
-            fit_stages.build_net = plain
         state.module.__class__ = ClassifierModule
 
 
@@ -308,9 +269,9 @@ class CachedNoise(TokenSparseClassifier):
     cache_dropout = 0.1
 
     def stage_training(self, state):
-        import sksparseft.block_cache as block_cache
+        from sksparseft import block_cache
 
-        p, plain = self.cache_dropout, block_cache._replace_hidden
+        p = self.cache_dropout
 
         def noisy(hidden):
             def hook(module, args, kwargs):
@@ -318,11 +279,8 @@ class CachedNoise(TokenSparseClassifier):
                 return ((h,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=h))
             return hook
 
-        block_cache._replace_hidden = noisy
-        try:
+        with mock.patch.object(block_cache, "_replace_hidden", noisy):
             super().stage_training(state)
-        finally:
-            block_cache._replace_hidden = plain
 
 
 class ContrastiveViews(Contrastive, TokenViews):
@@ -337,14 +295,12 @@ class ContrastiveGroupViews(TokenSparseClassifier):
     view_drop = 0.3
 
     def stage_contrastive(self, state):
-        import sksparseft.fit_stages as fit_stages
+        from sksparseft import fit_stages
 
         keep, plain, drop = _kept_positions(state), fit_stages.train_contrastive, self.view_drop
-        fit_stages.train_contrastive = lambda *a, **k: plain(*a, keep=keep, view_drop=drop, **k)
-        try:
+        with mock.patch.object(fit_stages, "train_contrastive",
+                               lambda *a, **k: plain(*a, keep=keep, view_drop=drop, **k)):
             super().stage_contrastive(state)
-        finally:
-            fit_stages.train_contrastive = plain
 
 
 #: every lead a dev_screen variant may name

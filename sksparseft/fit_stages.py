@@ -105,9 +105,13 @@ class FitStages:
         ).to(state.device)
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
-            with self._oom_advice("feature extraction"):
-                fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
-                                     class_weight=state.class_weight, progress=self._progress("features"))
+            self._fit_probe(state)
+
+    def _fit_probe(self, state):
+        """The head as a logistic regression on the module's features of the training part (LP-FT)."""
+        with self._oom_advice("feature extraction"):
+            fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
+                                 class_weight=state.class_weight, progress=self._progress("features"))
 
     def _cache_frozen_blocks(self, state):
         """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
@@ -159,10 +163,7 @@ class FitStages:
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
         if self.head_init == "linear_probe":
-            # Training starts from a probe on the features it will finetune, as without this stage.
-            with self._oom_advice("feature extraction"):
-                fit_head_on_features(module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
-                                     class_weight=state.class_weight, progress=self._progress("features"))
+            self._fit_probe(state)  # training starts from a probe on the features it will finetune
 
     # -- training ------------------------------------------------------------------------
     def stage_training(self, state):
