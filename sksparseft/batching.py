@@ -25,7 +25,7 @@ def trim_collate(items):
     """``collate_fn`` for skorch's DataLoaders: stack, then cut the shared padding."""
     X, y = default_collate(items)
     width = max(int(X["attention_mask"].sum(dim=1).max()), 1)
-    X = {k: v[:, :width] for k, v in X.items()}
+    X = {k: v[:, :width] if v.dim() == 2 else v for k, v in X.items()}  # per-text values (weights) stay
     return X, y
 
 

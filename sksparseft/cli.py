@@ -14,6 +14,8 @@ import csv
 import io
 import json
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from .atomic import atomic_write
@@ -97,6 +99,27 @@ def _parse_sets(items):
     return params
 
 
+def _label_sets(values, sep):
+    """Multi-label cells such as "card|refund" as lists of labels (an empty cell: no label)."""
+    return [[v.strip() for v in str(cell).split(sep) if v.strip()] for cell in values]
+
+
+def _indicator(values, sep):
+    """A labelled column with several labels per cell as a 0/1 DataFrame, one column per label."""
+    import pandas as pd
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarizer = MultiLabelBinarizer()
+    matrix = binarizer.fit_transform(_label_sets(values, sep))
+    return pd.DataFrame(matrix, columns=[str(c) for c in binarizer.classes_])
+
+
+def _label_texts(clf):
+    from .export import label_texts
+
+    return label_texts(clf)
+
+
 def _load(args):
     from .estimator import TokenSparseClassifier
 
@@ -111,6 +134,8 @@ def cmd_fit(args):
 
     rows = read_table(args.data, args.format)
     X, y = column(rows, args.text_column, args.data), column(rows, args.label_column, args.data)
+    if args.label_sep:
+        y = _indicator(y, args.label_sep)
     params = _parse_sets(args.set)
     params.setdefault("verbose", 0 if args.quiet else 1)
     if args.device:
@@ -133,12 +158,15 @@ def cmd_predict(args):
     rows = read_table(args.data, args.format)
     X = column(rows, args.text_column, args.data)
     proba = clf.predict_proba(X)
-    pred = clf.classes_[proba.argmax(axis=1)]
+    pred = clf._labels(proba)
+    names = _label_texts(clf)
+    if clf.multilabel_:
+        pred = [args.label_sep.join(n for n, on in zip(names, row) if on) for row in pred]
 
     def write(f):
-        names = ["prediction"] + ([f"proba_{c}" for c in clf.classes_] if args.proba else [])
+        names_out = ["prediction"] + ([f"proba_{c}" for c in names] if args.proba else [])
         w = csv.writer(f)
-        w.writerow([args.text_column] + names)
+        w.writerow([args.text_column] + names_out)
         for text, p, row in zip(X, pred, proba):
             w.writerow([text, p] + ([f"{v:.6g}" for v in row] if args.proba else []))
 
@@ -152,11 +180,28 @@ def cmd_evaluate(args):
     rows = read_table(args.data, args.format)
     X, y = column(rows, args.text_column, args.data), column(rows, args.label_column, args.data)
     pred = clf.predict(X)
-    labels = [str(c) for c in clf.classes_]
+    labels = _label_texts(clf)
+    if clf.multilabel_:
+        sets = _label_sets(y, args.label_sep)
+        unknown = sorted({v for s in sets for v in s} - set(labels))
+        truth = np.asarray([[name in s for name in labels] for s in sets], dtype=int)
+        report = {"texts": len(X), "subset_accuracy": accuracy_score(truth, pred),
+                  "micro_f1": f1_score(truth, pred, average="micro", zero_division=0),
+                  "macro_f1": f1_score(truth, pred, average="macro", zero_division=0), "unknown_labels": unknown}
+        _write(args.output, lambda f: f.write(json.dumps(report) + "\n"))
+        return
     y_str, pred_str = [str(v) for v in y], [str(v) for v in pred]
     unknown = sorted(set(y_str) - set(labels))
     report = {"texts": len(X), "accuracy": accuracy_score(y_str, pred_str),
               "macro_f1": f1_score(y_str, pred_str, average="macro"), "unknown_labels": unknown}
+    if clf.unknown_label is not None and clf.unknown_threshold_ is not None:
+        # Rejection: how often it rejects, and how much of the labelled out-of-scope texts it catches.
+        rejected = np.asarray(pred_str) == str(clf.unknown_label)
+        out_of_scope = np.asarray(y_str) == str(clf.unknown_label)
+        report["rejected"] = float(rejected.mean())
+        if out_of_scope.any():
+            report["unknown_recall"] = float(rejected[out_of_scope].mean())
+            report["in_scope_accuracy"] = float((np.asarray(pred_str) == np.asarray(y_str))[~out_of_scope].mean())
     _write(args.output, lambda f: f.write(json.dumps(report) + "\n"))
 
 
@@ -168,9 +213,15 @@ def cmd_explain(args):
 
     def write(f):
         for o in out:
-            f.write(json.dumps(o, default=lambda v: v.item() if hasattr(v, "item") else str(v)) + "\n")
+            f.write(json.dumps(o, default=_json_value) + "\n")
 
     _write(args.output, write)
+
+
+def _json_value(v):
+    if hasattr(v, "tolist"):  # numpy scalars and arrays (a multi-label prediction row)
+        return v.tolist()
+    return str(v)
 
 
 # -- parser ----------------------------------------------------------------------------
@@ -187,9 +238,12 @@ def build_parser():
             sp.add_argument("--label-column", default="label")
         sp.add_argument("--device", default=None, help="'cpu', 'cuda', ... (default: the model's own setting)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--label-sep", default=None if labels == "fit" else "|",
+                        help="multi-label: the separator of several labels in one cell, e.g. 'card|refund' "
+                             "(fit: turns multi-label on; predict/evaluate: default '|')")
 
     f = sub.add_parser("fit", help="fit a classifier and save it (safetensors + JSON)")
-    common(f, labels=True)
+    common(f, labels="fit")
     f.add_argument("--model-out", required=True, help="file to write, e.g. model.safetensors")
     f.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an estimator parameter, value as JSON or bare string (repeatable): --set strategy=lora")

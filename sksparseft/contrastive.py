@@ -26,7 +26,8 @@ def supcon_loss(features, labels, temperature):
     ----------
     features : tensor (n, d)
         Pooled features (normalised here).
-    labels : tensor (n,) of int
+    labels : tensor (n,) of int, or (n, n_labels) of 0/1
+        Class of each text; for multi-label rows, two texts are positives when they share a label.
     temperature : float
 
     Returns
@@ -37,7 +38,11 @@ def supcon_loss(features, labels, temperature):
     n = z.shape[0]
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     sim = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
-    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    if labels.dim() == 2:
+        shared = labels.float() @ labels.float().T > 0
+    else:
+        shared = labels[:, None] == labels[None, :]
+    positive = shared & ~self_mask
     anchors = positive.any(dim=1)
     if not bool(anchors.any()):
         return z.sum() * 0.0
@@ -97,9 +102,12 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     classes. AdamW, gradients clipped to norm 1, constant rate. With ``view_drop > 0``, each
     text is seen as a view: its positions outside ``keep`` (0/1 per position, e.g. the token
     groups and special tokens) are masked out at random with that probability. Returns the
-    mean loss of each epoch (an empty list when no class has two texts).
+    mean loss of each epoch (an empty list when no class has two texts). A 2-D 0/1 ``y``
+    (multi-label) draws batches by each text's first label; texts sharing any label are positives.
     """
     rng = np.random.default_rng(random_state)
+    y = np.asarray(y)
+    slots = y if y.ndim == 1 else np.where(y.any(axis=1), y.argmax(axis=1), y.shape[1])
     params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
     steps = math.ceil(len(y) / batch_size)
     classes_per_batch = max(batch_size // per_class, 2)
@@ -112,7 +120,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     losses = []
     try:
         for _ in range(epochs):
-            batches = class_batches(y, steps, classes_per_batch, per_class, rng)
+            batches = class_batches(slots, steps, classes_per_batch, per_class, rng)
             if not batches:
                 return []
             total = 0.0
@@ -120,7 +128,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
                 rows = rows[np.argsort(lengths[rows], kind="stable")]
                 features = torch.cat([_features(module, encodings, part, device, keep, view_drop)
                                       for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
-                loss = supcon_loss(features, torch.as_tensor(np.asarray(y)[rows], device=device), temperature)
+                loss = supcon_loss(features, torch.as_tensor(y[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -23,8 +23,9 @@ from .fitted_state import set_fitted
 from .persistence import load_estimator, save_estimator
 from .strategies import get_strategy
 from .tokens import encode
+from .targets import KINDS, target_kind
 from .training import run_inference
-from .validation import class_weights, validate_labelled, validate_texts
+from .validation import class_weights, label_names, validate_labelled, validate_sample_weight, validate_texts
 
 
 class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
@@ -145,6 +146,20 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         the linear probe on the new features, and the probe-to-finetune line of
         ``interpolate_weights`` starts there. 0 turns the stage off (the fit of
         0.2.0). On 10-shot dev splits it added 0.6-1.5 points to every strategy.
+    unknown_label : str, int or None, default=None
+        Label that ``predict`` gives a text whose best class scores below
+        ``unknown_threshold_`` (out-of-scope rejection); None turns rejection off.
+        Texts labelled ``unknown_label`` in ``y`` (labelled out-of-scope examples)
+        train as a class of their own; predicting that class also rejects. One label
+        per text only.
+    unknown_threshold : "auto" or float in [0, 1], default="auto"
+        Probability of the best class below which a text is rejected. "auto" takes the
+        value that keeps 95% of the in-scope validation texts accepted (measured before
+        the head refit, on texts the model has not trained on; needs a validation split).
+    multilabel_threshold : "auto" or float in [0, 1], default=0.5
+        With a 2-D indicator ``y``: probability at or above which ``predict`` sets a
+        label. "auto" chooses one threshold per label on the validation split (best F1
+        on a grid 0.05..0.95; 0.5 for a label without validation positives).
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
     checkpoint_path : str or None, default=None
@@ -171,7 +186,18 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray
-        The class labels; columns of ``predict_proba`` follow this order.
+        The class labels; columns of ``predict_proba`` follow this order. For a
+        multi-label (2-D indicator) ``y``, ``arange(n_labels)`` as in scikit-learn.
+    multilabel_ : bool
+        True when fitted on a 2-D indicator ``y``: a sigmoid per label, ``predict``
+        returns an indicator array.
+    label_names_ : list of str or None
+        Multi-label only: the column names of ``y`` when it was a pandas DataFrame.
+    thresholds_ : ndarray or None
+        Multi-label only: the per-label decision thresholds of ``predict``.
+    unknown_threshold_ : float or None
+        With ``unknown_label``: the rejection threshold ``predict`` applies (assign a
+        new value to move it without refitting).
     token_groups_ : list of TokenGroup
         Discovered token groups, best first (``text``, ``token_ids``, ``score``,
         ``label``, ``count``; ``pieces`` when adaptive tokenization merged them).
@@ -247,6 +273,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         average_epochs=False,
         refit_head=True,
         contrastive_epochs=2,
+        unknown_label=None,
+        unknown_threshold="auto",
+        multilabel_threshold=0.5,
         callbacks=None,
         checkpoint_path=None,
         device="auto",
@@ -279,6 +308,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.average_epochs = average_epochs
         self.refit_head = refit_head
         self.contrastive_epochs = contrastive_epochs
+        self.unknown_label = unknown_label
+        self.unknown_threshold = unknown_threshold
+        self.multilabel_threshold = multilabel_threshold
         self.callbacks = callbacks
         self.checkpoint_path = checkpoint_path
         self.device = device
@@ -313,6 +345,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "average_epochs": ["boolean"],
         "refit_head": ["boolean"],
         "contrastive_epochs": [Interval(Integral, 0, None, closed="left")],
+        "unknown_label": [str, Integral, Real, None],
+        "unknown_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],
+        "multilabel_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],
         "callbacks": [list, tuple, None],
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str, torch.device, None],
@@ -323,7 +358,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the classifier: token groups -> sensitivity -> mask -> sparse training.
 
         Runs the stages of ``fit_stages.STAGES`` in order over one ``FitState``; the
@@ -333,19 +368,25 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : iterable of str
-        y : array-like of labels
+            A list, numpy array, pandas Series or one-column DataFrame of texts.
+        y : array-like of labels, or 2-D 0/1 indicator (n_samples, n_labels)
+            A 2-D indicator (array or DataFrame) fits a multi-label classifier.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each text in the loss, the linear probe and head refit, the
+            validation choices (weighted accuracy) and the sensitivity scores;
+            multiplied by ``class_weight``. Integer weights approximate repeated rows.
 
         Returns
         -------
         self
         """
-        state = self._start_fit(X, y)
-        for name in self._stages():
+        state = self._start_fit(X, y, sample_weight)
+        for name in self._stages(state):
             with state.timed(name):
                 getattr(self, f"stage_{name}")(state)
         return set_fitted(self, **self._fitted_values(state))
 
-    def _start_fit(self, X, y):
+    def _start_fit(self, X, y, sample_weight=None):
         """Check everything that can be checked before anything loads; the state the stages share."""
         strategy = self._strategy()
         device = resolve_device(self.device)
@@ -355,12 +396,32 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
             if accelerator.num_processes > 1 and self.checkpoint_path is not None:
                 raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
             device = accelerator.device
+        names = label_names(y)
         texts, y, classes, y_enc = validate_labelled(X, y)
+        kind = target_kind(y_enc)
+        sample_weight = validate_sample_weight(sample_weight, len(texts))
         weights = class_weights(self.class_weight, classes, y)  # unknown classes fail before anything loads
+        self._check_thresholds(kind, y)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return FitState(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
-                        seed=self.random_state, strategy=strategy, class_weight=weights)
+                        seed=self.random_state, strategy=strategy, class_weight=weights, kind=kind,
+                        sample_weight=sample_weight, label_names=names)
+
+    def _check_thresholds(self, kind, y):
+        """``unknown_label`` must fit ``y``'s labels; "auto" thresholds need a validation split."""
+        no_split = not self.validation_fraction
+        if self.unknown_label is not None:
+            if kind.multilabel:
+                raise ValueError("unknown_label applies to one label per text; a multi-label y (2-D indicator) "
+                                 "rejects a text by predicting none of its labels")
+            _check_label_type(self.unknown_label, y)
+            if self.unknown_threshold == "auto" and no_split:
+                raise ValueError("unknown_threshold='auto' is chosen on the validation split; set "
+                                 "validation_fraction > 0 or give unknown_threshold as a number")
+        if kind.multilabel and self.multilabel_threshold == "auto" and no_split:
+            raise ValueError("multilabel_threshold='auto' is chosen on the validation split; set "
+                             "validation_fraction > 0 or give multilabel_threshold as a number")
 
     def _strategy(self):
         """The strategy named by ``strategy`` with ``strategy_options`` (values checked here)."""
@@ -386,14 +447,36 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
             return run_inference(self.module_, enc, self._eval_batch(), self.device_, progress=self._progress("predict"))
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``; rows sum to 1."""
-        logits = torch.from_numpy(self._logits(X))
-        return torch.softmax(logits.double(), dim=1).numpy()
+        """Class probabilities, columns in the order of ``classes_``; rows sum to 1.
+
+        Multi-label: each label's own probability (a sigmoid per column).
+        """
+        return self._probabilities(self._logits(X))
+
+    def _probabilities(self, logits):
+        return KINDS[bool(self.multilabel_)].probabilities(torch.from_numpy(logits)).numpy()
 
     def predict(self, X):
-        """Most probable class of each text."""
-        logits = self._logits(X)
-        return self.classes_[logits.argmax(axis=1)] if len(logits) else self.classes_[:0]
+        """Most probable class of each text; ``unknown_label`` where rejected.
+
+        Multi-label: the 0/1 indicator array of the labels at or above ``thresholds_``.
+        """
+        return self._labels(self.predict_proba(X))
+
+    def _labels(self, proba):
+        """What ``predict`` returns for these probabilities."""
+        if self.multilabel_:
+            return (proba >= self.thresholds_).astype(self.classes_.dtype)
+        if not len(proba):
+            return self.classes_[:0]
+        labels = self.classes_[proba.argmax(axis=1)]
+        if self.unknown_label is not None and self.unknown_threshold_ is not None:
+            reject = proba.max(axis=1) < self.unknown_threshold_
+            reject |= np.asarray([c == self.unknown_label for c in labels.tolist()], dtype=bool)
+            if reject.any():
+                labels = labels.astype(object) if labels.dtype.kind in "UO" else labels.copy()
+                labels[reject] = self.unknown_label
+        return labels
 
     def decision_function(self, X):
         """Raw logits, columns in the order of ``classes_``."""
@@ -504,7 +587,22 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         tags.non_deterministic = False
         return tags
+
+
+def _check_label_type(unknown_label, y):
+    """``unknown_label`` must be a label of ``y``'s kind: a str among str labels, a number among numbers."""
+    if isinstance(y, np.ndarray) and y.dtype == object:
+        ok = isinstance(unknown_label, str)
+    else:
+        ok = isinstance(unknown_label, (Integral, Real)) and not isinstance(unknown_label, str)
+        if ok and np.asarray(y).dtype.kind in "biu" and float(unknown_label) != int(unknown_label):
+            ok = False
+    if not ok:
+        kind = "strings" if isinstance(y, np.ndarray) and y.dtype == object else f"numbers ({np.asarray(y).dtype})"
+        raise TypeError(f"unknown_label={unknown_label!r} cannot be mixed with the labels of y, which are {kind}")

@@ -9,7 +9,6 @@ prediction; negative: it pulled away from it.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .tokens import encode, occurrences
 from .training import run_inference
@@ -26,11 +25,17 @@ def token_group_table(groups, classes, top=None):
 
 
 def explain(est, texts, top=5):
-    """Per text: prediction, its probability, and the ``top`` groups by absolute effect."""
+    """Per text: prediction, its probability, and the ``top`` groups by absolute effect.
+
+    The effect is measured on the text's most probable class (multi-label: its most
+    probable label); ``prediction`` is what ``predict`` returns for the text (the unknown
+    label when rejected, the indicator row for multi-label).
+    """
     enc = encode(est.tokenizer_, texts, est.max_length)
     batch = est._eval_batch()
-    proba = torch.softmax(torch.from_numpy(run_inference(est.module_, enc, batch, est.device_)).double(), 1).numpy()
+    proba = est._probabilities(run_inference(est.module_, enc, batch, est.device_))
     pred = proba.argmax(axis=1)
+    labels = est._labels(proba)
     groups = est.token_groups_
     pad = est.tokenizer_.pad_token_id
 
@@ -51,7 +56,7 @@ def explain(est, texts, top=5):
             ids[k, : len(v)] = v
             mask[k, : len(v)] = 1
         logits = run_inference(est.module_, {"input_ids": ids, "attention_mask": mask}, batch, est.device_)
-        occluded = torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
+        occluded = est._probabilities(logits)
         for k, (i, gi) in enumerate(owners):
             effects.setdefault(i, []).append((gi, float(proba[i, pred[i]] - occluded[k, pred[i]])))
 
@@ -60,7 +65,8 @@ def explain(est, texts, top=5):
         found = sorted(effects.get(i, []), key=lambda e: -abs(e[1]))[:top]
         out.append({
             "text": text,
-            "prediction": est.classes_[pred[i]],
+            "prediction": labels[i],
+            "class": est.classes_[pred[i]],
             "probability": float(proba[i, pred[i]]),
             "groups": [{"group": groups[gi].text, "class": groups[gi].label, "effect": eff} for gi, eff in found],
         })

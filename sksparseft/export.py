@@ -24,7 +24,8 @@ folder = "{folder}"
 tokenizer = AutoTokenizer.from_pretrained(folder)
 model = AutoModel.from_pretrained(folder).eval()
 head = load_file(f"{{folder}}/head.safetensors")
-pooling = model.config.sksparseft["pooling"]  # "{pooling}"
+settings = model.config.sksparseft
+pooling = settings["pooling"]  # "{pooling}"
 labels = model.config.id2label
 
 
@@ -40,8 +41,61 @@ def predict_proba(texts):
             feats = hidden[:, 0]
         else:  # "last": the last non-padding token (tokenizer pads on the right)
             feats = hidden[torch.arange(len(hidden)), mask.sum(1) - 1]
-        return torch.softmax(feats @ head["weight"].T + head["bias"], dim=-1)
-'''
+        logits = feats @ head["weight"].T + head["bias"]
+        return {activation}
+
+{predict}'''
+
+# What ``predict`` does with the probabilities, per kind of model.
+PREDICT_CODE = {
+    "single": '''
+def predict(texts):
+    return [labels[int(i)] for i in predict_proba(texts).argmax(-1)]
+''',
+    "unknown": '''
+def predict(texts):
+    # Below settings["unknown_threshold"] (or on the unknown class itself): settings["unknown_label"].
+    best, index = predict_proba(texts).max(-1)
+    unknown = str(settings["unknown_label"])
+    return [unknown if p < settings["unknown_threshold"] or labels[int(i)] == unknown else labels[int(i)]
+            for p, i in zip(best.tolist(), index.tolist())]
+''',
+    "multilabel": '''
+def predict(texts):
+    # Every label at or above its own threshold.
+    keep = predict_proba(texts) >= torch.tensor(settings["thresholds"], dtype=torch.float32)
+    return [[labels[j] for j in row.nonzero().flatten().tolist()] for row in keep]
+''',
+}
+
+
+def prediction_settings(est):
+    """What turns probabilities into predictions: activation, thresholds, the unknown label."""
+    unknown = est.unknown_label if getattr(est, "unknown_threshold_", None) is not None else None
+    return {
+        "multilabel": bool(est.multilabel_),
+        "thresholds": None if est.thresholds_ is None else [float(t) for t in est.thresholds_],
+        "unknown_label": unknown.item() if hasattr(unknown, "item") else unknown,
+        "unknown_threshold": None if unknown is None else float(est.unknown_threshold_),
+    }
+
+
+def label_texts(est):
+    """The labels as text, in column order (multi-label: the names of ``y``'s columns when known)."""
+    names = est.label_names_ if est.multilabel_ and est.label_names_ else [str(c) for c in est.classes_]
+    if len(set(names)) != len(names):
+        raise ValueError("class labels are not distinct as text; id2label needs distinct names")
+    return names
+
+
+def _loading_code(est, folder):
+    settings = prediction_settings(est)
+    kind = "multilabel" if settings["multilabel"] else "unknown" if settings["unknown_label"] is not None else "single"
+    return LOADING_CODE.format(
+        folder=folder, pooling=est.pooling_, max_length=int(est.max_length),
+        activation="torch.sigmoid(logits)" if settings["multilabel"] else "torch.softmax(logits, dim=-1)",
+        predict=PREDICT_CODE[kind].lstrip("\n"),
+    )
 
 
 def plain_backbone_state(est):
@@ -67,49 +121,53 @@ def to_huggingface(est, path, overwrite=False):
     missing = [m for m in missing if not m.endswith("position_ids")]
     if missing or unexpected:
         raise RuntimeError(f"could not rebuild a plain backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    labels = [str(c) for c in est.classes_]
-    if len(set(labels)) != len(labels):
-        raise ValueError("class labels are not distinct as text; id2label needs distinct names")
+    labels = label_texts(est)
+    settings = prediction_settings(est)
     clean.config.id2label = dict(enumerate(labels))
     clean.config.label2id = {c: i for i, c in enumerate(labels)}
+    clean.config.problem_type = "multi_label_classification" if est.multilabel_ else "single_label_classification"
     clean.config.sksparseft = {"pooling": est.pooling_, "max_length": int(est.max_length),
-                               "strategy": est.strategy_["strategy"]}
+                               "strategy": est.strategy_["strategy"], **settings}
 
     def write(tmp):
         clean.save_pretrained(tmp)
         est.tokenizer_.save_pretrained(tmp)
         save_file({"weight": module.head.weight.detach().cpu().contiguous(),
                    "bias": module.head.bias.detach().cpu().contiguous()}, str(tmp / "head.safetensors"))
-        code = LOADING_CODE.format(folder=path.name, pooling=est.pooling_, max_length=int(est.max_length))
+        code = _loading_code(est, path.name)
         (tmp / "README.md").write_text(
             "# Text classifier exported by sksparseft\n\n"
             f"Backbone `{config.model_type}`, {len(labels)} classes, pooling `{est.pooling_}`, strategy "
             f"`{est.strategy_['strategy']}`. Loads with transformers alone:\n\n```python\n{code}```\n"
         )
-        (tmp / "sksparseft.json").write_text(json.dumps({"classes": labels, "pooling": est.pooling_}, indent=2))
+        (tmp / "sksparseft.json").write_text(json.dumps({"classes": labels, "pooling": est.pooling_, **settings},
+                                                        indent=2))
 
     return atomic_dir(path, write, replace=True)
 
 
 class _ProbabilityModel(torch.nn.Module):
-    """Backbone -> pooling -> head -> softmax, as one graph for export."""
+    """Backbone -> pooling -> head -> softmax (multi-label: sigmoid), as one graph for export."""
 
-    def __init__(self, encoder, head, pooling):
+    def __init__(self, encoder, head, pooling, multilabel=False):
         super().__init__()
-        self.encoder, self.head, self.pooling = encoder, head, pooling
+        self.encoder, self.head, self.pooling, self.multilabel = encoder, head, pooling, multilabel
 
     def forward(self, input_ids, attention_mask):
         from .backbone import pool
 
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return torch.softmax(self.head(pool(hidden, attention_mask, self.pooling)).float(), dim=-1)
+        logits = self.head(pool(hidden, attention_mask, self.pooling)).float()
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
 
 
 def to_onnx(est, path, opset=18):
     """Write an ONNX graph (inputs ``input_ids``, ``attention_mask``; output ``probabilities``).
 
     Batch size and sequence length are dynamic. Tokenise with ``est.tokenizer_``
-    (or the tokenizer files of :func:`to_huggingface`), right padding.
+    (or the tokenizer files of :func:`to_huggingface`), right padding. The model's
+    metadata property ``sksparseft`` (JSON) holds the labels and what turns probabilities
+    into predictions (multi-label thresholds, the unknown label and its threshold).
     """
     from transformers import AutoModel
 
@@ -123,7 +181,7 @@ def to_onnx(est, path, opset=18):
     clean.load_state_dict(state, strict=False)
     head = torch.nn.Linear(est.module_.head.in_features, est.module_.head.out_features)
     head.load_state_dict({k: v.detach().cpu() for k, v in est.module_.head.state_dict().items()})
-    model = _ProbabilityModel(clean.eval(), head, est.pooling_).eval()
+    model = _ProbabilityModel(clean.eval(), head, est.pooling_, multilabel=bool(est.multilabel_)).eval()
     enc = est.tokenizer_(["an example text", "a second, longer example text for tracing"], padding=True, return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"])
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -132,4 +190,15 @@ def to_onnx(est, path, opset=18):
         dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
         opset_version=opset, dynamo=True, external_data=False,
     )
-    return atomic_write(path, program.save)
+    meta = json.dumps({"classes": label_texts(est), "pooling": est.pooling_, "max_length": int(est.max_length),
+                       **prediction_settings(est)})
+
+    def write(tmp):
+        import onnx
+
+        program.save(tmp)
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, {"sksparseft": meta})
+        onnx.save(graph, str(tmp))
+
+    return atomic_write(path, write)

@@ -12,6 +12,7 @@ import hashlib
 import warnings
 
 import numpy as np
+import torch
 
 from .backbone import default_pooling, load_backbone
 from .checkpoint import fit_or_resume, resume_callbacks
@@ -21,14 +22,19 @@ from .interpolation import load_interpolated_, select_interpolation, validation_
 from .module import ClassifierModule
 from .strategies import FitContext
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
-from .training import EpochAverage, build_net, fit_head_on_features
+from .training import EpochAverage, build_net, fit_head_on_features, run_inference
 from .validation import validation_split
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
 #: Every stage, in the order fit runs them (``contrastive`` only with ``contrastive_epochs > 0``,
 #: ``head_refit`` only with ``refit_head=True``).
-STAGES = ("load", "token_groups", "linear_probe", "selection", "contrastive", "training", "interpolation", "head_refit",
-          "finalize")
+STAGES = ("load", "token_groups", "linear_probe", "selection", "contrastive", "training", "interpolation", "thresholds",
+          "head_refit", "finalize")
+
+#: ``unknown_threshold="auto"`` keeps this share of the in-scope validation texts accepted.
+UNKNOWN_ACCEPTED = 0.95
+#: ``multilabel_threshold="auto"`` tries these thresholds per label.
+THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
 
 class FitStages:
@@ -37,9 +43,10 @@ class FitStages:
     # Activations of frozen blocks kept per text: at most this many bytes.
     _BLOCK_CACHE_BYTES = 2**30
 
-    def _stages(self):
-        """The stages this fit runs, in order."""
-        skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs}
+    def _stages(self, state=None):
+        """The stages this fit runs, in order (``thresholds`` only for rejection or multi-label)."""
+        thresholds = self.unknown_label is not None or (state is not None and state.kind.multilabel)
+        skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs, "thresholds": not thresholds}
         return [s for s in STAGES if not skip.get(s)]
 
     def _eval_batch(self):
@@ -71,7 +78,7 @@ class FitStages:
         n_groups = self.n_token_groups if self.n_token_groups is not None else 10 * n_classes
         y_train = state.y_train
         # Tiny datasets: lower min_count so that every class can have groups.
-        smallest = int(np.bincount(y_train, minlength=n_classes).min()) if len(y_train) else 2
+        smallest = int(state.kind.label_counts(y_train, n_classes).min()) if len(y_train) else 2
         state.min_count = max(min(self.min_count, max(1, smallest // 2)), 1)
         state.groups = discover_token_groups(
             seqs, y_train, n_classes, n_groups=n_groups, max_ngram=self.max_ngram,
@@ -111,7 +118,7 @@ class FitStages:
         """The head as a logistic regression on the module's features of the training part (LP-FT)."""
         with self._oom_advice("feature extraction"):
             fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
-                                 class_weight=state.class_weight, progress=self._progress("features"))
+                                 class_weight=state.class_weight, progress=self._progress("features"), kind=state.kind)
 
     def _cache_frozen_blocks(self, state):
         """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
@@ -133,7 +140,7 @@ class FitStages:
             encodings=state.train_encodings, y=state.y_train, groups=state.groups, focus=state.focus,
             density=self.density, n_sensitivity_samples=self.n_sensitivity_samples, device=state.device,
             random_state=state.seed, progress=self._progress("sensitivity"),
-            sync=broadcast_from_main if state.accelerator is not None else None,
+            sync=broadcast_from_main if state.accelerator is not None else None, kind=state.kind,
         )
         module = state.module
         with self._oom_advice("sensitivity scoring"):
@@ -180,13 +187,14 @@ class FitStages:
             weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
             device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
             patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
-            accelerator=state.accelerator,
+            accelerator=state.accelerator, kind=state.kind,
         )
         # Where training starts (the linear probe): epoch 0 of the history and one end of the
         # line along which the fitted weights are chosen afterwards.
         if state.valid_data is not None:
             with self._oom_advice("validation"):
-                state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device)
+                state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device,
+                                                       kind=state.kind)
             state.start_state = state.module.trainable_state()
         with self._oom_advice("training"):
             fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,
@@ -218,7 +226,7 @@ class FitStages:
             state.blend, state.scores = self._select_interpolation(state, end_state)
         else:
             if state.average is not None:
-                best = validation_scores(module, state.valid_data, self._eval_batch(), state.device)[0]
+                best = validation_scores(module, state.valid_data, self._eval_batch(), state.device, kind=state.kind)[0]
             else:
                 best = max((row.get("valid_acc", -1.0) for row in state.history[1:]), default=-1.0)
             if best < probe[0]:
@@ -239,8 +247,29 @@ class FitStages:
         """WiSE-FT: the best point ``a`` on the line from the probe (0) to ``end_state`` (1), loaded; ``(a, scores)``."""
         return select_interpolation(
             state.module, state.start_state, end_state, state.valid_data, self._eval_batch(), state.device,
-            known={0.0: state.probe_scores},
+            known={0.0: state.probe_scores}, kind=state.kind,
         )
+
+    # -- thresholds: rejection of unknown texts, per-label decisions -------------------------
+    def stage_thresholds(self, state):
+        """``unknown_threshold_`` and the multi-label ``thresholds_``, chosen on texts the model has not seen.
+
+        Runs before the head refit, which trains on the validation texts too.
+        """
+        auto_unknown = self.unknown_label is not None and self.unknown_threshold == "auto"
+        auto_labels = state.kind.multilabel and self.multilabel_threshold == "auto"
+        proba = None
+        if auto_unknown or auto_labels:
+            encodings, y_valid = state.valid_data  # present: checked when fit started
+            logits = run_inference(state.module, encodings, self._eval_batch(), state.device)
+            proba = state.kind.probabilities(torch.from_numpy(logits)).numpy()
+        if self.unknown_label is not None:
+            state.unknown_threshold = (_accepting_threshold(proba, y_valid, state.classes, self.unknown_label)
+                                       if auto_unknown else float(self.unknown_threshold))
+        if state.kind.multilabel:
+            n = len(state.classes)
+            state.thresholds = (_best_f1_thresholds(proba, y_valid) if auto_labels
+                                else np.full(n, float(self.multilabel_threshold)))
 
     # -- head refit: the head as a logistic regression on every labelled text --------------
     def stage_head_refit(self, state):
@@ -248,7 +277,7 @@ class FitStages:
         module = state.module
         with self._oom_advice("head refit"):
             fit_head_on_features(module, state.encodings, state.y_enc, self._eval_batch(), state.device,
-                                 class_weight=state.class_weight, progress=self._progress("refit"))
+                                 class_weight=state.class_weight, progress=self._progress("refit"), kind=state.kind)
         if state.accelerator is not None:
             module.head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
 
@@ -266,7 +295,8 @@ class FitStages:
             pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=state.blend > 0.0,
             interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
             fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
-            device_=state.device,
+            device_=state.device, multilabel_=state.kind.multilabel, label_names_=state.label_names,
+            thresholds_=state.thresholds, unknown_threshold_=state.unknown_threshold,
         )
 
     def _fingerprint(self, state):
@@ -277,10 +307,38 @@ class FitStages:
         for t in state.texts:
             h.update(t.encode("utf-8", "replace") + b"\x00")
         h.update(repr(list(map(str, state.y))).encode())
+        if state.sample_weight is not None:
+            h.update(b"sample_weight" + np.asarray(state.sample_weight, dtype=np.float64).tobytes())
         if state.mask is not None:
             for name in sorted(state.mask.indices):
                 h.update(name.encode() + state.mask.indices[name].numpy().tobytes())
         return h.hexdigest()
+
+
+def _accepting_threshold(proba, y_valid, classes, unknown_label):
+    """The threshold on the best class's probability that accepts ``UNKNOWN_ACCEPTED`` of in-scope texts."""
+    unknown = np.flatnonzero(np.asarray([c == unknown_label for c in classes.tolist()], dtype=bool))
+    in_scope = ~np.isin(y_valid, unknown)
+    top = proba[in_scope].max(axis=1) if in_scope.any() else proba.max(axis=1)
+    return float(np.quantile(top, 1.0 - UNKNOWN_ACCEPTED, method="lower"))
+
+
+def _best_f1_thresholds(proba, y_valid):
+    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best validation F1 (0.5 without positives)."""
+    y_valid = np.asarray(y_valid) > 0
+    out = np.full(proba.shape[1], 0.5)
+    for j in range(proba.shape[1]):
+        positives = y_valid[:, j]
+        if not positives.any():
+            continue
+        f1 = []
+        for t in THRESHOLD_GRID:
+            pred = proba[:, j] >= t
+            tp = float((pred & positives).sum())
+            f1.append(2 * tp / max(float(pred.sum() + positives.sum()), 1.0))
+        # Ties: the threshold nearest 0.5.
+        out[j] = min(zip(f1, THRESHOLD_GRID), key=lambda p: (-p[0], abs(p[1] - 0.5)))[1]
+    return out
 
 
 def _adapter_summary(module, n_trainable):

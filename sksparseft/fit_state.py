@@ -14,10 +14,12 @@ class FitState:
     """The data and intermediate results of one fit; each stage reads some fields and sets others.
 
     Set before the first stage: the validated ``texts``, ``y``, ``classes``, ``y_enc``, the
-    ``device``, ``accelerator``, ``seed``, the ``strategy`` and the ``class_weight``. The rest
-    is filled stage by stage, in order: load (tokenizer .. valid_data), token_groups (groups ..
-    focus), linear_probe (module), selection (mask .. learning_rate), training (history ..
-    average), interpolation (blend, scores), head_refit, finalize.
+    ``device``, ``accelerator``, ``seed``, the ``strategy``, the ``class_weight``, the target
+    ``kind`` (:mod:`sksparseft.targets`), the ``sample_weight`` and the multi-label
+    ``label_names``. The rest is filled stage by stage, in order: load (tokenizer ..
+    valid_data), token_groups (groups .. focus), linear_probe (module), selection (mask ..
+    learning_rate), training (history .. average), interpolation (blend, scores), thresholds
+    (unknown_threshold, thresholds), head_refit, finalize.
     """
 
     texts: list
@@ -29,6 +31,9 @@ class FitState:
     seed: int | None = None
     strategy: object = None
     class_weight: np.ndarray | None = None
+    kind: object = None
+    sample_weight: np.ndarray | None = None
+    label_names: list | None = None
     # load
     tokenizer: object = None
     encoder: object = None
@@ -61,12 +66,20 @@ class FitState:
     # interpolation
     blend: float = 1.0
     scores: dict = field(default_factory=dict)
+    # thresholds
+    unknown_threshold: float | None = None
+    thresholds: np.ndarray | None = None
     # timing
     stage_times: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def set_encodings(self, encodings):
-        """Install the encoded texts; the training and held-out parts are cut once, here."""
+        """Install the encoded texts; the training and held-out parts are cut once, here.
+
+        Per-text weights ride along in the encodings (key ``sample_weight``) when given.
+        """
+        if self.sample_weight is not None:
+            encodings = dict(encodings, sample_weight=self.sample_weight)
         self.encodings = encodings
         self.train_encodings = {k: v[self.train_idx] for k, v in encodings.items()}
         self.y_train = self.y_enc[self.train_idx]

@@ -16,7 +16,8 @@ import numpy as np
 FITTED = (
     "classes_", "token_groups_", "added_tokens_", "strategy_", "mask_", "mask_summary_", "n_trainable_params_",
     "learning_rate_", "history_", "pooling_", "interrupted_", "finetuned_", "interpolation_",
-    "interpolation_scores_", "fit_time_", "fit_stages_", "module_", "tokenizer_", "device_",
+    "interpolation_scores_", "fit_time_", "fit_stages_", "multilabel_", "label_names_", "thresholds_",
+    "unknown_threshold_", "module_", "tokenizer_", "device_",
 )
 
 
@@ -102,6 +103,13 @@ def _same(value, obj=None):
     return value
 
 
+def _optional(convert, n_args=1):
+    """``convert`` for a value that may be None (``n_args=2``: a decoder taking the whole object too)."""
+    if n_args == 2:
+        return lambda value, obj: None if value is None else convert(value)
+    return lambda value: None if value is None else convert(value)
+
+
 _MISSING = object()
 
 # attribute -> (JSON key, to JSON, from JSON(value, whole object), value in files written before it existed)
@@ -124,6 +132,11 @@ _CODEC = {
                               lambda rows, obj: {row[0]: tuple(row[1:]) for row in rows}, []),
     "fit_time_": ("fit_time", float, _same, _MISSING),
     "fit_stages_": ("fit_stages", _same, _same, {}),
+    # Files written before 0.4.0 hold one label per text and never reject.
+    "multilabel_": ("multilabel", bool, _same, False),
+    "label_names_": ("label_names", _same, _same, None),
+    "thresholds_": ("thresholds", _optional(lambda v: [float(t) for t in v]), _optional(np.asarray, 2), None),
+    "unknown_threshold_": ("unknown_threshold", _optional(float), _same, None),
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .targets import weighted_score
 from .training import run_inference
 
 COARSE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -24,16 +25,25 @@ def load_interpolated_(module, start, end, a):
         module.load_trainable_state_({n: torch.lerp(start[n], end[n], float(a))})
 
 
-def validation_scores(module, data, batch_size, device):
-    """(accuracy, mean log-loss) of ``module`` on ``data = (encodings, y)``."""
+def validation_scores(module, data, batch_size, device, kind=None):
+    """(accuracy, mean log-loss) of ``module`` on ``data = (encodings, y)``.
+
+    For a multi-label ``kind`` (:mod:`sksparseft.targets`), the Jaccard index and the summed
+    binary log-loss; both weighted when the encodings carry ``sample_weight``.
+    """
     X, y = data
     logits = torch.from_numpy(run_inference(module, X, batch_size, device)).double()
-    t = torch.as_tensor(np.asarray(y), dtype=torch.long)
-    acc = float((logits.argmax(dim=1) == t).double().mean())
-    return acc, float(F.cross_entropy(logits, t))
+    weight = X.get("sample_weight")
+    if kind is None or (weight is None and not kind.multilabel):
+        t = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        acc = float((logits.argmax(dim=1) == t).double().mean())
+        return acc, float(F.cross_entropy(logits, t))
+    t = kind.target_tensor(y)
+    w = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=torch.double)
+    return weighted_score(kind, logits, t, weight), float(kind.loss(logits, t, sample_weight=w))
 
 
-def select_interpolation(module, start, end, valid_data, batch_size, device, known=None):
+def select_interpolation(module, start, end, valid_data, batch_size, device, known=None, kind=None):
     """Choose ``a`` in [0, 1] by validation accuracy (ties: lower log-loss, then larger ``a``).
 
     ``known`` maps already measured points to their (accuracy, log-loss). Leaves the
@@ -45,7 +55,7 @@ def select_interpolation(module, start, end, valid_data, batch_size, device, kno
         for a in points:
             if a not in scores:
                 load_interpolated_(module, start, end, a)
-                scores[a] = validation_scores(module, valid_data, batch_size, device)
+                scores[a] = validation_scores(module, valid_data, batch_size, device, kind=kind)
 
     def best():
         return max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))

@@ -59,6 +59,9 @@ def _params_from_json(params):
     params.setdefault("refit_head", False)
     params.setdefault("average_epochs", False)
     params.setdefault("contrastive_epochs", 0)  # files saved before 0.3.0 were fitted without the stage
+    params.setdefault("unknown_label", None)  # before 0.4.0: no rejection, one label per text
+    params.setdefault("unknown_threshold", "auto")
+    params.setdefault("multilabel_threshold", 0.5)
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         params["class_weight"] = {a: b for a, b in cw["__pairs__"]}

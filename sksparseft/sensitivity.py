@@ -26,7 +26,7 @@ def eligible_parameters(module):
     return names
 
 
-def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256, device="cpu", random_state=None, progress=None):
+def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256, device="cpu", random_state=None, progress=None, kind=None):
     """Diagonal empirical Fisher of each named backbone tensor, one example at a time.
 
     Parameters
@@ -47,15 +47,20 @@ def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256
     random_state : int or None
     progress : callable, optional
         Wraps the sample iterator (a tqdm bar when verbose).
+    kind : SingleLabel or MultiLabel, optional
+        The target kind whose loss is differentiated (default: one class per text). When
+        ``encodings`` carry ``sample_weight``, each example's squared gradient is weighted
+        by it and examples of weight zero are never drawn.
 
     Returns
     -------
     dict of str -> float32 CPU tensor shaped like the parameter.
     """
     rng = np.random.default_rng(random_state)
-    pool_idx = np.arange(len(y))
+    weight = encodings.get("sample_weight")
+    pool_idx = np.arange(len(y)) if weight is None else np.flatnonzero(np.asarray(weight) > 0)
     if focus is not None:
-        covered = np.flatnonzero(focus.any(axis=1))
+        covered = np.intersect1d(pool_idx, np.flatnonzero(focus.any(axis=1)))
         if covered.size:
             pool_idx = covered
         else:
@@ -79,11 +84,14 @@ def sensitivity_scores(module, encodings, y, names, *, focus=None, n_samples=256
         for i in items:
             batch = to_batch(encodings, [i], device, focus=focus)
             logits = module(batch["input_ids"], batch["attention_mask"], focus=batch.get("focus"))
-            loss = F.cross_entropy(logits, torch.as_tensor(y[[i]], device=device))
+            if kind is None:
+                loss = F.cross_entropy(logits, torch.as_tensor(y[[i]], device=device))
+            else:
+                loss = kind.loss(logits, kind.target_tensor(y[[i]], device=device))
             grads = torch.autograd.grad(loss, targets, allow_unused=True)
             for s, g in zip(scores, grads):
                 if g is not None:
-                    s.add_(g.detach().float().pow(2))
+                    s.add_(g.detach().float().pow(2) if weight is None else g.detach().float().pow(2) * float(weight[i]))
     finally:
         for p in targets:
             p.requires_grad_(False)

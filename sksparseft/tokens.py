@@ -78,10 +78,12 @@ def _ngram_counts(sequences, y, n_classes, max_ngram):
         for n in range(1, max_ngram + 1):
             for i in range(n_tok - n + 1):
                 seen.add(tuple(seq[i : i + n]))
+        labels = label if isinstance(label, list) else (label,)  # multi-label: every label of the text
         for gram in seen:
             idx = vocab.setdefault(gram, len(vocab))
-            rows.append(idx)
-            cols.append(label)
+            for lab in labels:
+                rows.append(idx)
+                cols.append(lab)
     if not vocab:
         return [], None
     counts = sparse.coo_matrix(
@@ -120,7 +122,8 @@ def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_c
     sequences : list of list of int
         Content token ids of each training text.
     y : ndarray of int
-        Class index of each text.
+        Class index of each text, or a 2-D 0/1 indicator (multi-label): a text then counts
+        towards each of its labels.
     n_classes : int
     n_groups, max_ngram, min_count : int
         How many groups to keep, the longest n-gram, the fewest texts a group must occur in.
@@ -136,7 +139,9 @@ def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_c
     list of TokenGroup, best first.
     """
     y = np.asarray(y)
-    grams, counts = _ngram_counts(sequences, y, n_classes, max_ngram)
+    multilabel = y.ndim == 2
+    grams, counts = _ngram_counts(sequences, [np.flatnonzero(r).tolist() for r in y] if multilabel else y,
+                                  n_classes, max_ngram)
     if not grams:
         return []
     doc_freq = np.asarray(counts.sum(axis=1)).ravel()
@@ -144,7 +149,7 @@ def discover_token_groups(sequences, y, n_classes, *, n_groups, max_ngram, min_c
     if candidates.size == 0:
         return []
 
-    prior = np.bincount(y, minlength=n_classes).astype(np.float64)
+    prior = (y.sum(axis=0) if multilabel else np.bincount(y, minlength=n_classes)).astype(np.float64)
     prior = prior / prior.sum()
     c = counts[candidates].toarray()
     n_g = c.sum(axis=1, keepdims=True)

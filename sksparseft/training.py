@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import torch
@@ -11,9 +13,9 @@ from skorch.callbacks import Callback, EarlyStopping, EpochScoring, GradientNorm
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
-from torch.nn import functional as F
 
 from .batching import BucketLoader, length_sorted_batches, to_batch, trim_collate
+from .targets import SingleLabel, TargetLoss, weighted_score
 
 
 class SparseNet(NeuralNet):
@@ -33,6 +35,19 @@ class SparseNet(NeuralNet):
                 isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience for _, cb in self.callbacks_
             )
             raise
+
+    def infer(self, x, **fit_params):
+        # Per-text weights travel with the batch for the loss; the module never sees them.
+        if isinstance(x, Mapping) and "sample_weight" in x:
+            x = {k: v for k, v in x.items() if k != "sample_weight"}
+        return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        weight = X.get("sample_weight") if isinstance(X, Mapping) else None
+        if weight is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        target = torch.as_tensor(y_true).to(y_pred.device)
+        return self.criterion_(y_pred, target, sample_weight=torch.as_tensor(weight).to(y_pred.device))
 
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
@@ -112,14 +127,22 @@ class WarmupLinearDecay:
         return max(0.0, (self.total - step) / max(self.total - self.warmup, 1))
 
 
-def _accuracy(net, X, y):
+def _accuracy(kind, net, X, y):
+    """Validation score of the epoch: accuracy (multi-label: Jaccard), weighted when texts carry weights."""
     # skorch caches the validation forward pass, so this costs no extra inference.
-    logits = net.predict(X)
-    return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
+    logits = torch.as_tensor(np.asarray(net.predict(X)))
+    data = getattr(X, "X", X)
+    weight = data.get("sample_weight") if isinstance(data, Mapping) else None
+    if weight is None and not kind.multilabel:
+        return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
+    return weighted_score(kind, logits, kind.target_tensor(y), weight)
 
 
-def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None):
+def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None, kind=None):
     """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
+
+    ``kind`` (:mod:`sksparseft.targets`) gives the loss and the validation score; texts whose
+    encodings carry ``sample_weight`` weigh in the loss and the score by it.
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
     net scores ``valid_acc`` each epoch and stops early after ``patience`` epochs
@@ -133,7 +156,7 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         ("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=WarmupLinearDecay(total, warmup_fraction * total), step_every="batch")),
     ]
     if valid_data is not None:
-        cbs.append(("valid_acc", EpochScoring(_accuracy, name="valid_acc", lower_is_better=False, on_train=False)))
+        cbs.append(("valid_acc", EpochScoring(partial(_accuracy, kind or SingleLabel()), name="valid_acc", lower_is_better=False, on_train=False)))
         if patience:
             cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
     cbs.extend(extra_callbacks)
@@ -150,7 +173,8 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         net_class, extra = AcceleratedSparseNet, {"device": None, "accelerator": accelerator}
     return net_class(
         module,
-        criterion=torch.nn.CrossEntropyLoss,
+        criterion=TargetLoss,
+        criterion__kind=kind or SingleLabel(),
         criterion__weight=weight,
         optimizer=torch.optim.AdamW,
         optimizer__weight_decay=weight_decay,
@@ -196,33 +220,41 @@ def run_inference(module, encodings, batch_size, device, what="logits", progress
     return out
 
 
-def fit_head_on_features(module, encodings, y, batch_size, device, *, class_weight=None, progress=None):
+def fit_head_on_features(module, encodings, y, batch_size, device, *, class_weight=None, progress=None, kind=None):
     """Fit ``module.head`` as a logistic regression on ``module``'s pooled features of ``encodings``.
 
-    The linear probe before training and the head refit after it.
+    The linear probe before training and the head refit after it; texts weigh by
+    ``encodings["sample_weight"]`` when present.
     """
     feats = run_inference(module, encodings, batch_size, device, what="features", progress=progress)
-    fit_linear_probe(module.head, feats, y, class_weight=class_weight)
+    fit_linear_probe(module.head, feats, y, class_weight=class_weight, sample_weight=encodings.get("sample_weight"),
+                     kind=kind)
 
 
-def fit_linear_probe(head, features, y, *, class_weight=None, C=1.0, max_iter=200):
-    """Initialise ``head`` as an L2-regularised multinomial logistic regression on frozen features.
+def fit_linear_probe(head, features, y, *, class_weight=None, sample_weight=None, kind=None, C=1.0, max_iter=200):
+    """Initialise ``head`` as an L2-regularised logistic regression on frozen features.
 
-    Starting the finetune from a trained head (LP-FT) keeps the first steps from
-    wrecking the backbone with gradients of a random head.
+    Multinomial for one class per text, one-vs-rest for a multi-label ``kind``. With
+    ``sample_weight`` the data term is the weighted mean and the penalty is scaled by the
+    total weight, so integer weights give the fit of repeated rows. Starting the finetune
+    from a trained head (LP-FT) keeps the first steps from wrecking the backbone with
+    gradients of a random head.
     """
+    kind = kind or SingleLabel()
     device = head.weight.device
     X = torch.as_tensor(features, dtype=torch.float32, device=device)
-    t = torch.as_tensor(y, dtype=torch.long, device=device)
+    t = kind.target_tensor(y, device=device)
     w = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+    sw = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
     W = torch.zeros_like(head.weight, dtype=torch.float32, requires_grad=True)
     b = torch.zeros_like(head.bias, dtype=torch.float32, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-6)
-    reg = 0.5 / (C * max(len(t), 1))
+    total = len(t) if sw is None else float(sw.sum())
+    reg = 0.5 / (C * max(total, 1e-12) if sw is not None else C * max(len(t), 1))
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(X @ W.T + b, t, weight=w) + reg * W.pow(2).sum()
+        loss = kind.loss(X @ W.T + b, t, class_weight=w, sample_weight=sw) + reg * W.pow(2).sum()
         loss.backward()
         return loss
 

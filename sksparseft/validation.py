@@ -39,14 +39,17 @@ def validate_texts(X, name="X"):
 
 
 def validate_y(y, n):
-    """``y`` as a 1-D label array of ``n`` entries (strings stay objects, numbers keep their dtype)."""
+    """``y`` as a 1-D label array of ``n`` entries (strings stay objects, numbers keep their dtype),
+    or a 2-D 0/1 indicator array ``(n, n_labels)`` for multi-label targets."""
     if y is None:
         raise ValueError("y is required: the class label of every text")
+    if getattr(y, "ndim", None) == 2 and y.shape[1] > 1:
+        return _validate_indicator(y, n)
     y_obj = np.asarray(y, dtype=object)
     if y_obj.ndim == 2 and y_obj.shape[1] == 1:
         y_obj = y_obj[:, 0]
     if y_obj.ndim != 1:
-        raise ValueError(f"y must be one-dimensional, got shape {y_obj.shape}")
+        raise ValueError(f"y must be one-dimensional (or a 2-D 0/1 indicator for multi-label), got shape {y_obj.shape}")
     if len(y_obj) != n:
         raise ValueError(f"X and y have different lengths: {n} texts, {len(y_obj)} labels")
     for i, v in enumerate(y_obj):
@@ -54,27 +57,89 @@ def validate_y(y, n):
             raise ValueError(f"y[{i}] is missing ({v!r}); every text needs a label")
     if len({isinstance(v, str) for v in y_obj}) > 1:
         raise TypeError("y mixes strings and other types; use one label type")
-    y = y_obj if all(isinstance(v, str) for v in y_obj) else np.asarray(y_obj.tolist())
+    if all(isinstance(v, str) for v in y_obj):
+        y = y_obj
+    else:
+        y_arr = np.asarray(y)
+        y_arr = y_arr[:, 0] if y_arr.ndim == 2 else y_arr
+        # Numbers keep their own dtype (int32 labels come back from predict as int32).
+        y = y_arr if y_arr.dtype.kind in "biuf" else np.asarray(y_obj.tolist())
     check_classification_targets(y)
     return y
 
 
+def _validate_indicator(y, n):
+    """A multi-label target: a 2-D array of 0/1 with a column per label."""
+    names = label_names(y)
+    arr = np.asarray(y)
+    if len(arr) != n:
+        raise ValueError(f"X and y have different lengths: {n} texts, {len(arr)} label rows")
+    try:
+        values = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("a 2-D y must be a 0/1 indicator array (n_samples, n_labels) for multi-label "
+                         "classification; its entries are not numbers") from None
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError("a 2-D y must be a 0/1 indicator array (n_samples, n_labels) for multi-label "
+                         "classification; it holds other values")
+    for j, col in enumerate(values.T):
+        if col.all() or not col.any():
+            name = f" ({names[j]!r})" if names else ""
+            state = "all one" if col.all() else "all zero"
+            raise ValueError(f"y column {j}{name} is {state}: every label needs texts with and without it")
+    return values.astype(arr.dtype if arr.dtype.kind in "biu" else np.int64)
+
+
 def validate_labelled(X, y):
-    """``(texts, y, classes, y_enc)`` for fit: at least two texts of two classes."""
+    """``(texts, y, classes, y_enc)`` for fit: at least two texts of two classes.
+
+    For a 2-D indicator ``y`` (multi-label), ``classes`` is ``arange(n_labels)`` as in
+    scikit-learn and ``y_enc`` the indicator itself.
+    """
     texts = validate_texts(X)
     if not texts:
         raise ValueError("X is empty: at least two texts of two classes are needed")
     y = validate_y(y, len(texts))
+    if y.ndim == 2:
+        return texts, y, np.arange(y.shape[1]), y
     classes, y_enc = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least two")
     return texts, y, classes, y_enc
 
 
+def validate_sample_weight(sample_weight, n):
+    """``sample_weight`` as a float64 array of ``n`` non-negative weights, not all zero (None stays None)."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("sample_weight must be an array of numbers") from None
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be one-dimensional, got shape {w.shape}")
+    if len(w) != n:
+        raise ValueError(f"sample_weight has {len(w)} entries for {n} texts")
+    if not np.isfinite(w).all():
+        i = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise ValueError(f"sample_weight[{i}] is {w[i]}; weights must be finite numbers")
+    if (w < 0).any():
+        i = int(np.flatnonzero(w < 0)[0])
+        raise ValueError(f"sample_weight[{i}] is negative ({w[i]}); weights must be >= 0")
+    if not w.any():
+        raise ValueError("sample_weight is zero for every text; at least one text must count")
+    return w
+
+
 def class_weights(class_weight, classes, y):
     """Per-class loss weights in the order of ``classes`` (None: unweighted)."""
     if class_weight is None:
         return None
+    if np.ndim(y) == 2:
+        raise ValueError("class_weight applies to one label per text; for a multi-label y, weight texts "
+                         "with fit(..., sample_weight=...)")
     if isinstance(class_weight, dict):
         unknown = set(class_weight) - set(classes.tolist())
         if unknown:
@@ -91,7 +156,18 @@ def validation_split(y_enc, fraction, seed):
         if fraction:
             warnings.warn(f"{n} texts are too few for validation_fraction={fraction}; training without early stopping", stacklevel=5)
         return idx, None
+    if np.ndim(y_enc) == 2:  # multi-label: a plain random split
+        train_idx, valid_idx = train_test_split(idx, test_size=n_valid, random_state=seed if seed is not None else 0)
+        return np.sort(train_idx), np.sort(valid_idx)
     counts = np.bincount(y_enc)
     stratify = y_enc if counts.min() >= 2 and n_valid >= len(counts) and n - n_valid >= len(counts) else None
     train_idx, valid_idx = train_test_split(idx, test_size=n_valid, stratify=stratify, random_state=seed if seed is not None else 0)
     return np.sort(train_idx), np.sort(valid_idx)
+
+
+def label_names(y):
+    """The label names of a multi-label ``y`` given as a pandas DataFrame (its columns), else None."""
+    columns = getattr(y, "columns", None)
+    if columns is None or getattr(y, "ndim", 1) != 2 or len(columns) < 2:
+        return None
+    return [str(c) for c in columns]

@@ -26,6 +26,8 @@ class FitContext:
     progress: object = None
     #: makes every process agree on the mask in data-parallel fits (process 0's wins)
     sync: object = None
+    #: the target kind (sksparseft.targets): its loss is what sensitivity differentiates
+    kind: object = None
 
 
 class Strategy:

@@ -60,7 +60,7 @@ class TokenSparse(MaskStrategy):
         scores = sensitivity_scores(
             module, ctx.encodings, ctx.y, names, focus=ctx.focus if self.token_focus else None,
             n_samples=ctx.n_sensitivity_samples, device=ctx.device, random_state=ctx.random_state,
-            progress=ctx.progress,
+            progress=ctx.progress, kind=ctx.kind,
         )
         rows = self.settings.get("embedding_rows") and min_layer is None
         always = _embedding_rows(module, ctx.groups) if rows else {}
