@@ -397,9 +397,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
                 raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
             device = accelerator.device
         names = label_names(y)
+        X, y, sample_weight = _drop_unweighted(X, y, sample_weight)
         texts, y, classes, y_enc = validate_labelled(X, y)
         kind = target_kind(y_enc)
-        sample_weight = validate_sample_weight(sample_weight, len(texts))
         weights = class_weights(self.class_weight, classes, y)  # unknown classes fail before anything loads
         self._check_thresholds(kind, y)
         if self.random_state is not None:
@@ -606,3 +606,16 @@ def _check_label_type(unknown_label, y):
     if not ok:
         kind = "strings" if isinstance(y, np.ndarray) and y.dtype == object else f"numbers ({np.asarray(y).dtype})"
         raise TypeError(f"unknown_label={unknown_label!r} cannot be mixed with the labels of y, which are {kind}")
+
+
+def _drop_unweighted(X, y, sample_weight):
+    """Texts of weight 0 are left out of the fit altogether (as if they were not given)."""
+    if sample_weight is None:
+        return X, y, None
+    texts = validate_texts(X)
+    weights = validate_sample_weight(sample_weight, len(texts))
+    keep = np.flatnonzero(weights > 0)
+    if len(keep) == len(texts) or y is None or len(y) != len(texts):
+        return texts, y, weights  # nothing to drop, or validate_labelled names the problem with y
+    rows = y.iloc if hasattr(y, "iloc") else y if isinstance(y, np.ndarray) else np.asarray(y, dtype=object)
+    return [texts[i] for i in keep], rows[keep], weights[keep]
