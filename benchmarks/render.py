@@ -376,8 +376,64 @@ def _summary(files, plots):
     return lines
 
 
+# ----------------------------------------------------------------------------- features
+FEATURE_NAMES = {"default": "TokenSparseClassifier()", "default_auto": "TokenSparseClassifier(multilabel_threshold=\"auto\")",
+                 "frozen_lr": "frozen-embedding LR, same rule", "frozen_ovr_lr": "frozen-embedding one-vs-rest LR"}
+
+
+def _feature_table(rows, config, fields, intro):
+    """One table per regime of a ``features`` config: mean ± std over seeds of each field, per variant."""
+    lines = []
+    for regime in sorted({r["regime"] for r in rows}):
+        mine = [r for r in rows if r["regime"] == regime and not r.get("error")]
+        last = {}
+        for r in mine:  # a rerun of a seed supersedes; the raw file keeps both
+            last[(r["variant"], r["seed"])] = r
+        mine = list(last.values())
+        ex = mine[0]
+        lines += [f"#### {regime}: {ex['n_train']:,} training texts", "",
+                  f"`python -m benchmarks.run --config {config}`; written by {provenance(mine)}; {ex['device']}, "
+                  f"torch {ex['torch']}; {intro}", "",
+                  "| method | seeds | " + " | ".join(name for name, _ in fields) + " | fit s |",
+                  "|---" * (len(fields) + 3) + "|"]
+        for variant in [v for v in FEATURE_NAMES if any(r["variant"] == v for r in mine)]:
+            g = sorted((r for r in mine if r["variant"] == variant), key=lambda r: r["seed"])
+            cells = [FEATURE_NAMES[variant], ", ".join(str(r["seed"]) for r in g)]
+            cells += [_ms([r[f] for r in g]) for _, f in fields]
+            cells.append(_ms([r["fit_s"] for r in g], "{:.0f}"))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _oos(files, plots):
+    lines = []
+    for config in ("oos", "oos_full"):
+        if files.get(config):
+            lines += _feature_table(files[config], config, [("in-scope accuracy", "inscope_accuracy"),
+                                                            ("out-of-scope recall", "oos_recall"),
+                                                            ("in-scope rejected", "inscope_rejected"),
+                                                            ("threshold", "threshold")],
+                                    "CLINC150 test: 4,500 in-scope and 1,000 out-of-scope queries.")
+    return lines or ["No rows yet: `python -m benchmarks.run --config oos`."]
+
+
+def _multilabel(files, plots):
+    rows = files.get("multilabel", [])
+    if not rows:
+        return ["No rows yet: `python -m benchmarks.run --config multilabel`."]
+    ex = rows[0]
+    return _feature_table(rows, "multilabel", [("micro-F1", "micro_f1"), ("macro-F1", "macro_f1"),
+                                               ("exact match", "subset_accuracy"),
+                                               ("exact match, two-request messages", "subset_accuracy_pairs")],
+                          f"{ex['n_labels']} labels; test: {ex['n_test']:,} messages, {ex['n_test_pairs']:,} of them "
+                          "two requests.")
+
+
 BLOCKS = {
     "summary": _summary,
+    "oos": _oos,
+    "multilabel": _multilabel,
     "comparisons-current": lambda files, plots: _comparisons(files, True, plots),
     "comparisons-earlier": lambda files, plots: _comparisons(files, False, plots),
     "interpolation": _interpolation,

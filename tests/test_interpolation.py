@@ -43,7 +43,7 @@ def test_selection_searches_coarse_then_refines_and_loads_the_winner(tiny_model,
     # Accuracy as a known function of where the module sits (read from the head's bias).
     b0, b1 = start["head.bias"], end["head.bias"]
 
-    def fake_scores(module, data, batch_size, device):
+    def fake_scores(module, data, batch_size, device, kind=None):
         a = float(((module.head.bias.detach() - b0) @ (b1 - b0)) / ((b1 - b0) @ (b1 - b0)))
         return round(1.0 - abs(a - 0.625), 6), 0.5
 
@@ -56,7 +56,7 @@ def test_selection_searches_coarse_then_refines_and_loads_the_winner(tiny_model,
 
 def test_selection_breaks_ties_by_log_loss_then_by_the_larger_weight(tiny_model, monkeypatch):
     _, m, start, end = _start_and_end(tiny_model)
-    monkeypatch.setattr(interpolation, "validation_scores", lambda *args: (0.9, 0.3))
+    monkeypatch.setattr(interpolation, "validation_scores", lambda *args, **kwargs: (0.9, 0.3))
     a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"), known={0.0: (0.9, 0.1)})
     assert a == 0.0  # same accuracy, lower log-loss
     a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"))

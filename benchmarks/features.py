@@ -1,0 +1,179 @@
+"""Part ``features``: unknown-intent rejection on CLINC150 and multi-label messages built from BANKING77.
+
+``oos``: the estimator with ``unknown_label="oos"`` (threshold "auto": 95% of in-scope
+validation texts accepted) against logistic regression on frozen embeddings with the same
+rule (fitted on 90% of the training texts, threshold from the held-out 10%, refitted on all).
+Scored on CLINC150's test split: in-scope accuracy (a rejected in-scope query is an error),
+out-of-scope recall (share of the 1,000 out-of-scope test queries rejected). ``10shot`` draws
+10 in-scope texts per intent and no out-of-scope text; ``full`` trains on the 15,000 in-scope
+texts and the 100 labelled out-of-scope ones (class ``oos``), as Larson et al. (2019) did.
+
+``multilabel``: messages of one or two BANKING77 requests. Training: the 10-shot sample (770
+texts), each text once alone, plus two-request messages: the sample shuffled with the seed and
+joined two by two with ". " (about 380; a pair of one intent is dropped), labelled with both. Test: the test split shuffled with the seed, half the texts alone and
+the other half joined in pairs the same way. The estimator with an indicator ``y`` against
+one-vs-rest logistic regression on frozen embeddings, both at threshold 0.5 (and the estimator
+with ``multilabel_threshold="auto"``). One fresh process per fit; rows append as they come.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .common import CLINC, MODEL, append_row, how_run, in_fresh_process, load, peak_memory
+
+
+def oos_data(regime, seed):
+    """``(X, y, X_test_in, y_test_in, X_test_oos)`` of CLINC150."""
+    import json
+
+    X, y, Xt, yt, oos = load("clinc150", regime, seed)
+    if regime == "full":
+        data = json.loads(CLINC.read_text())
+        X = X + [t for t, _ in data["oos_train"]]
+        y = np.concatenate([y, np.asarray(["oos"] * len(data["oos_train"]), dtype=object)])
+    return X, y, Xt, yt, oos["test_oos"]
+
+
+def _join(texts, labels, rng):
+    """Pairs of texts of different labels joined into one message; ``(messages, label sets)``."""
+    order = rng.permutation(len(texts))
+    out, sets = [], []
+    for a, b in zip(order[0::2], order[1::2]):
+        if labels[a] == labels[b]:
+            continue
+        out.append(f"{texts[a].rstrip('.?! ')}. {texts[b]}")
+        sets.append({labels[a], labels[b]})
+    return out, sets
+
+
+def multilabel_data(seed):
+    """``(X, Y, X_test, Y_test, names)`` of the two-request BANKING77 messages (``Y``: 0/1 indicators)."""
+    X, y, Xt, yt, _ = load("banking77", "10shot", seed)
+    rng = np.random.default_rng(seed)
+    names = sorted(set(y))
+    pairs, pair_sets = _join(X, y, rng)
+    train = list(X) + pairs
+    train_sets = [{v} for v in y] + pair_sets
+    order = rng.permutation(len(Xt))
+    half = len(order) // 2
+    singles = [Xt[i] for i in order[:half]]
+    test_pairs, test_pair_sets = _join([Xt[i] for i in order[half:]], [yt[i] for i in order[half:]], rng)
+    test = singles + test_pairs
+    test_sets = [{yt[i]} for i in order[:half]] + test_pair_sets
+
+    def indicator(sets):
+        return np.asarray([[int(n in s) for n in names] for s in sets], dtype=np.int64)
+
+    return train, indicator(train_sets), test, indicator(test_sets), names
+
+
+def _strategy(spec):
+    """The estimator's own default strategy for method "default", else the named one."""
+    return {} if spec["method"] == "default" else {"strategy": spec["method"]}
+
+
+def _frozen_features():
+    from .compare import FrozenEmbeddings
+
+    return FrozenEmbeddings(MODEL)
+
+
+def one_oos(spec, queue):
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from sksparseft import TokenSparseClassifier
+
+    X, y, Xt, yt, Xo = oos_data(spec["regime"], spec["seed"])
+    torch.manual_seed(spec["seed"])
+    row = dict(spec)
+    t0 = time.perf_counter()
+    if spec["method"] == "frozen_lr":
+        embed = _frozen_features()
+        F = embed(X)
+        idx = np.arange(len(X))
+        fit_idx, val_idx = train_test_split(idx, test_size=0.1, stratify=y, random_state=spec["seed"])
+        probe = LogisticRegression(C=1, max_iter=3000).fit(F[fit_idx], y[fit_idx])
+        val_proba = probe.predict_proba(F[val_idx])
+        in_scope = y[val_idx] != "oos"
+        thr = float(np.quantile(val_proba[in_scope].max(axis=1), 0.05, method="lower"))
+        model = LogisticRegression(C=1, max_iter=3000).fit(F, y)
+        classes = model.classes_
+
+        def predict(texts):
+            proba = model.predict_proba(embed(texts))
+            labels = classes[proba.argmax(axis=1)].astype(object)
+            labels[(proba.max(axis=1) < thr) | (labels == "oos")] = "oos"
+            return labels
+    else:
+        clf = TokenSparseClassifier(model=MODEL, random_state=spec["seed"], unknown_label="oos",
+                                    **_strategy(spec), **spec.get("params", {})).fit(X, y)
+        thr, predict = clf.unknown_threshold_, clf.predict
+        row.update(epochs=len(clf.history_) - 1, interpolation=clf.interpolation_, stages=clf.fit_stages_,
+                   contrastive_epochs=clf.contrastive_epochs)
+    row["fit_s"] = time.perf_counter() - t0
+    pred_in, pred_oos = predict(Xt), predict(Xo)
+    row.update(threshold=float(thr), inscope_accuracy=float((pred_in == yt).mean()),
+               inscope_rejected=float((pred_in == "oos").mean()), oos_recall=float((pred_oos == "oos").mean()),
+               n_train=len(X), n_test_in=len(Xt), n_test_oos=len(Xo), **peak_memory(), **how_run())
+    queue.put(row)
+
+
+def one_multilabel(spec, queue):
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from sksparseft import TokenSparseClassifier
+
+    X, Y, Xt, Yt, names = multilabel_data(spec["seed"])
+    torch.manual_seed(spec["seed"])
+    row = dict(spec)
+    t0 = time.perf_counter()
+    if spec["method"] == "frozen_ovr_lr":
+        embed = _frozen_features()
+        model = OneVsRestClassifier(LogisticRegression(C=1, max_iter=3000)).fit(embed(X), Y)
+
+        def predict(texts):
+            return (model.predict_proba(embed(texts)) >= 0.5).astype(int)
+    else:
+        clf = TokenSparseClassifier(model=MODEL, random_state=spec["seed"], **_strategy(spec),
+                                    **spec.get("params", {})).fit(X, Y)
+        predict = clf.predict
+        row.update(epochs=len(clf.history_) - 1, interpolation=clf.interpolation_, stages=clf.fit_stages_,
+                   contrastive_epochs=clf.contrastive_epochs, thresholds_mean=float(np.mean(clf.thresholds_)))
+    row["fit_s"] = time.perf_counter() - t0
+    pred = predict(Xt)
+    two = Yt.sum(axis=1) == 2
+    row.update(micro_f1=float(f1_score(Yt, pred, average="micro", zero_division=0)),
+               macro_f1=float(f1_score(Yt, pred, average="macro", zero_division=0)),
+               subset_accuracy=float(accuracy_score(Yt, pred)),
+               subset_accuracy_pairs=float(accuracy_score(Yt[two], pred[two])),
+               n_train=len(X), n_train_pairs=int((Y.sum(axis=1) == 2).sum()), n_test=len(Xt),
+               n_test_pairs=int(two.sum()), n_labels=len(names), **peak_memory(), **how_run())
+    queue.put(row)
+
+
+def run(cfg, out, args):
+    target = {"oos": one_oos, "multilabel": one_multilabel}[cfg["task"]]
+    for regime in cfg["regimes"]:
+        for seed in [s for s in cfg["seeds"] if not args.seeds or s in args.seeds]:
+            for name, variant in cfg["variants"].items():
+                if args.only and name not in args.only:
+                    continue
+                if regime in variant.get("skip_regimes", ()):
+                    continue
+                spec = {"config": cfg["name"], "task": cfg["task"], "variant": name, "regime": regime, "seed": seed,
+                        "method": variant["method"], "params": variant.get("params", {})}
+                row = in_fresh_process(target, spec)
+                if row is None:
+                    row = {**spec, "error": "process died", **how_run()}
+                append_row(out, row)
+                shown = {k: round(v, 4) for k, v in row.items()
+                         if k in ("inscope_accuracy", "oos_recall", "micro_f1", "macro_f1", "fit_s")}
+                print(f"{cfg['name']} {regime} seed {seed} {name}: {shown or row.get('error')}", flush=True)
