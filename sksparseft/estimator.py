@@ -495,14 +495,17 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         """Which token groups of each text pushed its prediction, and how much.
 
         Each group found in a text is removed from it and the text scored again;
-        the group's ``effect`` is the drop in the predicted class's probability
+        the group's ``effect`` is the drop in the most probable class's probability
         (positive: it supported the prediction).
 
         Returns
         -------
         list of dict
-            Per text: ``text``, ``prediction``, ``probability`` and ``groups``
-            (up to ``top`` of ``{group, class, effect}``, largest absolute effect first).
+            Per text: ``text``, ``prediction`` (what ``predict`` returns: the unknown
+            label when rejected, the 0/1 row for multi-label), ``class`` (the most
+            probable class, whose probability the effects are measured on),
+            ``probability`` and ``groups`` (up to ``top`` of ``{group, class, effect}``,
+            largest absolute effect first).
         """
         check_is_fitted(self, "module_")
         texts = validate_texts(X)
