@@ -144,8 +144,15 @@ def cmd_fit(args):
         clf = TokenSparseClassifier(**params)
     except TypeError as exc:
         raise InputError(f"--set: {exc}") from exc
+    weights = None
+    if args.weight_column:
+        raw = column(rows, args.weight_column, args.data)
+        try:
+            weights = [float(v) for v in raw]
+        except (TypeError, ValueError):
+            raise InputError(f"{args.data}: column {args.weight_column!r} holds a value that is not a number") from None
     try:
-        clf.fit(X, y)
+        clf.fit(X, y, sample_weight=weights)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from exc
     clf.save(args.model_out, include_backbone=args.include_backbone)
@@ -248,6 +255,7 @@ def build_parser():
     f.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an estimator parameter, value as JSON or bare string (repeatable): --set strategy=lora")
     f.add_argument("--include-backbone", action="store_true", help="store the whole backbone in the file")
+    f.add_argument("--weight-column", default=None, help="column of per-text weights (fit's sample_weight)")
     f.set_defaults(func=cmd_fit)
 
     for name, func, helptext, labels in (

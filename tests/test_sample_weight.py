@@ -96,3 +96,23 @@ def test_pandas_and_object_array_inputs(tiny_model, toy_data):
     assert int32.predict(X[:3]).dtype == np.int32 and int32.classes_.dtype == np.int32
     strings = TokenSparseClassifier(tiny_model, **SETTINGS).fit(X, pd.Series(y, dtype="category"))
     assert set(strings.predict(X)) <= {"card", "refund", "pin"}
+
+
+def test_cli_reads_weights_from_a_column(tiny_model, toy_data, tmp_path):
+    import csv
+
+    from sksparseft.cli import EXIT_INPUT, EXIT_OK, main
+
+    X, y = toy_data
+    data = tmp_path / "train.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label", "weight"])
+        w.writerows((t, c, 3 if c == "refund" else 1) for t, c in zip(X, y))
+    args = ["fit", "--data", str(data), "--model-out", str(tmp_path / "m.safetensors"), "--quiet", "--device", "cpu",
+            "--set", f"model={tiny_model}", "--set", "max_epochs=1", "--set", "batch_size=8",
+            "--set", "n_sensitivity_samples=8", "--set", "random_state=0"]
+    assert main(args + ["--weight-column", "weight"]) == EXIT_OK
+    assert TokenSparseClassifier.load(tmp_path / "m.safetensors").classes_.tolist() == ["card", "pin", "refund"]
+    assert main(args + ["--weight-column", "label"]) == EXIT_INPUT  # not numbers
+    assert main(args + ["--weight-column", "missing"]) == EXIT_INPUT

@@ -1,6 +1,7 @@
 """Unknown-intent rejection: ``unknown_label`` / ``unknown_threshold`` through fit, predict, save, exports and the CLI."""
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -118,3 +119,14 @@ def test_cli_sets_the_unknown_label_and_reports_rejection(tiny_model, toy_data, 
     assert main(["evaluate", "--model", str(model), "--data", str(data), "--output", str(out), "--quiet"]) == EXIT_OK
     report = json.loads(out.read_text())
     assert 0.0 <= report["rejected"] <= 1.0 and "unknown_recall" in report and "in_scope_accuracy" in report
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
+                    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+def test_onnx_export_carries_the_unknown_label_and_threshold(rejecting, tmp_path):
+    import onnx
+
+    meta = json.loads({p.key: p.value for p in onnx.load(str(rejecting.to_onnx(tmp_path / "m.onnx"))).metadata_props}
+                      ["sksparseft"])
+    assert meta["unknown_label"] == "oos" and meta["unknown_threshold"] == rejecting.unknown_threshold_
+    assert meta["classes"] == [str(c) for c in rejecting.classes_] and not meta["multilabel"]
