@@ -133,10 +133,19 @@ CONFIGS = {
                            "contrastive_epochs": 2, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                        "cost_cached_noise_c2": {"method": "token_sparse", "lead": "CachedNoise", "params": {
                            "contrastive_epochs": 2, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
+                       "random_rows": {"method": "random_rows"},
+                       "random_rows_top3": {"method": "random_rows", "params": {"strategy_options": {"min_layer": 3}}},
+                       "random_rows_top3_cached": {"method": "random_rows", "params": {
+                           "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                    }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},
+    "cost_rows": {"part": "cost", "parts": ["ratio"], "n_train": 3000, "epochs": 2,
+                  "variants": ["full", "random", "random_rows", "random_rows_top3", "random_rows_top3_cached"],
+                  "references": ["frozen_lr"],
+                  "about": "fit-time ratio to `full` of the default and of whole-row random masks (0.4.0 fits, "
+                           "contrastive stage included), 3,000 texts, 2 epochs, CPU"},
     "cost_cpu_full": {"part": "cost", "parts": ["ratio"], "n_train": 10003, "epochs": 3,
                       "variants": ["full", "token_sparse", "min_layer3", "min_layer3_uncached"],
                       "about": "fit-time ratio to `full` on full BANKING77, 3 epochs, CPU"},
