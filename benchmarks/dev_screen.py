@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from .common import MODEL, append_row, how_run, in_fresh_process, peak_memory
 from .dev_variants import train_dev

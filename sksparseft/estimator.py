@@ -25,7 +25,8 @@ from .strategies import get_strategy
 from .tokens import encode
 from .targets import KINDS, target_kind
 from .training import run_inference
-from .validation import class_weights, label_names, validate_labelled, validate_sample_weight, validate_texts
+from .validation import (check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled,
+                         validate_texts)
 
 
 class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
@@ -397,7 +398,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
                 raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
             device = accelerator.device
         names = label_names(y)
-        X, y, sample_weight = _drop_unweighted(X, y, sample_weight)
+        X, y, sample_weight = drop_unweighted(X, y, sample_weight)
         texts, y, classes, y_enc = validate_labelled(X, y)
         kind = target_kind(y_enc)
         weights = class_weights(self.class_weight, classes, y)  # unknown classes fail before anything loads
@@ -415,7 +416,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
             if kind.multilabel:
                 raise ValueError("unknown_label applies to one label per text; a multi-label y (2-D indicator) "
                                  "rejects a text by predicting none of its labels")
-            _check_label_type(self.unknown_label, y)
+            check_unknown_label(self.unknown_label, y)
             if self.unknown_threshold == "auto" and no_split:
                 raise ValueError("unknown_threshold='auto' is chosen on the validation split; set "
                                  "validation_fraction > 0 or give unknown_threshold as a number")
@@ -597,28 +598,3 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         tags.non_deterministic = False
         return tags
 
-
-def _check_label_type(unknown_label, y):
-    """``unknown_label`` must be a label of ``y``'s kind: a str among str labels, a number among numbers."""
-    if isinstance(y, np.ndarray) and y.dtype == object:
-        ok = isinstance(unknown_label, str)
-    else:
-        ok = isinstance(unknown_label, (Integral, Real)) and not isinstance(unknown_label, str)
-        if ok and np.asarray(y).dtype.kind in "biu" and float(unknown_label) != int(unknown_label):
-            ok = False
-    if not ok:
-        kind = "strings" if isinstance(y, np.ndarray) and y.dtype == object else f"numbers ({np.asarray(y).dtype})"
-        raise TypeError(f"unknown_label={unknown_label!r} cannot be mixed with the labels of y, which are {kind}")
-
-
-def _drop_unweighted(X, y, sample_weight):
-    """Texts of weight 0 are left out of the fit altogether (as if they were not given)."""
-    if sample_weight is None:
-        return X, y, None
-    texts = validate_texts(X)
-    weights = validate_sample_weight(sample_weight, len(texts))
-    keep = np.flatnonzero(weights > 0)
-    if len(keep) == len(texts) or y is None or len(y) != len(texts):
-        return texts, y, weights  # nothing to drop, or validate_labelled names the problem with y
-    rows = y.iloc if hasattr(y, "iloc") else y if isinstance(y, np.ndarray) else np.asarray(y, dtype=object)
-    return [texts[i] for i in keep], rows[keep], weights[keep]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -171,3 +172,29 @@ def label_names(y):
     if columns is None or getattr(y, "ndim", 1) != 2 or len(columns) < 2:
         return None
     return [str(c) for c in columns]
+
+
+def check_unknown_label(unknown_label, y):
+    """``unknown_label`` must be a label of ``y``'s kind: a str among str labels, a number among numbers."""
+    if isinstance(y, np.ndarray) and y.dtype == object:
+        ok = isinstance(unknown_label, str)
+    else:
+        ok = isinstance(unknown_label, (Integral, Real)) and not isinstance(unknown_label, str)
+        if ok and np.asarray(y).dtype.kind in "biu" and float(unknown_label) != int(unknown_label):
+            ok = False
+    if not ok:
+        kind = "strings" if isinstance(y, np.ndarray) and y.dtype == object else f"numbers ({np.asarray(y).dtype})"
+        raise TypeError(f"unknown_label={unknown_label!r} cannot be mixed with the labels of y, which are {kind}")
+
+
+def drop_unweighted(X, y, sample_weight):
+    """Texts of weight 0 are left out of the fit altogether (as if they were not given)."""
+    if sample_weight is None:
+        return X, y, None
+    texts = validate_texts(X)
+    weights = validate_sample_weight(sample_weight, len(texts))
+    keep = np.flatnonzero(weights > 0)
+    if len(keep) == len(texts) or y is None or len(y) != len(texts):
+        return texts, y, weights  # nothing to drop, or validate_labelled names the problem with y
+    rows = y.iloc if hasattr(y, "iloc") else y if isinstance(y, np.ndarray) else np.asarray(y, dtype=object)
+    return [texts[i] for i in keep], rows[keep], weights[keep]
