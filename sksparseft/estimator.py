@@ -155,8 +155,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         per text only.
     unknown_threshold : "auto" or float in [0, 1], default="auto"
         Probability of the best class below which a text is rejected. "auto" takes the
-        value that keeps 95% of the in-scope validation texts accepted (measured before
-        the head refit, on texts the model has not trained on; needs a validation split).
+        value that keeps 95% of the in-scope validation texts accepted, measured on a head
+        fitted without them (the refit's logistic regression on the final features, or
+        the model before any refit); needs a validation split.
     multilabel_threshold : "auto" or float in [0, 1], default=0.5
         With a 2-D indicator ``y``: probability at or above which ``predict`` sets a
         label. "auto" chooses one threshold per label on the validation split (best F1

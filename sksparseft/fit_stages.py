@@ -8,6 +8,7 @@ or wraps one stage to change or observe it; ``fit`` itself only runs them in tur
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 
@@ -22,7 +23,7 @@ from .interpolation import load_interpolated_, select_interpolation, validation_
 from .module import ClassifierModule
 from .strategies import FitContext
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
-from .training import EpochAverage, build_net, fit_head_on_features, run_inference
+from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe, run_inference
 from .validation import validation_split
 from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
@@ -254,15 +255,17 @@ class FitStages:
     def stage_thresholds(self, state):
         """``unknown_threshold_`` and the multi-label ``thresholds_``, chosen on texts the model has not seen.
 
-        Runs before the head refit, which trains on the validation texts too.
+        With ``refit_head``, the validation probabilities come from the head the refit will
+        make (a logistic regression on the final features) fitted without the validation
+        texts: the refit's own calibration, which the threshold must match. The features are
+        kept for the refit, which then needs no second pass.
         """
         auto_unknown = self.unknown_label is not None and self.unknown_threshold == "auto"
         auto_labels = state.kind.multilabel and self.multilabel_threshold == "auto"
         proba = None
         if auto_unknown or auto_labels:
             encodings, y_valid = state.valid_data  # present: checked when fit started
-            logits = run_inference(state.module, encodings, self._eval_batch(), state.device)
-            proba = state.kind.probabilities(torch.from_numpy(logits)).numpy()
+            proba = self._validation_proba(state)
         if self.unknown_label is not None:
             state.unknown_threshold = (_accepting_threshold(proba, y_valid, state.classes, self.unknown_label)
                                        if auto_unknown else float(self.unknown_threshold))
@@ -271,13 +274,34 @@ class FitStages:
             state.thresholds = (_best_f1_thresholds(proba, y_valid) if auto_labels
                                 else np.full(n, float(self.multilabel_threshold)))
 
+    def _validation_proba(self, state):
+        module = state.module
+        if not self.refit_head:
+            logits = run_inference(module, state.valid_data[0], self._eval_batch(), state.device)
+            return state.kind.probabilities(torch.from_numpy(logits)).numpy()
+        with self._oom_advice("feature extraction"):
+            state.features = run_inference(module, state.encodings, self._eval_batch(), state.device, what="features")
+        head = copy.deepcopy(module.head)
+        train = state.train_encodings
+        fit_linear_probe(head, state.features[state.train_idx], state.y_train, class_weight=state.class_weight,
+                         sample_weight=train.get("sample_weight"), kind=state.kind)
+        with torch.no_grad():
+            feats = torch.as_tensor(state.features[state.valid_idx], device=head.weight.device)
+            logits = head(feats).float().cpu()
+        return state.kind.probabilities(logits).numpy()
+
     # -- head refit: the head as a logistic regression on every labelled text --------------
     def stage_head_refit(self, state):
         # The held-out texts included: validation has done its choosing, and on small data every text counts.
         module = state.module
-        with self._oom_advice("head refit"):
-            fit_head_on_features(module, state.encodings, state.y_enc, self._eval_batch(), state.device,
-                                 class_weight=state.class_weight, progress=self._progress("refit"), kind=state.kind)
+        if state.features is not None:  # the thresholds stage already ran the final features
+            fit_linear_probe(module.head, state.features, state.y_enc, class_weight=state.class_weight,
+                             sample_weight=state.encodings.get("sample_weight"), kind=state.kind)
+        else:
+            with self._oom_advice("head refit"):
+                fit_head_on_features(module, state.encodings, state.y_enc, self._eval_batch(), state.device,
+                                     class_weight=state.class_weight, progress=self._progress("refit"),
+                                     kind=state.kind)
         if state.accelerator is not None:
             module.head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
 

@@ -69,6 +69,7 @@ class FitState:
     # thresholds
     unknown_threshold: float | None = None
     thresholds: np.ndarray | None = None
+    features: np.ndarray | None = None  # final pooled features of every text, when thresholds computed them
     # timing
     stage_times: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
