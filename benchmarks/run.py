@@ -137,6 +137,9 @@ CONFIGS = {
                        "random_rows_top3": {"method": "random_rows", "params": {"strategy_options": {"min_layer": 3}}},
                        "random_rows_top3_cached": {"method": "random_rows", "params": {
                            "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
+                       "random_rows_d5": {"method": "random_rows", "params": {"density": 0.05}},
+                       "random_rows_top3_d5": {"method": "random_rows", "params": {
+                           "density": 0.05, "strategy_options": {"min_layer": 3}}},
                    }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
