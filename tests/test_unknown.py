@@ -130,3 +130,20 @@ def test_onnx_export_carries_the_unknown_label_and_threshold(rejecting, tmp_path
                       ["sksparseft"])
     assert meta["unknown_label"] == "oos" and meta["unknown_threshold"] == rejecting.unknown_threshold_
     assert meta["classes"] == [str(c) for c in rejecting.classes_] and not meta["multilabel"]
+
+
+def test_auto_rule_accepts_the_target_share_of_in_scope_texts_and_ignores_labelled_unknowns():
+    from sksparseft.fit_stages import UNKNOWN_ACCEPTED, _accepting_threshold
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(4) * 0.3, size=400)
+    classes = np.asarray(["a", "b", "oos", "c"], dtype=object)
+    y_valid = rng.integers(0, 4, size=400)
+    thr = _accepting_threshold(proba, y_valid, classes, "oos")
+    in_scope = y_valid != 2
+    accepted = (proba[in_scope].max(axis=1) >= thr).mean()
+    assert UNKNOWN_ACCEPTED <= accepted <= UNKNOWN_ACCEPTED + 0.01
+    # Labelled out-of-scope validation texts do not move the threshold.
+    proba_oos = proba.copy()
+    proba_oos[~in_scope] = 0.999 / 4
+    assert _accepting_threshold(proba_oos, y_valid, classes, "oos") == thr
