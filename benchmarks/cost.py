@@ -33,7 +33,7 @@ class PlainPath(TokenSparseClassifier):
         return False
 
 
-# name: (strategy, plain path, strategy_options)
+# name: (strategy, plain path, strategy_options[, other estimator parameters])
 VARIANTS = {
     "full": ("full", False, None),
     "token_sparse": ("token_sparse", False, None),
@@ -45,6 +45,8 @@ VARIANTS = {
     "random_rows": ("random_rows", False, None),
     "random_rows_top3": ("random_rows", False, {"min_layer": 3}),
     "random_rows_top3_cached": ("random_rows", False, {"min_layer": 3, "cache_frozen": True}),
+    "random_rows_d5": ("random_rows", False, None, {"density": 0.05}),
+    "random_rows_top3_d5": ("random_rows", False, {"min_layer": 3}, {"density": 0.05}),
 }
 
 
@@ -75,6 +77,7 @@ def fit_one(spec, queue):
     clf = cls(
         spec["model"], strategy=spec["strategy"], strategy_options=spec.get("strategy_options"), max_epochs=spec["epochs"], patience=spec["epochs"] + 1,
         device=spec["device"], random_state=spec["seed"], callbacks=[("optimizer_state", OptimizerState())],
+        **spec.get("params", {}),
     )
     clf.fit(X, y)
     peaks = peak_memory()  # of the fit, before the accuracy check below
@@ -219,9 +222,9 @@ def run(cfg, out, args):
 def _ratio(cfg, base, write):
     by_name = {}
     for name in cfg.get("variants", list(VARIANTS)):
-        strategy, plain, options = VARIANTS[name]
+        strategy, plain, options, *extra = VARIANTS[name]
         spec = dict(base, part="ratio", strategy=strategy, plain_path=plain, n_train=cfg["n_train"],
-                    epochs=cfg["epochs"], strategy_options=options)
+                    epochs=cfg["epochs"], strategy_options=options, params=extra[0] if extra else {})
         row = in_fresh_process(fit_one, spec)
         write(dict(row, variant=name))
         by_name[name] = row

@@ -145,7 +145,8 @@ CONFIGS = {
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},
     "cost_rows": {"part": "cost", "parts": ["ratio"], "n_train": 3000, "epochs": 2,
-                  "variants": ["full", "random", "random_rows", "random_rows_top3", "random_rows_top3_cached"],
+                  "variants": ["full", "random", "random_rows", "random_rows_top3", "random_rows_top3_cached",
+                               "random_rows_d5", "random_rows_top3_d5"],
                   "references": ["frozen_lr"],
                   "about": "fit-time ratio to `full` of the default and of whole-row random masks (0.4.0 fits, "
                            "contrastive stage included), 3,000 texts, 2 epochs, CPU"},
