@@ -381,7 +381,7 @@ FEATURE_NAMES = {"default": "TokenSparseClassifier()", "default_auto": "TokenSpa
                  "frozen_lr": "frozen-embedding LR, same rule", "frozen_ovr_lr": "frozen-embedding one-vs-rest LR"}
 
 
-def _feature_table(rows, config, fields, intro):
+def _feature_table(rows, config, fields, intro, names=None):
     """One table per regime of a ``features`` config: mean ± std over seeds of each field, per variant."""
     lines = []
     for regime in sorted({r["regime"] for r in rows}):
@@ -396,9 +396,10 @@ def _feature_table(rows, config, fields, intro):
                   f"torch {ex['torch']}; {intro}", "",
                   "| method | seeds | " + " | ".join(name for name, _ in fields) + " | fit s |",
                   "|---" * (len(fields) + 3) + "|"]
-        for variant in [v for v in FEATURE_NAMES if any(r["variant"] == v for r in mine)]:
+        names = {**FEATURE_NAMES, **(names or {})}
+        for variant in [v for v in names if any(r["variant"] == v for r in mine)]:
             g = sorted((r for r in mine if r["variant"] == variant), key=lambda r: r["seed"])
-            cells = [FEATURE_NAMES[variant], ", ".join(str(r["seed"]) for r in g)]
+            cells = [names[variant], ", ".join(str(r["seed"]) for r in g)]
             cells += [_ms([r[f] for r in g]) for _, f in fields]
             cells.append(_ms([r["fit_s"] for r in g], "{:.0f}"))
             lines.append("| " + " | ".join(cells) + " |")
@@ -414,7 +415,8 @@ def _oos(files, plots):
                                                             ("out-of-scope recall", "oos_recall"),
                                                             ("in-scope rejected", "inscope_rejected"),
                                                             ("threshold", "threshold")],
-                                    "CLINC150 test: 4,500 in-scope and 1,000 out-of-scope queries.")
+                                    "CLINC150 test: 4,500 in-scope and 1,000 out-of-scope queries.",
+                                    names={"default": 'TokenSparseClassifier(unknown_label="oos")'})
     return lines or ["No rows yet: `python -m benchmarks.run --config oos`."]
 
 
