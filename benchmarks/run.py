@@ -88,7 +88,7 @@ CONFIGS = {
     "oos_full": {"part": "features", "task": "oos", "name": "oos_full", "regimes": ["full"], "seeds": SEEDS,
                  "datasets": ["clinc150"],
                  "about": "CLINC150 unknown-intent rejection with all training data (+100 labelled out-of-scope texts)",
-                 "variants": {"default": {"method": "default"}, "frozen_lr": {"method": "frozen_lr"}}},
+                 "variants": {"frozen_lr": {"method": "frozen_lr"}, "default": {"method": "default"}}},
     "multilabel": {"part": "features", "task": "multilabel", "name": "multilabel", "regimes": ["10shot"],
                    "seeds": SEEDS, "datasets": ["banking77"],
                    "about": "multi-label messages of one or two BANKING77 requests (10-shot) vs one-vs-rest frozen LR",
@@ -145,8 +145,7 @@ CONFIGS = {
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},
     "cost_rows": {"part": "cost", "parts": ["ratio"], "n_train": 3000, "epochs": 2,
-                  "variants": ["full", "random", "random_rows", "random_rows_top3", "random_rows_top3_cached",
-                               "random_rows_d5", "random_rows_top3_d5"],
+                  "variants": ["full", "random", "random_rows_top3", "random_rows_d5", "random_rows_top3_d5"],
                   "references": ["frozen_lr"],
                   "about": "fit-time ratio to `full` of the default and of whole-row random masks (0.4.0 fits, "
                            "contrastive stage included), 3,000 texts, 2 epochs, CPU"},
