@@ -41,7 +41,7 @@ VARIANTS = {
     "min_layer3": ("token_sparse", False, {"min_layer": 3, "cache_frozen": True}),
     "min_layer3_uncached": ("token_sparse", False, {"min_layer": 3, "cache_frozen": False}),
     "random": ("random", False, None),
-    # Leads of benchmarks/leads.py (registered on import): whole random rows, all or top blocks.
+    # Whole random rows (the random_rows strategy), all blocks or the top three.
     "random_rows": ("random_rows", False, None),
     "random_rows_top3": ("random_rows", False, {"min_layer": 3}),
     "random_rows_top3_cached": ("random_rows", False, {"min_layer": 3, "cache_frozen": True}),
@@ -55,8 +55,6 @@ def fit_one(spec, queue):
 
     import torch
     from skorch.callbacks import Callback
-
-    from . import leads  # noqa: F401  (registers the lead strategies a variant may name)
 
     torch.set_num_threads(spec["threads"])
     if spec["device"].startswith("cuda"):

@@ -307,35 +307,3 @@ class ContrastiveGroupViews(TokenSparseClassifier):
 LEADS = {cls.__name__: cls for cls in (TokenViews, Contrastive, ContrastiveViews, JointContrastive, CachedNoise,
                                        ContrastiveGroupViews)}
 
-
-# -- structured random selection: whole rows, so the weight gradient is a small dense block ------
-@register_strategy
-class RandomRows(TokenSparse):
-    """Whole output rows of each transformer Linear weight, drawn at random (S2FT-style structure).
-
-    The budget is ``density`` of the backbone as in ``random``, spread over the Linear weights of
-    the trainable blocks so that each gets the same share of its rows. A Linear layer's weight
-    gradient then covers only its selected rows (the sparse backward's block is rows x all
-    columns), where a random 1% of entries touches nearly every row and column and costs a dense
-    gradient. ``min_layer`` keeps the rows in the top blocks, so the backward stops below them.
-    """
-
-    name = "random_rows"
-    options = {"embedding_rows": False, "min_layer": None, "cache_frozen": False}
-
-    def select(self, module, ctx):
-        from sksparseft.layout import block_index
-
-        min_layer = self.settings.get("min_layer") or 0
-        params = dict(module.encoder.named_parameters())
-        names = [n for n in params if n.endswith(".weight") and params[n].dim() == 2
-                 and block_index(n) is not None and block_index(n) >= int(min_layer)]
-        share = budget(module, ctx.density) / sum(params[n].numel() for n in names)
-        g = torch.Generator().manual_seed(0 if ctx.random_state is None else int(ctx.random_state))
-        chosen = {}
-        for n in names:
-            out_rows, in_cols = params[n].shape
-            k = max(1, int(round(share * out_rows)))
-            rows = torch.randperm(out_rows, generator=g)[:k].sort().values
-            chosen[n] = (rows[:, None] * in_cols + torch.arange(in_cols)).reshape(-1)
-        return SparseMask(chosen, backbone_shapes(module))

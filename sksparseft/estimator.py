@@ -53,7 +53,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         ``token_sparse`` on dev splits, see docs/benchmarks.md), ``"token_sparse"``
         (the token-driven mask: sensitivity through token-group positions, plus the
         groups' embedding rows; the default before 0.3.0), ``"fisher"`` (the same
-        sparse training, mask from plain gradient sensitivity), ``"bitfit"`` (biases), ``"layers"`` (top
+        sparse training, mask from plain gradient sensitivity), ``"random_rows"`` (whole
+        random rows of the blocks' Linear weights: a cheaper backward, the cost
+        setting with ``strategy_options={"min_layer": 3}``; docs/gpu.md),
+        ``"bitfit"`` (biases), ``"layers"`` (top
         transformer blocks), ``"full"`` (everything), ``"lora"`` (peft LoRA) or
         ``"prefix"`` (P-tuning v2 key/value prefixes). All share the same data,
         epochs, early stopping and head initialisation, so GridSearchCV can compare them.
@@ -68,7 +71,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         ``prefix``: ``n_prefix`` (16).
     density : float in (0, 1], default=0.01
         Budget of backbone entries chosen by score, as a fraction of the backbone's
-        parameters; used by ``token_sparse``, ``fisher`` and ``random``.
+        parameters; used by ``token_sparse``, ``fisher``, ``random`` and ``random_rows``.
         ``token_sparse`` trains the token groups' embedding rows on top of it (on
         BANKING77, 1% by score plus the rows make about 1.5%; ``mask_summary_``
         says how much a fit trains).

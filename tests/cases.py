@@ -16,6 +16,7 @@ STRATEGY_CASES = [
     ("token_sparse", {}),
     ("fisher", {}),
     ("random", {}),
+    ("random_rows", {}),
     ("bitfit", {}),
     ("layers", {"n_layers": 1}),
     ("full", {}),

@@ -102,24 +102,3 @@ def test_token_focus_at_every_layer_selects_other_entries_than_plain_fisher(tiny
     a, b = ({(n, int(i)) for n, idx in m.indices.items() for i in idx} for m in masks.values())
     assert a != b and len(a & b) > 0
 
-
-@pytest.mark.parametrize("options", [{}, {"min_layer": 1}])
-def test_random_rows_trains_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_data, options):
-    pytest.importorskip("benchmarks.leads")  # registers random_rows
-    from sksparseft.layout import block_index
-    from sksparseft.sparse_delta import _layout
-
-    X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy="random_rows", strategy_options=options, density=0.001,
-                                **dict(SETTINGS, contrastive_epochs=0)).fit(X, y)
-    mask = clf.mask_
-    assert mask.indices and all(block_index(n) >= options.get("min_layer", 0) for n in mask.indices)
-    for name, idx in mask.indices.items():
-        rows, cols = mask.shapes[name]
-        chosen = set((idx // cols).tolist())
-        assert len(idx) == len(chosen) * cols  # every chosen row whole
-        # The sparse backward's weight-gradient block: the chosen rows only, not the whole weight.
-        _, block_rows, block_cols, _, dense = _layout("linear", idx, (rows, cols))
-        assert not dense and len(block_rows) == len(chosen) < rows
-    total = sum(int(np.prod(s)) for s in mask.shapes.values())
-    assert 0.5 * 0.001 * total < sum(len(i) for i in mask.indices.values()) < 2 * 0.001 * total

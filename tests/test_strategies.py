@@ -225,3 +225,24 @@ def test_strategy_options_fail_before_the_backbone_loads(strategy, options, toy_
     with pytest.raises(ValueError, match="unknown_option"):
         TokenSparseClassifier(strategy=strategy, strategy_options={**options, **bad}, **FAST).fit(X, y)
     assert STRATEGIES[strategy](**options).describe()["strategy"] == strategy
+
+
+@pytest.mark.parametrize("options", [{}, {"min_layer": 1}])
+def test_random_rows_trains_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_data, options):
+    from sksparseft.layout import block_index
+    from sksparseft.sparse_delta import _layout
+
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, strategy="random_rows", strategy_options=options, density=0.001,
+                                **dict(FAST, contrastive_epochs=0)).fit(X, y)
+    mask = clf.mask_
+    assert mask.indices and all(block_index(n) >= options.get("min_layer", 0) for n in mask.indices)
+    for name, idx in mask.indices.items():
+        rows, cols = mask.shapes[name]
+        chosen = set((idx // cols).tolist())
+        assert len(idx) == len(chosen) * cols  # every chosen row whole
+        # The sparse backward's weight-gradient block: the chosen rows only, not the whole weight.
+        _, block_rows, block_cols, _, dense = _layout("linear", idx, (rows, cols))
+        assert not dense and len(block_rows) == len(chosen) < rows
+    total = sum(int(np.prod(s)) for s in mask.shapes.values())
+    assert 0.5 * 0.001 * total < sum(len(i) for i in mask.indices.values()) < 2 * 0.001 * total

@@ -13,9 +13,10 @@ from .layers import Layers
 from .lora import LoRA
 from .prefix import PrefixTuning, register
 from .random_mask import RandomMask
+from .random_rows import RandomRows
 from .token_sparse import TokenSparse
 
-STRATEGIES = {cls.name: cls for cls in (TokenSparse, Fisher, RandomMask, BitFit, Layers, Full, LoRA, PrefixTuning)}
+STRATEGIES = {cls.name: cls for cls in (TokenSparse, Fisher, RandomMask, RandomRows, BitFit, Layers, Full, LoRA, PrefixTuning)}
 
 # A pickled prefix-tuned model names this attention function in its config: register it on import.
 register()
