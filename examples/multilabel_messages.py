@@ -37,7 +37,7 @@ def main(argv=None):
     X, y = load_banking77("train", return_X_y=True)
     X_test, y_test = load_banking77("test", return_X_y=True)
     rng = np.random.default_rng(args.seed)
-    intents = sorted(rng.choice(sorted(set(y)), args.intents, replace=False))
+    intents = sorted(str(c) for c in rng.choice(sorted(set(y)), args.intents, replace=False))
     train = np.concatenate([rng.choice(np.flatnonzero(y == c), args.per_class, replace=False) for c in intents])
     test = np.flatnonzero(np.isin(y_test, intents))
 
