@@ -42,9 +42,7 @@ VARIANTS = {
     "min_layer3_uncached": ("token_sparse", False, {"min_layer": 3, "cache_frozen": False}),
     "random": ("random", False, None),
     # Whole random rows (the random_rows strategy), all blocks or the top three.
-    "random_rows": ("random_rows", False, None),
     "random_rows_top3": ("random_rows", False, {"min_layer": 3}),
-    "random_rows_top3_cached": ("random_rows", False, {"min_layer": 3, "cache_frozen": True}),
     "random_rows_d5": ("random_rows", False, None, {"density": 0.05}),
     "random_rows_top3_d5": ("random_rows", False, {"min_layer": 3}, {"density": 0.05}),
 }
