@@ -145,12 +145,22 @@ def fitted_to_json(est):
     return {key: encode(getattr(est, attr)) for attr, (key, encode, _, _) in _CODEC.items()}
 
 
+# JSON types of the scalar fields: what a file that a fit wrote holds there.
+_SCALAR_TYPES = {int: (int,), float: (int, float), bool: (bool,)}
+
+
 def fitted_from_json(obj):
-    """``{attribute: value}`` from :func:`fitted_to_json`'s dict; KeyError names a missing field."""
+    """``{attribute: value}`` from :func:`fitted_to_json`'s dict.
+
+    KeyError names a missing field; TypeError a scalar field of the wrong JSON type.
+    """
     out = {}
-    for attr, (key, _, decode, default) in _CODEC.items():
+    for attr, (key, encode, decode, default) in _CODEC.items():
         if key in obj:
             value = obj[key]
+            types = _SCALAR_TYPES.get(encode)
+            if types and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+                raise TypeError(f"the fitted field {key!r} holds {value!r}, not a {encode.__name__}")
         elif default is _MISSING:
             raise KeyError(key)
         else:

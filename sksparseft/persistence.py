@@ -82,16 +82,34 @@ def _tokenizer_files(tokenizer):
         return files
 
 
-def _tokenizer_from_files(files):
+def _tokenizer_from_files(path, files):
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, content in files.items():
-            if "/" in name or "\\" in name or name in ("", ".", ".."):
-                raise ModelFileError(f"tokenizer file name {name!r} is not a plain file name")
+            if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+                raise ModelFileError(f"{path}: tokenizer file name {name!r} is not a plain file name")
             data = content["text"].encode("utf-8") if "text" in content else base64.b64decode(content["base64"])
             (Path(tmp) / name).write_bytes(data)
-        return AutoTokenizer.from_pretrained(tmp, local_files_only=True, trust_remote_code=False)
+        try:
+            return AutoTokenizer.from_pretrained(tmp, local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises its own types for unreadable files
+            raise ModelFileError(f"{path}: the tokenizer files in the model file are not readable "
+                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _check_tokenizer(path, tokenizer, base, added, n_embeddings):
+    """The saved tokenizer is the backbone's (plus the added tokens) and fits the embeddings."""
+    if base is not None:
+        vocab, base_vocab = tokenizer.get_vocab(), base.get_vocab()
+        extra = {a.text for a in added}
+        if {k: v for k, v in vocab.items() if k not in extra} != base_vocab:
+            raise ModelFileError(f"{path}: the tokenizer in the model file is not the backbone's tokenizer")
+        probe = "Model-file check: Ünïcode, digits 12345, and a URL http://x.io"
+        if not added and tokenizer(probe)["input_ids"] != base(probe)["input_ids"]:
+            raise ModelFileError(f"{path}: the tokenizer in the model file splits text unlike the backbone's")
+    if max(tokenizer.get_vocab().values(), default=0) >= n_embeddings:
+        raise ModelFileError(f"{path}: the tokenizer has ids beyond the backbone's {n_embeddings} embedding rows")
 
 
 # -- digest and fingerprint ------------------------------------------------------------
@@ -201,6 +219,57 @@ def _check_delta_reproduces(module, base, trained):
 
 
 # -- load ------------------------------------------------------------------------------
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def _check_tensors(path, module, tensors, trained_names, included):
+    """``{tensor name: (flat indices, values)}`` of the sparse delta, once every tensor fits the module."""
+    params = dict(module.encoder.named_parameters())
+    state = module.encoder.state_dict()
+
+    def expect(key, t, like):
+        if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+            raise ModelFileError(f"{path}: tensor {key} is {t.dtype} {tuple(t.shape)}, "
+                                 f"the model needs {like.dtype} {tuple(like.shape)}")
+
+    delta = {}
+    for key, t in tensors.items():
+        if key in ("head.weight", "head.bias"):
+            expect(key, t, getattr(module.head, key.split(".")[1]))
+        elif key.startswith("tensor."):
+            name = key[len("tensor."):]
+            if name not in params or name not in trained_names:
+                raise ModelFileError(f"{path}: tensor {key} names no trained tensor of the backbone")
+            expect(key, t, params[name])
+        elif key.startswith("backbone.") and included:
+            name = key[len("backbone."):]
+            if name not in state:
+                raise ModelFileError(f"{path}: tensor {key} is not part of the backbone")
+            expect(key, t, state[name])
+        elif key.startswith("delta.") and key.endswith((".indices", ".values")):
+            name, part = key[len("delta."):].rsplit(".", 1)
+            if name not in params:
+                raise ModelFileError(f"{path}: tensor {key} is a delta for {name}, which the backbone lacks")
+            idx, vals = tensors.get(f"delta.{name}.indices"), tensors.get(f"delta.{name}.values")
+            if idx is None or vals is None:
+                raise ModelFileError(f"{path}: the delta of {name} lacks its {'values' if vals is None else 'indices'}")
+            if part == "values":
+                continue
+            p = params[name]
+            if idx.dtype not in _INDEX_DTYPES or idx.dim() != 1 or vals.dtype != p.dtype or vals.shape != idx.shape:
+                raise ModelFileError(f"{path}: the delta of {name} has indices {idx.dtype} {tuple(idx.shape)} and values "
+                                     f"{vals.dtype} {tuple(vals.shape)}; it needs 1-D integer indices and {p.dtype} values")
+            idx = idx.long()
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= p.numel() or idx.unique().numel() != idx.numel()):
+                raise ModelFileError(f"{path}: the delta of {name} has indices outside 0..{p.numel() - 1} or repeated")
+            delta[name] = (idx, vals)
+        else:
+            raise ModelFileError(f"{path}: unexpected tensor {key} in the model file")
+    if "head.weight" not in tensors or "head.bias" not in tensors:
+        raise ModelFileError(f"{path}: the model file lacks the head")
+    return delta
+
+
 def read_file(path):
     """``(metadata, tensors)`` of a sksparseft model file, after every integrity check."""
     from safetensors import SafetensorError
@@ -232,25 +301,81 @@ def read_file(path):
     return metadata, tensors
 
 
+# What a file whose parts do not fit together raises while it is rebuilt (a forged file can
+# carry a valid digest: the digest proves integrity, not that a writer made sense).
+_INCONSISTENT = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError, OverflowError,
+                 RecursionError, UnicodeError)
+
+
 def load_estimator(cls, path, device=None):
-    """Rebuild a fitted ``cls`` from ``path`` (see :func:`save_estimator`)."""
+    """Rebuild a fitted ``cls`` from ``path`` (see :func:`save_estimator`).
+
+    Anything in the file that does not fit the rest (metadata of the wrong type, tensors of
+    the wrong shape or dtype, a tokenizer other than the backbone's) is a :class:`ModelFileError`.
+    """
+    metadata, tensors = read_file(path)
+    try:
+        return _rebuild_estimator(cls, path, metadata, tensors, device)
+    except ModelFileError:
+        raise
+    except KeyError as exc:
+        raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from exc
+    except _INCONSISTENT as exc:
+        raise ModelFileError(f"{path}: the model file's contents do not fit together "
+                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+
+def _rebuild_estimator(cls, path, metadata, tensors, device):
     from .devices import resolve_device
 
-    metadata, tensors = read_file(path)
-    params = _params_from_json(json.loads(metadata["params"]))
-    fitted = json.loads(metadata["fitted"])
-    backbone = json.loads(metadata["backbone"])
+    params = _params_from_json(_json_object(path, metadata, "params"))
+    fitted = _json_object(path, metadata, "fitted")
+    backbone = _json_object(path, metadata, "backbone")
     try:
         values = fitted_from_json(fitted)
     except KeyError as exc:
         raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from None
     est = cls(**params)
-    tokenizer = _tokenizer_from_files(json.loads(metadata["tokenizer"]))
+    est._validate_params()  # parameters a fit could not have had
+    _check_fitted_values(path, est, values)
+    tokenizer = _tokenizer_from_files(path, _json_object(path, metadata, "tokenizer"))
     encoder = _load_encoder(path, backbone, fitted, values["added_tokens_"], tokenizer)
     module, mask = _rebuild_module(path, encoder, fitted, values, tensors, backbone["included"])
     dev = resolve_device(device if device is not None else est.device)
     module.to(dev).eval()
-    return set_fitted(est, **values, mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev)
+    est = set_fitted(est, **values, mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev)
+    proba = est.predict_proba(["a model file check"])  # what loads must predict
+    if proba.shape != (1, len(values["classes_"])) or not np.isfinite(proba).all():
+        raise ModelFileError(f"{path}: the rebuilt model does not give one finite probability per class")
+    return est
+
+
+def _json_object(path, metadata, key):
+    try:
+        value = json.loads(metadata[key])
+    except KeyError:
+        raise ModelFileError(f"{path}: the model file lacks its {key!r} metadata") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: the {key!r} metadata is not readable JSON ({str(exc)[:100]})") from None
+    if not isinstance(value, dict):
+        raise ModelFileError(f"{path}: the {key!r} metadata is a {type(value).__name__}, not an object")
+    return value
+
+
+def _check_fitted_values(path, est, values):
+    """The fitted attributes agree with each other and with the parameters."""
+    classes = values["classes_"]
+    if classes.ndim != 1 or len(classes) < 1:
+        raise ModelFileError(f"{path}: classes_ must be a non-empty list")
+    thresholds = values["thresholds_"]
+    if values["multilabel_"] and (thresholds is None or thresholds.shape != (len(classes),)):
+        raise ModelFileError(f"{path}: a multi-label model needs one threshold per label")
+    if est.unknown_label is not None:
+        t = values["unknown_threshold_"]
+        if not isinstance(t, float) or not 0.0 <= t <= 1.0:
+            raise ModelFileError(f"{path}: unknown_label is set but unknown_threshold_ is {t!r}")
+    if values["pooling_"] not in ("mean", "cls", "last", "pooler"):
+        raise ModelFileError(f"{path}: unknown pooling {values['pooling_']!r}")
 
 
 def _load_encoder(path, backbone, fitted, added, tokenizer):
@@ -259,19 +384,24 @@ def _load_encoder(path, backbone, fitted, added, tokenizer):
 
     from .backbone import load_backbone, set_padding
 
+    base_tokenizer = None
     if backbone["included"]:
         config_dict = dict(fitted["encoder_config"])
         model_type = config_dict.pop("model_type")
         config = AutoConfig.for_model(model_type, **config_dict)
         encoder = AutoModel.from_config(config, dtype=torch.float32)
     else:
-        _, encoder, _ = load_backbone(backbone["model"])
+        try:
+            base_tokenizer, encoder, _ = load_backbone(backbone["model"])
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: its backbone model={backbone['model']!r} cannot be loaded here ({exc})") from None
         if backbone_fingerprint(encoder) != backbone["fingerprint"]:
             raise ModelFileError(
                 f"{path} was fitted on a different backbone than the one model={backbone['model']!r} gives here "
                 "(fingerprint mismatch); save the model with include_backbone=True to carry its backbone"
             )
         extend_embeddings(encoder, added)
+    _check_tokenizer(path, tokenizer, base_tokenizer, added, encoder.get_input_embeddings().weight.shape[0])
     set_padding(tokenizer, encoder.config)
     return encoder
 
@@ -282,16 +412,17 @@ def _rebuild_module(path, encoder, fitted, values, tensors, included):
     from .module import ClassifierModule
 
     module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
-    # {tensor name: (flat indices, values)} of the sparse delta
-    delta = {k[len("delta."):-len(".indices")]: (v.long(), tensors[f"{k[:-len('.indices')]}.values"])
-             for k, v in tensors.items() if k.startswith("delta.") and k.endswith(".indices")}
     mask = None
+    if fitted["mask_shapes"] is None:
+        from_description(values["strategy_"]).rebuild(module)  # adapters: same structure, then their values
+    delta = _check_tensors(path, module, tensors, fitted["trained_names"], included)
     if fitted["mask_shapes"] is not None:
         shapes = {k: tuple(v) for k, v in fitted["mask_shapes"].items()}
+        params = dict(module.encoder.named_parameters())
+        if any(n not in params or tuple(params[n].shape) != shape for n, shape in shapes.items()):
+            raise ModelFileError(f"{path}: the mask's tensor shapes do not fit the backbone")
         whole = {n: torch.arange(int(np.prod(shapes[n]))) for n in fitted["trained_names"] if n not in delta}
         mask = SparseMask({**{n: idx for n, (idx, _) in delta.items()}, **whole}, shapes)
-    else:
-        from_description(values["strategy_"]).rebuild(module)  # adapters: same structure, then their values
     with torch.no_grad():
         if included:
             state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
