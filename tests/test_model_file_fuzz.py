@@ -15,9 +15,9 @@ import struct
 import numpy as np
 import pytest
 import torch
+from cases import FAST as BASE
 from safetensors.torch import save as save_bytes
 
-from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 from sksparseft.cli import EXIT_MODEL, main
 from sksparseft.persistence import ModelFileError, _digest
