@@ -409,7 +409,7 @@ def _load_encoder(path, backbone, fitted, added, tokenizer):
 def _rebuild_module(path, encoder, fitted, values, tensors, included):
     """The fitted ClassifierModule (delta merged) and its mask, from the file's tensors."""
     from .mask import SparseMask
-    from .module import ClassifierModule
+    from .module import ClassifierModule, param_key
 
     module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
     mask = None
@@ -423,22 +423,27 @@ def _rebuild_module(path, encoder, fitted, values, tensors, included):
             raise ModelFileError(f"{path}: the mask's tensor shapes do not fit the backbone")
         whole = {n: torch.arange(int(np.prod(shapes[n]))) for n in fitted["trained_names"] if n not in delta}
         mask = SparseMask({**{n: idx for n, (idx, _) in delta.items()}, **whole}, shapes)
+    if mask is not None:
+        # The delta is registered again, so that the loaded model knows what it learned (save, exports).
+        module.set_mask(SparseMask({n: idx for n, (idx, _) in delta.items()}, shapes))
     with torch.no_grad():
-        if included:
+        for n, (_, vals) in delta.items():
+            module.delta_values[param_key(n)].copy_(vals)
+        if included:  # the saved backbone already holds the delta
             state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
             missing, unexpected = module.encoder.load_state_dict(state, strict=False)
             if unexpected or [m for m in missing if not m.endswith("position_ids")]:
                 raise ModelFileError(f"{path}: backbone tensors do not fit the saved config ({missing[:3]}, {unexpected[:3]})")
+            module.merged = True
+            for p in module.parameters():
+                p.requires_grad_(False)
         else:
             enc_params = dict(module.encoder.named_parameters())
             for n in fitted["trained_names"]:
                 if n in enc_params and f"tensor.{n}" in tensors:
                     enc_params[n].copy_(tensors[f"tensor.{n}"])
-            for n, (idx, vals) in delta.items():
-                p = enc_params[n]
-                p.view(-1).index_add_(0, idx, vals.to(p.dtype))
         module.head.weight.copy_(tensors["head.weight"])
         module.head.bias.copy_(tensors["head.bias"])
+    module.merge_()  # folds the delta in (unless the saved backbone held it) and freezes everything
     module.trained_names = fitted["trained_names"]
-    module.merged = True
     return module, mask

@@ -52,6 +52,11 @@ def test_save_load_round_trip(fitted, toy_data, tmp_path):
     loaded = TokenSparseClassifier.load(clf.save(tmp_path / "m.safetensors"))
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.strategy_ == clf.strategy_ and loaded.n_trainable_params_ == clf.n_trainable_params_
+    # A loaded model saves again, with or without its backbone, and loads to the same model.
+    again = TokenSparseClassifier.load(loaded.save(tmp_path / "again.safetensors"))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    whole = TokenSparseClassifier.load(loaded.save(tmp_path / "whole.safetensors", include_backbone=True))
+    np.testing.assert_array_equal(whole.predict_proba(X), clf.predict_proba(X))
 
 
 def test_frozen_entries_untouched(fitted, tiny_model):
