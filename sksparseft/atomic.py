@@ -1,11 +1,38 @@
-"""Atomic writes: a crash leaves either the old file (folder) or the complete new one."""
+"""Atomic writes: a crash leaves either the old file (folder) or the complete new one.
+
+A write that fails on a full disk raises ``OSError`` (errno ENOSPC) that names the path and
+says so, whatever the writing library reported; the temporary file or folder is removed.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+# Below this many free bytes a failed write is taken for a full disk: some writers (torch.save)
+# report it without errno or message.
+_NEARLY_FULL = 1 << 20
+
+
+def _disk_full(exc, folder):
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+def _raise_disk_full(exc, path):
+    """Re-raise ``exc`` as an OSError (ENOSPC) naming ``path`` when the disk was full."""
+    if _disk_full(exc, Path(path).parent):
+        raise OSError(errno.ENOSPC, f"the disk is full (no space left on device): {path} was not written and "
+                                    f"what was there is unchanged ({type(exc).__name__}: {exc})") from exc
 
 
 def atomic_write(path, write):
@@ -22,6 +49,9 @@ def atomic_write(path, write):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as exc:
+        _raise_disk_full(exc, path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -39,7 +69,11 @@ def atomic_dir(path, write, replace=False):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except Exception as exc:
+            _raise_disk_full(exc, path)
+            raise
         if replace and path.exists():
             shutil.rmtree(path)
         try:

@@ -29,6 +29,10 @@ from .validation import (check_unknown_label, class_weights, drop_unweighted, la
                          validate_texts)
 
 
+#: ``predict`` tokenises and runs at most this many texts at a time.
+_PREDICT_CHUNK = 4096
+
+
 class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     """Text classifier that finetunes a small, token-driven subset of a pretrained encoder.
 
@@ -447,9 +451,15 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         if not texts:
             return np.empty((0, n_classes), dtype=np.float32)
-        enc = encode(self.tokenizer_, texts, self.max_length)
-        with self._oom_advice("prediction"):
-            return run_inference(self.module_, enc, self._eval_batch(), self.device_, progress=self._progress("predict"))
+        out = np.empty((len(texts), n_classes), dtype=np.float32)
+        progress = self._progress("predict") if len(texts) <= _PREDICT_CHUNK else None
+        # In chunks: the token arrays of a long input never exist at once (peak memory stays flat).
+        for start in range(0, len(texts), _PREDICT_CHUNK):
+            enc = encode(self.tokenizer_, texts[start:start + _PREDICT_CHUNK], self.max_length)
+            with self._oom_advice("prediction"):
+                out[start:start + _PREDICT_CHUNK] = run_inference(self.module_, enc, self._eval_batch(), self.device_,
+                                                                  progress=progress)
+        return out
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``; rows sum to 1.
