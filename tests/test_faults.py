@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cases import FAST as BASE
+
 from sksparseft import TokenSparseClassifier
 from sksparseft.atomic import atomic_dir, atomic_write
 
