@@ -24,7 +24,8 @@ DATASETS = ("banking77", "clinc150")
 def load(dataset, regime, seed):
     """``(X, y, X_test, y_test, oos)``: train and test texts and labels (+ out-of-scope texts for CLINC150).
 
-    ``regime="10shot"`` draws 10 training texts per class with ``seed``; ``"full"`` keeps them all.
+    ``regime="<k>shot"`` (``"10shot"``, ``"16shot"``) draws k training texts per class with
+    ``seed``; ``"full"`` keeps them all.
     """
     if dataset == "banking77":
         from sksparseft.datasets import load_banking77
@@ -43,9 +44,10 @@ def load(dataset, regime, seed):
     else:
         raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
     y = np.asarray(y, dtype=object)
-    if regime == "10shot":
+    if regime != "full":
+        shots = int(regime.removesuffix("shot"))
         rng = np.random.default_rng(seed)
-        idx = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in sorted(set(y))])
+        idx = np.concatenate([rng.choice(np.flatnonzero(y == c), shots, replace=False) for c in sorted(set(y))])
         X, y = [X[i] for i in idx], y[idx]
     return list(X), y, list(Xt), np.asarray(yt, dtype=object), oos
 

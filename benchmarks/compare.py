@@ -20,10 +20,11 @@ REFERENCES = ("tfidf_lr", "frozen_lr", "setfit")
 
 
 class FrozenEmbeddings:
-    """Mean-pooled features of the backbone, unchanged (the transform of the ``frozen_lr`` reference).
+    """Pooled features of the backbone, unchanged (the transform of the ``frozen_lr`` reference).
 
-    The features are the estimator's own (``ClassifierModule.features`` through ``run_inference``);
-    the head the module carries is never used.
+    The features are the estimator's own (``ClassifierModule.features`` through ``run_inference``),
+    pooled as the backbone was trained (mean for MiniLM, the last token for a decoder); the head
+    the module carries is never used.
     """
 
     def __init__(self, model=MODEL, max_length=128):
@@ -31,16 +32,17 @@ class FrozenEmbeddings:
         self._parts = None
 
     def __call__(self, texts):
-        from sksparseft.backbone import load_backbone
+        from sksparseft.backbone import default_pooling, load_backbone
         from sksparseft.devices import resolve_device
         from sksparseft.module import ClassifierModule
         from sksparseft.tokens import encode
         from sksparseft.training import run_inference
 
         if self._parts is None:
-            tokenizer, encoder, _ = load_backbone(self.model)
+            tokenizer, encoder, path = load_backbone(self.model)
             device = resolve_device("auto")
-            self._parts = (tokenizer, ClassifierModule(encoder, 1, pooling="mean").to(device), device)
+            pooling = default_pooling(path, encoder)
+            self._parts = (tokenizer, ClassifierModule(encoder, 1, pooling=pooling).to(device), device)
         tokenizer, module, device = self._parts
         return run_inference(module, encode(tokenizer, list(texts), self.max_length), 128, device, what="features")
 
@@ -77,8 +79,8 @@ class SetFitReference:
         return int(body + head.coef_.size + head.intercept_.size)
 
 
-def reference(name, X, y, seed=0):
-    """A fitted reference model (``predict_proba`` columns follow its ``classes_``)."""
+def reference(name, X, y, seed=0, model=MODEL):
+    """A fitted reference model (``predict_proba`` columns follow its ``classes_``); ``model``: its backbone."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
@@ -90,10 +92,10 @@ def reference(name, X, y, seed=0):
     if name == "frozen_lr":
         from sklearn.preprocessing import FunctionTransformer
 
-        embed = FunctionTransformer(FrozenEmbeddings())
+        embed = FunctionTransformer(FrozenEmbeddings(model))
         return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y)
     if name == "setfit":
-        return SetFitReference(seed=seed).fit(X, y)
+        return SetFitReference(model, seed=seed).fit(X, y)
     raise ValueError(f"unknown reference {name!r}; known: {REFERENCES}")
 
 
@@ -115,7 +117,7 @@ def one_run(spec, queue):
     t0 = time.perf_counter()
     row = dict(spec)
     if spec["method"] in REFERENCES:
-        model = reference(spec["method"], X, y, seed=spec["seed"])
+        model = reference(spec["method"], X, y, seed=spec["seed"], model=spec.get("params", {}).get("model", MODEL))
         row["trainable_params"] = _trainable(model)
     else:
         params = {"model": MODEL, **spec.get("params", {})}
