@@ -47,7 +47,8 @@ class FitStages:
     def _stages(self, state=None):
         """The stages this fit runs, in order (``thresholds`` only for rejection or multi-label)."""
         thresholds = self.unknown_label is not None or (state is not None and state.kind.multilabel)
-        skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs, "thresholds": not thresholds}
+        skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs, "thresholds": not thresholds,
+                "training": not self.max_epochs}
         return [s for s in STAGES if not skip.get(s)]
 
     def _eval_batch(self):
@@ -215,6 +216,8 @@ class FitStages:
 
     # -- interpolation: where on the line from the probe to the finetune -------------------
     def stage_interpolation(self, state):
+        if not self.max_epochs and not self.contrastive_epochs:
+            state.blend = 0.0  # nothing was trained: the model is the linear probe
         if state.probe_scores is not None:
             state.history.insert(0, {"epoch": 0, "valid_acc": state.probe_scores[0], "stage": "linear_probe"})
             self._choose_blend(state)

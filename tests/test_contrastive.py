@@ -94,6 +94,21 @@ def test_fit_runs_the_contrastive_stage_and_is_reproducible(tiny_model, toy_data
     assert not np.allclose(a.predict_proba(texts), off.predict_proba(texts))
 
 
+def test_max_epochs_zero_is_the_contrastive_stage_and_the_head_only(tiny_model, toy_data):
+    texts, labels = toy_data
+    params = dict(model=tiny_model, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    only = TokenSparseClassifier(contrastive_epochs=2, max_epochs=0, **params).fit(texts, labels)
+    assert list(only.fit_stages_) == ["load", "token_groups", "linear_probe", "selection", "contrastive",
+                                      "interpolation", "head_refit", "finalize"]
+    assert only.history_ == [] and only.finetuned_
+    # The selected entries moved (the contrastive stage trained them); the probe alone differs.
+    assert any(float(v.abs().max()) > 0 for _, v in only.module_.delta().values())
+    probe = TokenSparseClassifier(contrastive_epochs=0, max_epochs=0, **params).fit(texts, labels)
+    assert not probe.finetuned_ and all(float(v.abs().max()) == 0 for _, v in probe.module_.delta().values())
+    assert not np.allclose(only.predict_proba(texts), probe.predict_proba(texts))
+    np.testing.assert_allclose(only.predict_proba(texts).sum(axis=1), 1.0, atol=1e-6)
+
+
 def test_contrastive_epochs_is_validated(toy_data):
     texts, labels = toy_data
     with pytest.raises(ValueError, match="contrastive_epochs"):

@@ -178,7 +178,7 @@ def test_predict_before_fit():
 @pytest.mark.parametrize("param,value,match", [
     ("density", 0.0, "density"),
     ("density", 1.5, "density"),
-    ("max_epochs", 0, "max_epochs"),
+    ("max_epochs", -1, "max_epochs"),
     ("batch_size", -2, "batch_size"),
     ("pooling", "max", "pooling"),
     ("device", "quantum", "device"),
