@@ -432,8 +432,31 @@ def _multilabel(files, plots):
                           "two requests.")
 
 
+def _serving(files, plots):
+    rows = [r for r in files.get("serving", []) if not r.get("error")]
+    if not rows:
+        return ["No rows yet: `python -m benchmarks.run --config serving`."]
+    last = {}
+    for r in rows:  # a rerun of a setting supersedes; the raw file keeps both
+        last[(r["torch_threads"], r["texts_per_call"], r["clients"])] = r
+    rows = sorted(last.values(), key=lambda r: (str(r["torch_threads"]) != "all", r["texts_per_call"], r["clients"]))
+    ex = rows[0]
+    lines = [f"`python -m benchmarks.run --config serving`; written by {provenance(rows)}; {ex['device']}, torch "
+             f"{ex['torch']}; {ex['model']} fitted on {ex['n_train']:,} BANKING77 texts, saved and loaded; each "
+             f"setting runs {ex['seconds']} s in a fresh process, every client thread calling `predict` on "
+             "BANKING77 test texts.", "",
+             "| torch threads | texts per call | client threads | texts / s | p50 ms per call | p99 ms per call |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        threads = f"all ({r['threads']})" if r["torch_threads"] == "all" else str(r["torch_threads"])
+        lines.append(f"| {threads} | {r['texts_per_call']} | {r['clients']} | {r['texts_per_s']:.0f} | "
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+    return lines
+
+
 BLOCKS = {
     "summary": _summary,
+    "serving": _serving,
     "oos": _oos,
     "multilabel": _multilabel,
     "comparisons-current": lambda files, plots: _comparisons(files, True, plots),

@@ -74,10 +74,11 @@ def test_a_long_generator_keeps_peak_memory_flat(model_file):
         runs[n] = json.loads(res.stdout.strip().splitlines()[-1])
         assert runs[n]["rows"] == n
         assert runs[n]["max_gap"] < 1e-5  # the same probabilities as batch-by-batch calls
-    # Twenty times the texts: the texts themselves (a few MB) and their probabilities, no more.
-    # Padding every text to the longest of the whole input would take over 200 MB here.
+    # Twenty times the texts: the texts themselves (a few MB), their probabilities and allocator
+    # slack (about 33 MB on the development machine), no more. Tokenising the whole input at once
+    # padded to its longest text peaked 1.9 GB higher there.
     grown_mib = (runs[100_000]["peak_kib"] - runs[5_000]["peak_kib"]) / 1024
-    assert grown_mib < 64, runs
+    assert grown_mib < 128, runs
 
 
 # -- kill -9 during a checkpointed fit --------------------------------------------------------
