@@ -145,6 +145,7 @@ CONFIGS = {
                        "random_rows_d5": {"method": "random_rows", "params": {"density": 0.05}},
                        "random_rows_top3_d5": {"method": "random_rows", "params": {
                            "density": 0.05, "strategy_options": {"min_layer": 3}}},
+                       "layers_c2": {"method": "layers", "params": {"contrastive_epochs": 2}},
                        "con_only_c2": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 2}},
                        "con_only_c4": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 4}},
                        "con_only_full_c4": {"method": "full", "lead": "ContrastiveOnly",
