@@ -303,15 +303,7 @@ class ContrastiveGroupViews(TokenSparseClassifier):
             super().stage_contrastive(state)
 
 
-# -- SetFit's recipe on our masks: contrastive training, then the head; no cross-entropy finetune --
-class ContrastiveOnly(TokenSparseClassifier):
-    """The contrastive stage, then the head refit (a logistic regression); the training stage is skipped."""
-
-    def _stages(self, state=None):
-        return [s for s in super()._stages(state) if s != "training"]
-
-
 #: every lead a dev_screen variant may name
 LEADS = {cls.__name__: cls for cls in (TokenViews, Contrastive, ContrastiveViews, JointContrastive, CachedNoise,
-                                       ContrastiveGroupViews, ContrastiveOnly)}
+                                       ContrastiveGroupViews)}
 

@@ -146,11 +146,10 @@ CONFIGS = {
                        "random_rows_top3_d5": {"method": "random_rows", "params": {
                            "density": 0.05, "strategy_options": {"min_layer": 3}}},
                        "layers_c2": {"method": "layers", "params": {"contrastive_epochs": 2}},
-                       "con_only_c2": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 2}},
-                       "con_only_c4": {"method": "random", "lead": "ContrastiveOnly", "params": {"contrastive_epochs": 4}},
-                       "con_only_full_c4": {"method": "full", "lead": "ContrastiveOnly",
-                                            "params": {"contrastive_epochs": 4}},
-                       "con_only_rows_top3_cached_c4": {"method": "random_rows", "lead": "ContrastiveOnly", "params": {
+                       "con_only_c2": {"method": "random", "params": {"contrastive_epochs": 2, "max_epochs": 0}},
+                       "con_only_c4": {"method": "random", "params": {"contrastive_epochs": 4, "max_epochs": 0}},
+                       "con_only_full_c4": {"method": "full", "params": {"contrastive_epochs": 4, "max_epochs": 0}},
+                       "con_only_rows_top3_cached_c4": {"method": "random_rows", "params": {"max_epochs": 0,
                            "contrastive_epochs": 4, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                    }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
