@@ -457,9 +457,12 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         if not texts:
             return np.empty((0, n_classes), dtype=np.float32)
         out = np.empty((len(texts), n_classes), dtype=np.float32)
-        progress = self._progress("predict") if len(texts) <= _PREDICT_CHUNK else None
+        starts = range(0, len(texts), _PREDICT_CHUNK)
+        progress = self._progress("predict")
+        # A long input's bar counts chunks; a short one's, batches.
+        chunks, progress = (progress(starts), None) if progress and len(starts) > 1 else (starts, progress)
         # In chunks: the token arrays of a long input never exist at once (peak memory stays flat).
-        for start in range(0, len(texts), _PREDICT_CHUNK):
+        for start in chunks:
             enc = encode(self.tokenizer_, texts[start:start + _PREDICT_CHUNK], self.max_length)
             with self._oom_advice("prediction"):
                 out[start:start + _PREDICT_CHUNK] = run_inference(self.module_, enc, self._eval_batch(), self.device_,
