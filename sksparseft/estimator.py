@@ -34,13 +34,20 @@ _PREDICT_CHUNK = 4096
 
 
 class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
-    """Text classifier that finetunes a small, token-driven subset of a pretrained encoder.
+    """Text classifier that finetunes a small subset of a pretrained encoder's entries.
 
-    ``fit`` finds task-specific token groups in the training texts, scores the
-    backbone's parameters by squared gradients that flow only through those
-    tokens, keeps the top ``density`` fraction, and trains only them (plus a new
-    linear head and the token groups' embedding rows). Every other backbone
-    entry stays exactly as pretrained.
+    By default (``strategy="random"``) ``fit`` draws a random ``density`` share (1%)
+    of the backbone's entries with ``random_state`` and trains only them, with a
+    new linear head: first on a supervised contrastive objective
+    (``contrastive_epochs``), then with cross-entropy (``max_epochs``); it then
+    takes the point between the start and the end of the cross-entropy finetune
+    that is best on validation (``interpolate_weights``) and refits the head on
+    every text (``refit_head``). Every other backbone entry stays exactly as
+    pretrained. ``fit`` also finds the token groups that tell the classes apart
+    in the training texts (``token_groups_``, behind ``explain``);
+    ``strategy="token_sparse"`` (the default before 0.3.0) chooses the entries by
+    squared gradients that flow only through those tokens and trains the groups'
+    embedding rows too.
 
     Parameters
     ----------
@@ -110,10 +117,11 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     max_epochs : int, default=8
         Most passes of the cross-entropy finetune over the training data. 0 skips
         it: with ``contrastive_epochs > 0`` the fit is then the contrastive stage
-        and the head refit (SetFit's recipe on the selected entries): 0.45x the
-        default's fit time on 10-shot BANKING77, about half a point lower on the
-        dev splits (docs/benchmarks.md, the dev screen's ``con_only`` rows); with
-        both 0, a linear probe on the frozen features.
+        and the head refit (SetFit's recipe on the selected entries): 0.44x the
+        default's fit time on 10-shot BANKING77 (33 s against 74 s, one seed on an
+        idle CPU), and 0.6 points lower on the BANKING77 dev split and 0.2 on the
+        CLINC150 one (means over seeds 0-2; docs/benchmarks.md, the dev screen's
+        ``con_only_c2`` rows); with both 0, a linear probe on the frozen features.
     batch_size : int, default=32
     max_length : int, default=128
         Texts are truncated to this many tokens.
@@ -133,12 +141,14 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Epochs without a better validation accuracy before stopping; the best
         epoch's weights are restored.
     interpolate_weights : bool, default=True
-        After training, move the trainable weights back along the line from the
-        start (the linear probe, no delta) to the finetuned ones, to the point
-        ``a`` in [0, 1] with the best validation accuracy (WiSE-FT; about 6
-        validation passes). False keeps the older either/or choice: the
-        finetune, or the probe when the finetune did not beat it on validation.
-        Needs a validation split.
+        After training, move the trainable weights back along the line from where
+        the cross-entropy finetune started to where it ended, to the point ``a`` in
+        [0, 1] with the best validation accuracy (WiSE-FT; about 6 validation
+        passes). The start (``a = 0``) is the linear probe on the features the
+        finetune started from: with ``contrastive_epochs > 0`` (the default) the
+        delta the contrastive stage trained, with 0 no delta (frozen features).
+        False keeps the older either/or choice: the finetune, or that start when
+        the finetune did not beat it on validation. Needs a validation split.
     average_epochs : bool, default=False
         Use the uniform average of the trainable weights after every epoch that
         ran (stochastic weight averaging over the run) as the finetuned end of
@@ -158,7 +168,11 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         class and apart across classes (temperature 0.05). The head is then refit as
         the linear probe on the new features, and the probe-to-finetune line of
         ``interpolate_weights`` starts there. 0 turns the stage off (the fit of
-        0.2.0). On 10-shot dev splits it added 0.6-1.5 points to every strategy.
+        0.2.0). On the 10-shot dev splits (seed 0; docs/benchmarks.md, the dev
+        screen's ``*_c2`` rows against the same strategies without it) it added 0.8
+        to 1.5 points to ``random``, ``fisher``, ``token_sparse`` and ``full`` on
+        BANKING77 and 0.8 and 0.7 points to ``random`` and ``full`` on CLINC150,
+        where it cost ``token_sparse`` and ``fisher`` 0.2 points each.
     unknown_label : str, int or None, default=None
         Label that ``predict`` gives a text whose best class scores below
         ``unknown_threshold_`` (out-of-scope rejection); None turns rejection off.

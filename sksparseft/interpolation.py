@@ -2,9 +2,12 @@
 
 Wortsman et al. (2022), "Robust fine-tuning of zero-shot models": the straight line
 between the starting weights and the finetuned ones often holds models better than
-either end. Here the start is the linear probe on frozen features (LP-FT) with a zero
-delta, so the line scales the trained delta (and adapters) and blends the two heads;
-``a = 0`` is the probe, ``a = 1`` the finetune as trained. ``a`` is chosen on the
+either end. Here the start is where the cross-entropy finetune began (LP-FT): the trainable
+tensors (sparse delta, tensors trained whole, adapters) as the contrastive stage left them
+(``contrastive_epochs > 0``, the default), or at their start, a zero delta on the frozen
+backbone (``contrastive_epochs=0``), with the linear probe fitted on those features as the
+head. The line blends the two states of the trainable tensors and the two heads; ``a = 0``
+is that start, ``a = 1`` the finetune as trained. ``a`` is chosen on the
 validation split, coarse grid first, then the two midpoints next to the best point.
 """
 
