@@ -131,17 +131,16 @@ class _BalancedBatches(torch.utils.data.Sampler):
     def __init__(self, y, batch_size, per_class, seed):
         self.y, self.per_class, self.seed = y, per_class, seed
         self.n_classes_per_batch = max(batch_size // per_class, 2)
-        self.n_batches = -(-len(y) // batch_size)
         self.epoch = 0
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
-        for rows in class_batches(self.y, self.n_batches, self.n_classes_per_batch, self.per_class, rng):
+        for rows in class_batches(self.y, self.n_classes_per_batch, self.per_class, rng):
             yield rows.tolist()
 
     def __len__(self):
-        return self.n_batches
+        return len(class_batches(self.y, self.n_classes_per_batch, self.per_class, np.random.default_rng(self.seed)))
 
 
 class JointContrastive(TokenSparseClassifier):

@@ -70,36 +70,40 @@ def view_mask(attention_mask, keep, drop):
     return attention_mask * (~dropped).to(attention_mask.dtype)
 
 
-def class_batches(y, n_steps, classes_per_batch, per_class, rng):
-    """``n_steps`` batches of row indices: ``per_class`` rows from each of ``classes_per_batch`` classes.
+def class_batches(y, classes_per_batch, per_class, rng):
+    """One epoch of batches of row indices: every row once, in groups of ``per_class`` rows of one class.
 
-    Classes are drawn among those with at least two rows (the others have no positive);
-    each class's rows are visited in a shuffled cycle, so every row is seen about equally.
+    Each class's rows are shuffled and cut into groups of ``per_class`` (a lone last row joins
+    the group before it, so that every row has a positive); each class's groups are spread
+    evenly over the epoch at a random offset (so that a batch mixes classes and has
+    negatives) and packed ``classes_per_batch`` to a batch. An epoch therefore visits each row
+    exactly once, whatever the class sizes (classes drawn uniformly would over-visit small
+    classes, and with few classes an epoch would see a fraction of the data). Rows of a class
+    with a single row have no positive and are left out.
     """
     y = np.asarray(y)
-    pools = {c: rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)}
-    usable = [c for c, rows in pools.items() if len(rows) >= 2]
-    if not usable:
-        return []
-    cursor = dict.fromkeys(pools, 0)
-    batches = []
-    for _ in range(n_steps):
-        batch = []
-        for c in rng.choice(usable, min(classes_per_batch, len(usable)), replace=False):
-            rows, k = pools[c], min(per_class, len(pools[c]))
-            batch.extend(rows[(cursor[c] + np.arange(k)) % len(rows)])
-            cursor[c] += k
-        batches.append(np.asarray(batch))
-    return batches
+    groups, keys = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        if len(rows) < 2:
+            continue
+        parts = [rows[i:i + per_class] for i in range(0, len(rows), per_class)]
+        if len(parts[-1]) < 2:
+            parts[-2] = np.concatenate([parts[-2], parts.pop()])
+        groups.extend(parts)
+        keys.extend((np.arange(len(parts)) + rng.uniform()) / len(parts))
+    order = np.argsort(keys, kind="stable")
+    return [np.concatenate([groups[i] for i in order[j:j + classes_per_batch]])
+            for j in range(0, len(order), classes_per_batch)]
 
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
                       temperature=0.05, per_class=4, keep=None, view_drop=0.0, random_state=None, progress=None):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
-    An epoch is as many steps as cross-entropy training takes over the same texts at
-    ``batch_size``; each batch holds ``per_class`` texts from ``batch_size // per_class``
-    classes. AdamW, gradients clipped to norm 1, constant rate. With ``view_drop > 0``, each
+    An epoch visits every text once (:func:`class_batches`), in batches of about
+    ``batch_size`` texts: groups of ``per_class`` texts of one class, ``batch_size // per_class``
+    groups to a batch. AdamW, gradients clipped to norm 1, constant rate. With ``view_drop > 0``, each
     text is seen as a view: its positions outside ``keep`` (0/1 per position, e.g. the token
     groups and special tokens) are masked out at random with that probability. Returns the
     mean loss of each epoch (an empty list when no class has two texts). A 2-D 0/1 ``y``
@@ -109,9 +113,8 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     y = np.asarray(y)
     slots = y if y.ndim == 1 else np.where(y.any(axis=1), y.argmax(axis=1), y.shape[1])
     params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
-    steps = math.ceil(len(y) / batch_size)
     classes_per_batch = max(batch_size // per_class, 2)
-    if not params or steps == 0:
+    if not params or len(y) == 0:
         return []
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     lengths = np.asarray(encodings["attention_mask"]).sum(axis=1)
@@ -120,7 +123,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     losses = []
     try:
         for _ in range(epochs):
-            batches = class_batches(slots, steps, classes_per_batch, per_class, rng)
+            batches = class_batches(slots, classes_per_batch, per_class, rng)
             if not batches:
                 return []
             total = 0.0

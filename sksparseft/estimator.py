@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .backbone import DEFAULT_MODEL, POOLINGS
-from .devices import make_accelerator, resolve_device
+from .devices import broadcast_from_main, make_accelerator, resolve_device
 from .explain import explain, token_group_table
 from .export import to_huggingface, to_onnx
 from .fit_stages import FitStages
@@ -201,7 +201,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps". CUDA
         training uses bf16 mixed precision.
     random_state : int or None, default=None
-        Seeds every random step; on CPU the same seed gives the same predictions.
+        Seeds every random step (the validation split, the mask of ``random`` and
+        ``random_rows``, sensitivity samples, batches, dropout); on CPU the same seed gives
+        the same predictions. None draws fresh randomness in every fit, as in scikit-learn
+        (set it to resume from ``checkpoint_path``).
     accelerate : bool, default=False
         Train data-parallel through Hugging Face Accelerate: run the fitting script
         with ``accelerate launch`` (or ``torchrun``) and every process trains on its
@@ -430,10 +433,19 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         kind = target_kind(y_enc)
         weights = class_weights(self.class_weight, classes, y)  # unknown classes fail before anything loads
         self._check_thresholds(kind, y)
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
+        seed = self.random_state
+        if seed is None:
+            # scikit-learn's convention: None is fresh randomness (mask, split, batches) in every fit.
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+            if accelerator is not None:
+                seed = broadcast_from_main(seed)  # every process must draw the same mask and split
+            if self.checkpoint_path is not None:
+                warnings.warn("random_state=None draws a new mask and split in every fit, so a checkpoint of an "
+                              "earlier fit is never resumed; set random_state to resume", stacklevel=3)
+        else:
+            torch.manual_seed(seed)
         return FitState(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
-                        seed=self.random_state, strategy=strategy, class_weight=weights, kind=kind,
+                        seed=seed, strategy=strategy, class_weight=weights, kind=kind,
                         sample_weight=sample_weight, label_names=names)
 
     def _check_thresholds(self, kind, y):

@@ -115,6 +115,15 @@ class FitStages:
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
             self._fit_probe(state)
+            state.probe_head = {k: v.detach().clone() for k, v in state.module.head.state_dict().items()}
+        else:  # the head starts at random; the floor still needs the probe
+            head = copy.deepcopy(state.module.head)
+            with self._oom_advice("feature extraction"):
+                feats = run_inference(state.module, state.train_encodings, self._eval_batch(), state.device,
+                                      what="features", progress=self._progress("features"))
+            fit_linear_probe(head, feats, state.y_train, class_weight=state.class_weight,
+                             sample_weight=state.train_encodings.get("sample_weight"), kind=state.kind)
+            state.probe_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
 
     def _fit_probe(self, state):
         """The head as a logistic regression on the module's features of the training part (LP-FT)."""
@@ -154,6 +163,26 @@ class FitStages:
         state.mask_summary = state.mask.summary() if state.mask is not None else _adapter_summary(module, state.n_trainable)
         lr = self.learning_rate
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
+        self._record_floor(state)
+
+    def _record_floor(self, state):
+        """The frozen backbone with the linear probe: what fit falls back to (and its validation score).
+
+        Taken before anything trains, with the strategy's tensors at their start (a zero delta,
+        pretrained tensors, adapters as created), so that no later choice keeps a model that
+        scored below it on validation, and a diverged fit has somewhere to return to.
+        """
+        module = state.module
+        floor = module.trainable_state()
+        floor.update({f"head.{k}": v for k, v in state.probe_head.items()})
+        state.floor_state = floor
+        if state.valid_data is not None:
+            current = {f"head.{k}": v.detach().clone() for k, v in module.head.state_dict().items()}
+            module.load_trainable_state_(floor)
+            with self._oom_advice("validation"):
+                state.floor_scores = validation_scores(module, state.valid_data, self._eval_batch(), state.device,
+                                                       kind=state.kind)
+            module.load_trainable_state_(current)
 
     # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
     def stage_contrastive(self, state):
@@ -171,6 +200,14 @@ class FitStages:
             )
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
+        if not all(np.isfinite(losses)):
+            epoch = next(i for i, v in enumerate(losses, 1) if not np.isfinite(v))
+            warnings.warn(f"the contrastive stage's loss became non-finite in epoch {epoch} (learning_rate too "
+                          "high?); its weights are discarded and training goes on from the frozen backbone",
+                          stacklevel=4)
+            state.module.load_trainable_state_(state.floor_state)
+            state.diverged.append("contrastive")
+            return
         if self.head_init == "linear_probe":
             self._fit_probe(state)  # training starts from a probe on the features it will finetune
 
@@ -197,7 +234,7 @@ class FitStages:
             with self._oom_advice("validation"):
                 state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device,
                                                        kind=state.kind)
-            state.start_state = state.module.trainable_state()
+        state.start_state = state.module.trainable_state()
         with self._oom_advice("training"):
             fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,
                           max_epochs=self.max_epochs, patience=self.patience)
@@ -210,6 +247,13 @@ class FitStages:
                 stacklevel=4,
             )
         state.history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        bad = [row.get("epoch") for row in state.history if not np.isfinite(row.get("train_loss", 0.0))]
+        if bad:
+            warnings.warn(f"the cross-entropy finetune's loss became non-finite in epoch {bad[0]} (learning_rate too "
+                          "high?); its weights are discarded", stacklevel=4)
+            state.module.load_trainable_state_(state.start_state)
+            state.diverged.append("training")
+            return
         state.average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
         if state.average is not None:
             state.module.load_trainable_state_(state.average)  # the finetuned end: the epochs' average
@@ -220,8 +264,38 @@ class FitStages:
             state.blend = 0.0  # nothing was trained: the model is the linear probe
         if state.probe_scores is not None:
             state.history.insert(0, {"epoch": 0, "valid_acc": state.probe_scores[0], "stage": "linear_probe"})
-            self._choose_blend(state)
+            if "training" in state.diverged:
+                state.blend = 0.0  # the finetune was discarded: the line has one point
+            else:
+                self._choose_blend(state)
+        self._keep_floor_if_better(state)
         state.module.clear_block_cache()
+
+    def _keep_floor_if_better(self, state):
+        """Fall back to the frozen backbone and its probe if what training chose scored below it on validation.
+
+        A fit whose every stage diverged falls back too, with or without a validation split.
+        """
+        trained = bool(self.max_epochs or self.contrastive_epochs)
+        nothing_left = trained and set(state.diverged) >= {s for s, on in (("contrastive", self.contrastive_epochs),
+                                                                           ("training", self.max_epochs)) if on}
+        fall_back = nothing_left
+        if state.floor_scores is not None and trained and not fall_back:
+            chosen = state.scores.get(state.blend) if state.scores else None
+            if chosen is None:
+                with self._oom_advice("validation"):
+                    chosen = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device,
+                                               kind=state.kind)
+            fall_back = chosen[0] < state.floor_scores[0]  # ties keep the finetune
+        if state.accelerator is not None:
+            fall_back = broadcast_from_main(fall_back)
+        if fall_back:
+            state.module.load_trainable_state_(state.floor_state)
+            state.blend, state.fell_back = 0.0, True
+            if self.verbose:
+                print("keeping the frozen backbone with the linear probe: nothing trained scored above it on validation")
+        if state.history and state.floor_scores is not None:
+            state.history[0]["frozen_probe_valid_acc"] = state.floor_scores[0]
 
     def _choose_blend(self, state):
         module, probe = state.module, state.probe_scores
@@ -319,12 +393,18 @@ class FitStages:
             classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
             strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,
             n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.history,
-            pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=state.blend > 0.0,
+            pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=self._finetuned(state),
             interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
             fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
             device_=state.device, multilabel_=state.kind.multilabel, label_names_=state.label_names,
             thresholds_=state.thresholds, unknown_threshold_=state.unknown_threshold,
         )
+
+    def _finetuned(self, state):
+        """Whether the fitted model differs from the frozen backbone with its linear probe."""
+        if state.fell_back or not (self.max_epochs or self.contrastive_epochs):
+            return False
+        return state.blend > 0.0 or bool(self.contrastive_epochs and "contrastive" not in state.diverged)
 
     def _fingerprint(self, state):
         """Identifies a fit: parameters that shape training, the data, and the selected mask."""

@@ -51,6 +51,11 @@ class FitState:
     focus: np.ndarray | None = None
     # module and probe
     module: object = None
+    probe_head: dict | None = None  # the linear probe on frozen features (head state)
+    floor_state: dict | None = None  # the frozen backbone with that probe: what fit falls back to
+    floor_scores: tuple | None = None  # its validation (accuracy, log-loss)
+    diverged: list = field(default_factory=list)  # stages whose loss became non-finite
+    fell_back: bool = False
     # selection
     mask: object = None
     mask_summary: dict | None = None

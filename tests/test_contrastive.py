@@ -35,18 +35,29 @@ def test_supcon_loss_without_positives_is_zero_and_differentiable():
     assert float(loss.detach()) == 0.0 and torch.equal(z.grad, torch.zeros_like(z))
 
 
-def test_class_batches_take_per_class_rows_from_classes_with_positives():
-    y = np.array([0] * 5 + [1] * 3 + [2] * 1 + [3] * 6)
-    batches = class_batches(y, 20, classes_per_batch=2, per_class=2, rng=np.random.default_rng(0))
-    assert len(batches) == 20
+def test_class_batches_visit_every_row_once_per_epoch_whatever_the_class_sizes():
+    # Unbalanced: one large class, small ones, and a class with a single row (no positive).
+    y = np.array([0] * 40 + [1] * 3 + [2] * 1 + [3] * 6 + [4] * 2)
+    batches = class_batches(y, classes_per_batch=2, per_class=4, rng=np.random.default_rng(0))
     seen = np.concatenate(batches)
-    assert 8 not in seen  # class 2 has a single row: no positive, never drawn
+    assert 43 not in seen  # class 2's only row: no positive, never drawn
+    assert sorted(seen) == sorted(np.flatnonzero(y != 2))  # every other row exactly once
     for b in batches:
         labels, counts = np.unique(y[b], return_counts=True)
-        assert len(labels) == 2 and set(counts) == {2}
-    # Rows of a class are cycled through, so all of them are seen.
-    assert set(seen) == set(np.flatnonzero(y != 2))
-    assert class_batches(np.arange(4), 3, 2, 2, np.random.default_rng(0)) == []
+        assert counts.min() >= 2  # every row of a batch has a positive
+        assert len(labels) >= 2 or b is batches[-1]  # and negatives (a last, short batch may lack them)
+    assert class_batches(np.arange(4), 2, 2, np.random.default_rng(0)) == []
+
+
+def test_class_batches_of_a_binary_task_cover_the_whole_epoch():
+    # Two classes: drawing classes per batch would see about a quarter of the texts per epoch.
+    y = np.array([0] * 100 + [1] * 28)
+    batches = class_batches(y, classes_per_batch=8, per_class=4, rng=np.random.default_rng(1))
+    seen = np.concatenate(batches)
+    assert len(seen) == len(y) and set(seen) == set(range(len(y)))
+    assert 3 <= len(batches) <= 5  # about len(y) / 32 steps, as in a cross-entropy epoch
+    # Small classes are not over-visited: each class is seen in proportion to its size.
+    assert np.bincount(y[seen]).tolist() == [100, 28]
 
 
 def _module(tiny_model, texts, labels):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import sksparseft.interpolation as interpolation
+from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.backbone import load_backbone
 from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
@@ -169,3 +170,68 @@ def test_average_epochs_ends_at_the_mean_of_the_epochs_weights(tiny_model, toy_d
     assert deltas
     for name, (_, values) in deltas.items():
         torch.testing.assert_close(values, mean[f"delta_values.{_key(name)}"])
+
+
+def _scramble(module):
+    """Training made useless: every trained backbone tensor pushed far from anything learned."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.requires_grad and not name.startswith("head."):
+                p.add_(torch.randn_like(p) * 50)
+
+
+class _UselessContrastive(TokenSparseClassifier):
+    def stage_contrastive(self, state):
+        super().stage_contrastive(state)
+        _scramble(state.module)
+
+
+class _UselessTraining(_UselessContrastive):
+    def stage_training(self, state):
+        super().stage_training(state)
+        _scramble(state.module)
+
+
+def _frozen_probe(tiny_model, X, y, **params):
+    """The frozen backbone with the linear probe, refit on every text: what a useless fit must fall back to."""
+    return TokenSparseClassifier(tiny_model, random_state=0, **{**params, "max_epochs": 0, "contrastive_epochs": 0}).fit(X, y)
+
+
+@pytest.mark.parametrize("cls, params", [(_UselessTraining, dict(FAST, contrastive_epochs=1)),
+                                         (_UselessContrastive, dict(FAST, contrastive_epochs=1, max_epochs=0))],
+                         ids=["default_stages", "contrastive_only"])
+def test_a_fit_whose_training_is_useless_falls_back_to_the_frozen_probe(tiny_model, toy_data, cls, params):
+    X, y = toy_data
+    clf = cls(tiny_model, random_state=0, **params).fit(X, y)
+    probe = _frozen_probe(tiny_model, X, y, **params)
+    assert clf.finetuned_ is False and clf.interpolation_ == 0.0
+    np.testing.assert_allclose(clf.predict_proba(X), probe.predict_proba(X), rtol=0, atol=1e-6)
+
+
+def test_the_chosen_model_never_scores_below_the_frozen_probe_on_validation(tiny_model, toy_data):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, random_state=0, **dict(FAST, contrastive_epochs=1)).fit(X, y)
+    first = clf.history_[0]
+    assert first["stage"] == "linear_probe" and "frozen_probe_valid_acc" in first
+    kept = clf.interpolation_scores_[clf.interpolation_][0]
+    assert kept >= first["frozen_probe_valid_acc"] or clf.finetuned_ is False
+
+
+class _NonFinite(TokenSparseClassifier):
+    def stage_training(self, state):
+        with torch.no_grad():
+            next(p for n, p in state.module.named_parameters()
+                 if p.requires_grad and not n.startswith("head.")).fill_(float("nan"))
+        super().stage_training(state)
+
+
+@pytest.mark.parametrize("validation_fraction", [0.2, 0.0])
+def test_a_fit_whose_loss_turns_non_finite_says_so_and_falls_back(tiny_model, toy_data, validation_fraction):
+    X, y = toy_data
+    params = dict(FAST, contrastive_epochs=0, validation_fraction=validation_fraction)
+    with pytest.warns(UserWarning, match="non-finite"):
+        clf = _NonFinite(tiny_model, random_state=0, **params).fit(X, y)
+    assert clf.finetuned_ is False
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba, _frozen_probe(tiny_model, X, y, **params).predict_proba(X), rtol=0, atol=1e-6)
