@@ -165,7 +165,7 @@ def cmd_predict(args):
     rows = read_table(args.data, args.format)
     X = column(rows, args.text_column, args.data)
     proba = clf.predict_proba(X)
-    pred = clf._labels(proba)
+    pred = clf._labels(proba, clf._rejection_scores(X, proba))
     names = _label_texts(clf)
     if clf.multilabel_:
         pred = [args.label_sep.join(n for n, on in zip(names, row) if on) for row in pred]

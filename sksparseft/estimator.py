@@ -21,6 +21,7 @@ from .fit_stages import FitStages
 from .fit_state import FitState
 from .fitted_state import set_fitted
 from .persistence import load_estimator, save_estimator
+from .rejection import best_known
 from .strategies import get_strategy
 from .tokens import encode
 from .targets import KINDS, target_kind
@@ -456,9 +457,6 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
                 raise ValueError("unknown_label applies to one label per text; a multi-label y (2-D indicator) "
                                  "rejects a text by predicting none of its labels")
             check_unknown_label(self.unknown_label, y)
-            if self.unknown_threshold == "auto" and no_split:
-                raise ValueError("unknown_threshold='auto' is chosen on the validation split; set "
-                                 "validation_fraction > 0 or give unknown_threshold as a number")
         if kind.multilabel and self.multilabel_threshold == "auto" and no_split:
             raise ValueError("multilabel_threshold='auto' is chosen on the validation split; set "
                              "validation_fraction > 0 or give multilabel_threshold as a number")
@@ -476,8 +474,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         return lambda it: tqdm(it, desc=desc, leave=False)
 
     # ------------------------------------------------------------------ predict
-    def _logits(self, X):
+    def _logits(self, X, module=None):
+        """Logits of ``module`` (the fitted model by default) for every text, in chunks."""
         check_is_fitted(self, "module_")
+        module = self.module_ if module is None else module
         texts = validate_texts(X)
         n_classes = len(self.classes_)
         if not texts:
@@ -491,7 +491,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         for start in chunks:
             enc = encode(self.tokenizer_, texts[start:start + _PREDICT_CHUNK], self.max_length)
             with self._oom_advice("prediction"):
-                out[start:start + _PREDICT_CHUNK] = run_inference(self.module_, enc, self._eval_batch(), self.device_,
+                out[start:start + _PREDICT_CHUNK] = run_inference(module, enc, self._eval_batch(), self.device_,
                                                                   progress=progress)
         return out
 
@@ -510,17 +510,37 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
         Multi-label: the 0/1 indicator array of the labels at or above ``thresholds_``.
         """
-        return self._labels(self.predict_proba(X))
+        proba = self.predict_proba(X)
+        return self._labels(proba, self._rejection_scores(X, proba))
 
-    def _labels(self, proba):
-        """What ``predict`` returns for these probabilities."""
+    def rejection_score(self, X):
+        """The score ``predict`` compares with ``unknown_threshold_``: below it, a text is rejected.
+
+        The best known-class probability of the pretrained backbone's linear probe (see
+        docs/unknown.md); for a model saved before 0.6.0, the model's own best-class probability.
+        """
+        check_is_fitted(self, "module_")
+        if self.unknown_label is None:
+            raise AttributeError("rejection_score needs unknown_label (this model never rejects)")
+        return self._rejection_scores(X)
+
+    def _rejection_scores(self, X, proba=None):
+        if self.unknown_label is None or self.multilabel_:
+            return None
+        if getattr(self, "rejector_", None) is None:
+            return (self.predict_proba(X) if proba is None else proba).max(axis=1)
+        proba = torch.softmax(torch.from_numpy(self._logits(X, self.rejector_)), dim=1).numpy()
+        return best_known(proba, [i for i, c in enumerate(self.classes_.tolist()) if c == self.unknown_label])
+
+    def _labels(self, proba, scores=None):
+        """What ``predict`` returns for these probabilities (and rejection scores)."""
         if self.multilabel_:
             return (proba >= self.thresholds_).astype(self.classes_.dtype)
         if not len(proba):
             return self.classes_[:0]
         labels = self.classes_[proba.argmax(axis=1)]
         if self.unknown_label is not None and self.unknown_threshold_ is not None:
-            reject = proba.max(axis=1) < self.unknown_threshold_
+            reject = (proba.max(axis=1) if scores is None else scores) < self.unknown_threshold_
             reject |= np.asarray([c == self.unknown_label for c in labels.tolist()], dtype=bool)
             if reject.any():
                 labels = labels.astype(object) if labels.dtype.kind in "UO" else labels.copy()
@@ -619,22 +639,27 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         state = self.__dict__.copy()
         if "module_" in state:
             # torch.save keeps the tensors' bytes; on load they are mapped to a device that exists.
-            buf = io.BytesIO()
-            torch.save(state.pop("module_"), buf)
-            state["_module_bytes"] = buf.getvalue()
+            for name in ("module_", "rejector_"):
+                if state.get(name) is not None:
+                    buf = io.BytesIO()
+                    torch.save(state.pop(name), buf)
+                    state[f"_{name}bytes"] = buf.getvalue()
             state["device_"] = str(state["device_"])
         return state
 
     def __setstate__(self, state):
-        blob = state.pop("_module_bytes", None)
+        blobs = {name: state.pop(f"_{name}bytes", None) for name in ("module_", "rejector_")}
         self.__dict__.update(state)
-        if blob is not None:
+        if blobs["module_"] is not None:
             device = torch.device(state["device_"])
             if device.type == "cuda" and not torch.cuda.is_available():
                 warnings.warn("model was fitted on CUDA, which is not available here; loading it on the CPU", stacklevel=2)
                 device = torch.device("cpu")
-            self.module_ = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
-            self.module_.eval()
+            for name, blob in blobs.items():
+                if blob is not None:
+                    setattr(self, name, torch.load(io.BytesIO(blob), map_location=device, weights_only=False).eval())
+            if "rejector_" not in self.__dict__:
+                self.rejector_ = None
             self.device_ = device
 
     def __sklearn_tags__(self):

@@ -35,7 +35,7 @@ def explain(est, texts, top=5):
     batch = est._eval_batch()
     proba = est._probabilities(run_inference(est.module_, enc, batch, est.device_))
     pred = proba.argmax(axis=1)
-    labels = est._labels(proba)
+    labels = est._labels(proba, est._rejection_scores(texts, proba))
     groups = est.token_groups_
     pad = est.tokenizer_.pad_token_id
 

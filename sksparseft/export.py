@@ -29,7 +29,7 @@ pooling = settings["pooling"]  # "{pooling}"
 labels = model.config.id2label
 
 
-def predict_proba(texts):
+def predict_proba(texts, model=model, head=head):
     enc = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**enc).last_hidden_state
@@ -60,6 +60,21 @@ def predict(texts):
     return [unknown if p < settings["unknown_threshold"] or labels[int(i)] == unknown else labels[int(i)]
             for p, i in zip(best.tolist(), index.tolist())]
 ''',
+    "unknown_frozen": '''
+rejector = AutoModel.from_pretrained(f"{{folder}}/rejector").eval()  # the backbone as pretrained
+rejector_head = load_file(f"{{folder}}/rejector/head.safetensors")  # its linear probe
+
+
+def predict(texts):
+    # The class from the model; settings["unknown_label"] where the pretrained backbone's probe is less
+    # sure than settings["unknown_threshold"] (or where the class is the unknown label itself).
+    index = predict_proba(texts).argmax(-1)
+    unknown = str(settings["unknown_label"])
+    known = [j for j, name in labels.items() if name != unknown]  # the unknown class's own column left out
+    best = predict_proba(texts, rejector, rejector_head)[:, known].max(-1).values
+    return [unknown if p < settings["unknown_threshold"] or labels[int(i)] == unknown else labels[int(i)]
+            for p, i in zip(best.tolist(), index.tolist())]
+''',
     "multilabel": '''
 def predict(texts):
     # Every label at or above its own threshold.
@@ -77,7 +92,13 @@ def prediction_settings(est):
         "thresholds": None if est.thresholds_ is None else [float(t) for t in est.thresholds_],
         "unknown_label": unknown.item() if hasattr(unknown, "item") else unknown,
         "unknown_threshold": None if unknown is None else float(est.unknown_threshold_),
+        # What the threshold applies to: the pretrained backbone's linear probe (files of 0.6.0 on), or the model.
+        "rejection_score": None if unknown is None else ("frozen_probe" if _rejector(est) is not None else "model"),
     }
+
+
+def _rejector(est):
+    return getattr(est, "rejector_", None)
 
 
 def label_texts(est):
@@ -91,10 +112,12 @@ def label_texts(est):
 def _loading_code(est, folder):
     settings = prediction_settings(est)
     kind = "multilabel" if settings["multilabel"] else "unknown" if settings["unknown_label"] is not None else "single"
+    if kind == "unknown" and settings["rejection_score"] == "frozen_probe":
+        kind = "unknown_frozen"
     return LOADING_CODE.format(
         folder=folder, pooling=est.pooling_, max_length=int(est.max_length),
         activation="torch.sigmoid(logits)" if settings["multilabel"] else "torch.softmax(logits, dim=-1)",
-        predict=PREDICT_CODE[kind].lstrip("\n"),
+        predict=PREDICT_CODE[kind].lstrip("\n").format(folder=folder),
     )
 
 
@@ -134,6 +157,11 @@ def to_huggingface(est, path, overwrite=False):
         est.tokenizer_.save_pretrained(tmp)
         save_file({"weight": module.head.weight.detach().cpu().contiguous(),
                    "bias": module.head.bias.detach().cpu().contiguous()}, str(tmp / "head.safetensors"))
+        rejector = _rejector(est)
+        if rejector is not None:  # the pretrained backbone and its probe, which decide rejection
+            _plain_copy(rejector.encoder).save_pretrained(tmp / "rejector")
+            save_file({"weight": rejector.head.weight.detach().cpu().contiguous(),
+                       "bias": rejector.head.bias.detach().cpu().contiguous()}, str(tmp / "rejector" / "head.safetensors"))
         code = _loading_code(est, path.name)
         (tmp / "README.md").write_text(
             "# Text classifier exported by sksparseft\n\n"
@@ -146,23 +174,49 @@ def to_huggingface(est, path, overwrite=False):
     return atomic_dir(path, write, replace=True)
 
 
-class _ProbabilityModel(torch.nn.Module):
-    """Backbone -> pooling -> head -> softmax (multi-label: sigmoid), as one graph for export."""
+def _plain_copy(encoder, attn_implementation=None):
+    """A stock transformers model with ``encoder``'s config and weights (no wrappers, float32)."""
+    from transformers import AutoModel
 
-    def __init__(self, encoder, head, pooling, multilabel=False):
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    clean = AutoModel.from_config(encoder.config, dtype=torch.float32, **extra)
+    clean.load_state_dict({k: v.detach().cpu().float() for k, v in encoder.state_dict().items()}, strict=False)
+    return clean.eval()
+
+
+class _ProbabilityModel(torch.nn.Module):
+    """Backbone -> pooling -> head -> softmax (multi-label: sigmoid), as one graph for export.
+
+    With a rejector (frozen backbone and its probe), a second output: the probe's best
+    known-class probability, which ``predict`` compares with the unknown threshold.
+    """
+
+    def __init__(self, encoder, head, pooling, multilabel=False, rejector=None, known=None):
         super().__init__()
         self.encoder, self.head, self.pooling, self.multilabel = encoder, head, pooling, multilabel
+        self.rejector = rejector
+        self.known = known  # columns of the known classes (the unknown label's own class left out)
 
     def forward(self, input_ids, attention_mask):
         from .backbone import pool
 
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         logits = self.head(pool(hidden, attention_mask, self.pooling)).float()
-        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+        proba = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+        if self.rejector is None:
+            return proba
+        encoder, head = self.rejector
+        frozen = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        frozen_proba = torch.softmax(head(pool(frozen, attention_mask, self.pooling)).float(), dim=-1)
+        return proba, frozen_proba[:, self.known].max(dim=-1).values
 
 
 def to_onnx(est, path, opset=18):
     """Write an ONNX graph (inputs ``input_ids``, ``attention_mask``; output ``probabilities``).
+
+    A model that rejects unknown texts (``unknown_label``) has a second output,
+    ``rejection_score`` (the pretrained backbone's probe's best known-class probability): a text
+    whose score is below the metadata's ``unknown_threshold`` is rejected.
 
     Batch size and sequence length are dynamic. Tokenise with ``est.tokenizer_``
     (or the tokenizer files of :func:`to_huggingface`), right padding. The model's
@@ -181,12 +235,20 @@ def to_onnx(est, path, opset=18):
     clean.load_state_dict(state, strict=False)
     head = torch.nn.Linear(est.module_.head.in_features, est.module_.head.out_features)
     head.load_state_dict({k: v.detach().cpu() for k, v in est.module_.head.state_dict().items()})
-    model = _ProbabilityModel(clean.eval(), head, est.pooling_, multilabel=bool(est.multilabel_)).eval()
+    rejector = _rejector(est)
+    if rejector is not None:
+        rejector_head = torch.nn.Linear(rejector.head.in_features, rejector.head.out_features)
+        rejector_head.load_state_dict({k: v.detach().cpu() for k, v in rejector.head.state_dict().items()})
+        rejector = torch.nn.ModuleList([_plain_copy(rejector.encoder, "eager"), rejector_head])
+    known = [j for j, c in enumerate(est.classes_.tolist()) if c != est.unknown_label]
+    model = _ProbabilityModel(clean.eval(), head, est.pooling_, multilabel=bool(est.multilabel_),
+                              rejector=rejector, known=known).eval()
     enc = est.tokenizer_(["an example text", "a second, longer example text for tracing"], padding=True, return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"])
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     program = torch.onnx.export(
-        model, args, input_names=["input_ids", "attention_mask"], output_names=["probabilities"],
+        model, args, input_names=["input_ids", "attention_mask"],
+        output_names=["probabilities"] + (["rejection_score"] if rejector is not None else []),
         dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
         opset_version=opset, dynamo=True, external_data=False,
     )

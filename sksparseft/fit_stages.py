@@ -21,6 +21,7 @@ from .contrastive import train_contrastive
 from .devices import broadcast_from_main, oom_advice
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from .module import ClassifierModule
+from .rejection import build_rejector, conformal_threshold, out_of_fold_scores
 from .strategies import FitContext
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe, run_inference
@@ -29,11 +30,8 @@ from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
 #: Every stage, in the order fit runs them (``contrastive`` only with ``contrastive_epochs > 0``,
 #: ``head_refit`` only with ``refit_head=True``).
-STAGES = ("load", "token_groups", "linear_probe", "selection", "contrastive", "training", "interpolation", "thresholds",
-          "head_refit", "finalize")
-
-#: ``unknown_threshold="auto"`` keeps this share of the in-scope validation texts accepted.
-UNKNOWN_ACCEPTED = 0.95
+STAGES = ("load", "token_groups", "rejection", "linear_probe", "selection", "contrastive", "training", "interpolation",
+          "thresholds", "head_refit", "finalize")
 #: ``multilabel_threshold="auto"`` tries these thresholds per label.
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
@@ -45,10 +43,10 @@ class FitStages:
     _BLOCK_CACHE_BYTES = 2**30
 
     def _stages(self, state=None):
-        """The stages this fit runs, in order (``thresholds`` only for rejection or multi-label)."""
-        thresholds = self.unknown_label is not None or (state is not None and state.kind.multilabel)
+        """The stages this fit runs, in order (``rejection`` with ``unknown_label``, ``thresholds`` for multi-label)."""
+        thresholds = state is not None and state.kind.multilabel
         skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs, "thresholds": not thresholds,
-                "training": not self.max_epochs}
+                "training": not self.max_epochs, "rejection": self.unknown_label is None}
         return [s for s in STAGES if not skip.get(s)]
 
     def _eval_batch(self):
@@ -100,6 +98,28 @@ class FitStages:
             extend_embeddings(state.encoder, state.added)
             state.groups = merge_groups(state.groups, state.added)
             state.set_encodings(encode(state.tokenizer, state.texts, self.max_length))
+
+    # -- rejection: the frozen backbone's probe that decides what is out of scope ---------
+    def stage_rejection(self, state):
+        """The rejector (a frozen copy of the backbone with its linear probe) and ``unknown_threshold_``."""
+        n_classes = len(state.classes)
+        weight = state.encodings.get("sample_weight")
+        with torch.random.fork_rng(devices=[]):  # the fit's own random draws stay as without rejection
+            frozen = ClassifierModule(state.encoder, n_classes, pooling=state.pooling, dropout=0.0).to(state.device)
+            with self._oom_advice("feature extraction"):
+                features = run_inference(frozen, state.encodings, self._eval_batch(), state.device, what="features",
+                                         progress=self._progress("rejection features"))
+            state.rejector = build_rejector(state.encoder, features, state.y_enc, n_classes=n_classes,
+                                            pooling=state.pooling, class_weight=state.class_weight,
+                                            sample_weight=weight).to(state.device)
+        if self.unknown_threshold != "auto":
+            state.unknown_threshold = float(self.unknown_threshold)
+            return
+        unknown = [i for i, c in enumerate(state.classes.tolist()) if c == self.unknown_label]
+        scores = out_of_fold_scores(features, state.y_enc, n_classes, unknown=unknown, class_weight=state.class_weight,
+                                    sample_weight=weight, seed=state.seed)
+        in_scope = ~np.isin(state.y_enc, unknown)
+        state.unknown_threshold = conformal_threshold(scores[in_scope] if in_scope.any() else scores)
 
     # -- the module and its head (LP-FT) ----------------------------------------------
     def _sparse_backward(self, state):
@@ -328,28 +348,21 @@ class FitStages:
             known={0.0: state.probe_scores}, kind=state.kind,
         )
 
-    # -- thresholds: rejection of unknown texts, per-label decisions -------------------------
+    # -- thresholds: per-label decisions of a multi-label model ---------------------------
     def stage_thresholds(self, state):
-        """``unknown_threshold_`` and the multi-label ``thresholds_``, chosen on texts the model has not seen.
+        """The multi-label ``thresholds_``, chosen on texts the model has not seen.
 
         With ``refit_head``, the validation probabilities come from the head the refit will
         make (a logistic regression on the final features) fitted without the validation
-        texts: the refit's own calibration, which the threshold must match. The features are
+        texts: the refit's own calibration, which the thresholds must match. The features are
         kept for the refit, which then needs no second pass.
         """
-        auto_unknown = self.unknown_label is not None and self.unknown_threshold == "auto"
-        auto_labels = state.kind.multilabel and self.multilabel_threshold == "auto"
-        proba = None
-        if auto_unknown or auto_labels:
-            encodings, y_valid = state.valid_data  # present: checked when fit started
-            proba = self._validation_proba(state)
-        if self.unknown_label is not None:
-            state.unknown_threshold = (_accepting_threshold(proba, y_valid, state.classes, self.unknown_label)
-                                       if auto_unknown else float(self.unknown_threshold))
-        if state.kind.multilabel:
-            n = len(state.classes)
-            state.thresholds = (_best_f1_thresholds(proba, y_valid) if auto_labels
-                                else np.full(n, float(self.multilabel_threshold)))
+        n = len(state.classes)
+        if self.multilabel_threshold != "auto":
+            state.thresholds = np.full(n, float(self.multilabel_threshold))
+            return
+        _, y_valid = state.valid_data  # present: checked when fit started
+        state.thresholds = _best_f1_thresholds(self._validation_proba(state), y_valid)
 
     def _validation_proba(self, state):
         module = state.module
@@ -397,7 +410,7 @@ class FitStages:
             interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
             fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
             device_=state.device, multilabel_=state.kind.multilabel, label_names_=state.label_names,
-            thresholds_=state.thresholds, unknown_threshold_=state.unknown_threshold,
+            thresholds_=state.thresholds, unknown_threshold_=state.unknown_threshold, rejector_=state.rejector,
         )
 
     def _finetuned(self, state):
@@ -420,14 +433,6 @@ class FitStages:
             for name in sorted(state.mask.indices):
                 h.update(name.encode() + state.mask.indices[name].numpy().tobytes())
         return h.hexdigest()
-
-
-def _accepting_threshold(proba, y_valid, classes, unknown_label):
-    """The threshold on the best class's probability that accepts ``UNKNOWN_ACCEPTED`` of in-scope texts."""
-    unknown = np.flatnonzero(np.asarray([c == unknown_label for c in classes.tolist()], dtype=bool))
-    in_scope = ~np.isin(y_valid, unknown)
-    top = proba[in_scope].max(axis=1) if in_scope.any() else proba.max(axis=1)
-    return float(np.quantile(top, 1.0 - UNKNOWN_ACCEPTED, method="lower"))
 
 
 def _best_f1_thresholds(proba, y_valid):

@@ -49,6 +49,8 @@ class FitState:
     added: list = field(default_factory=list)
     min_count: int = 1
     focus: np.ndarray | None = None
+    # rejection
+    rejector: object = None  # frozen backbone + linear probe whose confidence decides rejection
     # module and probe
     module: object = None
     probe_head: dict | None = None  # the linear probe on frozen features (head state)

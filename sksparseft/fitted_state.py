@@ -17,7 +17,7 @@ FITTED = (
     "classes_", "token_groups_", "added_tokens_", "strategy_", "mask_", "mask_summary_", "n_trainable_params_",
     "learning_rate_", "history_", "pooling_", "interrupted_", "finetuned_", "interpolation_",
     "interpolation_scores_", "fit_time_", "fit_stages_", "multilabel_", "label_names_", "thresholds_",
-    "unknown_threshold_", "module_", "tokenizer_", "device_",
+    "unknown_threshold_", "rejector_", "module_", "tokenizer_", "device_",
 )
 
 

@@ -173,6 +173,12 @@ def save_estimator(est, path, include_backbone=False):
             if name not in module.delta_names:
                 tensors[f"tensor.{name}"] = params[name]
         _check_delta_reproduces(module, base, trained)
+    rejector = getattr(est, "rejector_", None)
+    if rejector is not None:
+        tensors["rejector.head.weight"], tensors["rejector.head.bias"] = rejector.head.weight, rejector.head.bias
+        if include_backbone:  # otherwise the rejector's backbone is the one re-read from ``model``
+            for name, p in rejector.encoder.state_dict().items():
+                tensors[f"rejector.backbone.{name}"] = p
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     fitted = fitted_to_json(est)
     fitted.update({
@@ -182,6 +188,7 @@ def save_estimator(est, path, include_backbone=False):
         "trained_names": trained,
         "adapter_names": [n for n in trained if n not in base_names] if not include_backbone else [],
         "encoder_config": encoder.config.to_dict(),
+        "rejector": rejector is not None,
     })
     metadata = {
         "format": FORMAT,
@@ -340,10 +347,15 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
     _check_fitted_values(path, est, values)
     tokenizer = _tokenizer_from_files(path, _json_object(path, metadata, "tokenizer"))
     encoder = _load_encoder(path, backbone, fitted, values["added_tokens_"], tokenizer)
-    module, mask = _rebuild_module(path, encoder, fitted, values, tensors, backbone["included"])
+    rejector = _rebuild_rejector(path, encoder, fitted, values, tensors, backbone["included"])  # before the merge
+    module, mask = _rebuild_module(path, encoder, fitted, values,
+                                   {k: v for k, v in tensors.items() if not k.startswith("rejector.")},
+                                   backbone["included"])
     dev = resolve_device(device if device is not None else est.device)
     module.to(dev).eval()
-    est = set_fitted(est, **values, mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev)
+    if rejector is not None:
+        rejector.to(dev).eval()
+    est = set_fitted(est, **values, mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev, rejector_=rejector)
     proba = est.predict_proba(["a model file check"])  # what loads must predict
     if proba.shape != (1, len(values["classes_"])) or not np.isfinite(proba).all():
         raise ModelFileError(f"{path}: the rebuilt model does not give one finite probability per class")
@@ -404,6 +416,51 @@ def _load_encoder(path, backbone, fitted, added, tokenizer):
     _check_tokenizer(path, tokenizer, base_tokenizer, added, encoder.get_input_embeddings().weight.shape[0])
     set_padding(tokenizer, encoder.config)
     return encoder
+
+
+def _rebuild_rejector(path, encoder, fitted, values, tensors, included):
+    """The frozen backbone and linear probe that decide rejection (None for files without one).
+
+    ``encoder`` is the backbone as fit started (re-read from ``model``), copied before the
+    fitted delta is merged into it; with ``include_backbone`` the file carries the rejector's own.
+    """
+    import copy
+
+    from .module import ClassifierModule
+
+    keys = [k for k in tensors if k.startswith("rejector.")]
+    if not fitted.get("rejector", False):
+        if keys:
+            raise ModelFileError(f"{path}: unexpected tensor {keys[0]} in the model file")
+        return None
+    if not isinstance(fitted["rejector"], bool):
+        raise ModelFileError(f"{path}: the fitted field 'rejector' holds {fitted['rejector']!r}, not a bool")
+    frozen = copy.deepcopy(encoder)
+    if included:
+        expected = frozen.state_dict()
+        state = {k[len("rejector.backbone."):]: v for k, v in tensors.items() if k.startswith("rejector.backbone.")}
+        for name, t in state.items():
+            like = expected.get(name)
+            if like is None or tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+                raise ModelFileError(f"{path}: tensor rejector.backbone.{name} does not fit the backbone")
+        missing = [m for m in set(expected) - set(state) if not m.endswith("position_ids")]
+        if missing:
+            raise ModelFileError(f"{path}: the rejector's backbone lacks {sorted(missing)[:3]}")
+        frozen.load_state_dict(state, strict=False)
+    rejector = ClassifierModule(frozen, len(values["classes_"]), pooling=fitted["pooling"], dropout=0.0)
+    for part in ("weight", "bias"):
+        t, like = tensors.get(f"rejector.head.{part}"), getattr(rejector.head, part)
+        if t is None or tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
+            raise ModelFileError(f"{path}: the rejector's head {part} is missing or does not fit the model")
+        with torch.no_grad():
+            like.copy_(t)
+    extra = [k for k in keys if not k.startswith(("rejector.head.", "rejector.backbone.")) or
+             (k.startswith("rejector.backbone.") and not included)]
+    if extra:
+        raise ModelFileError(f"{path}: unexpected tensor {extra[0]} in the model file")
+    for p in rejector.parameters():
+        p.requires_grad_(False)
+    return rejector.eval()
 
 
 def _rebuild_module(path, encoder, fitted, values, tensors, included):

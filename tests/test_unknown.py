@@ -3,9 +3,11 @@
 import csv
 import importlib.util
 import json
+import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from cases import FAST
 from sksparseft import TokenSparseClassifier
@@ -20,10 +22,39 @@ def rejecting(tiny_model, toy_data):
     return TokenSparseClassifier(tiny_model, unknown_label="oos", validation_fraction=0.25, **SETTINGS).fit(X, y)
 
 
-def test_auto_threshold_accepts_most_in_scope_validation_texts(rejecting):
-    assert "thresholds" in rejecting.fit_stages_
-    assert 0.0 < rejecting.unknown_threshold_ < 1.0
+def test_auto_threshold_accepts_most_in_scope_training_texts_and_predict_rejects_below_it(rejecting, toy_data):
+    X, y = toy_data
+    assert "rejection" in rejecting.fit_stages_ and "thresholds" not in rejecting.fit_stages_
     assert "oos" not in rejecting.classes_
+    scores = rejecting.rejection_score(X)
+    assert scores.shape == (len(X),) and ((scores > 0) & (scores <= 1)).all()
+    # Out-of-fold calibration at 95%: the final probe (fitted on every text) accepts at least as many.
+    assert (scores >= rejecting.unknown_threshold_).mean() >= 0.9
+    pred = rejecting.predict(X)
+    assert list(pred == "oos") == list(scores < rejecting.unknown_threshold_)
+
+
+def test_rejection_scores_come_from_the_frozen_backbone(rejecting, toy_data):
+    X, _ = toy_data
+    frozen = TokenSparseClassifier(**dict(rejecting.get_params(), max_epochs=0, contrastive_epochs=0,
+                                          unknown_label=None)).fit(*toy_data)
+    # The rejector is the pretrained backbone: its features are the untrained model's, whatever fit trained.
+    encoder, twin = rejecting.rejector_.encoder, frozen.module_.encoder
+    for (name, a), (_, b) in zip(encoder.state_dict().items(), twin.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(rejecting.module_.encoder.state_dict()["encoder.layer.1.output.dense.weight"],
+                           encoder.state_dict()["encoder.layer.1.output.dense.weight"])
+
+
+def test_the_default_fit_rejects_and_its_threshold_needs_no_validation_split(tiny_model, toy_data):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, unknown_label="oos", random_state=0, max_epochs=1, batch_size=8,
+                                n_sensitivity_samples=8, device="cpu", validation_fraction=0.0).fit(X, y)
+    assert clf.contrastive_epochs > 0 and "contrastive" in clf.fit_stages_
+    assert 0.0 < clf.unknown_threshold_ < 1.0
+    clf.unknown_threshold_ = float(np.median(clf.rejection_score(X)))
+    pred = clf.predict(X)
+    assert (pred == "oos").any() and (pred != "oos").any()
 
 
 def test_predict_rejects_below_the_threshold_and_score_counts_it(rejecting, toy_data):
@@ -49,7 +80,7 @@ def test_float_threshold_and_labelled_unknown_class(tiny_model, toy_data):
     proba = clf.predict_proba(X2)
     pred = clf.predict(X2)
     best = clf.classes_[proba.argmax(axis=1)]
-    expected = np.where((proba.max(axis=1) < 0.2) | (best == "oos"), "oos", best)
+    expected = np.where((clf.rejection_score(X2) < 0.2) | (best == "oos"), "oos", best)
     assert list(pred) == list(expected)
 
 
@@ -64,7 +95,6 @@ def test_integer_labels_reject_to_an_integer(tiny_model, toy_data):
 @pytest.mark.parametrize("params,y_kind,error,message", [
     ({"unknown_label": 5}, "str", TypeError, "unknown_label=5 cannot be mixed"),
     ({"unknown_label": "oos"}, "int", TypeError, "unknown_label='oos' cannot be mixed"),
-    ({"unknown_label": "oos", "validation_fraction": 0.0}, "str", ValueError, "validation_fraction > 0"),
     ({"unknown_label": "oos", "unknown_threshold": 1.5}, "str", ValueError, "unknown_threshold"),
     ({"unknown_label": "oos", "unknown_threshold": "high"}, "str", ValueError, "unknown_threshold"),
 ])
@@ -80,21 +110,26 @@ def test_bad_rejection_settings_fail_early_and_keep_the_fitted_model(rejecting, 
     assert clf.unknown_threshold_ == before and clf.predict(X[:2]) is not None
 
 
-def test_save_load_explain_and_exports_carry_the_threshold(rejecting, toy_data, tmp_path):
+def test_save_load_pickle_explain_and_exports_carry_the_threshold_and_rejector(rejecting, toy_data, tmp_path):
     X, _ = toy_data
     rejecting_strict = TokenSparseClassifier(**rejecting.get_params())
     rejecting_strict.__dict__.update({k: v for k, v in rejecting.__dict__.items() if k.endswith("_")})
-    rejecting_strict.unknown_threshold_ = float(np.median(rejecting.predict_proba(X).max(axis=1)))
+    rejecting_strict.unknown_threshold_ = float(np.median(rejecting.rejection_score(X)))
     pred = rejecting_strict.predict(X)
     assert (pred == "oos").any() and (pred != "oos").any()
-    loaded = TokenSparseClassifier.load(rejecting_strict.save(tmp_path / "m.safetensors"))
-    assert loaded.unknown_threshold_ == rejecting_strict.unknown_threshold_ and loaded.unknown_label == "oos"
-    assert list(loaded.predict(X)) == list(pred)
+    for include_backbone in (False, True):
+        loaded = TokenSparseClassifier.load(rejecting_strict.save(tmp_path / f"m{include_backbone}.safetensors",
+                                                                  include_backbone=include_backbone))
+        assert loaded.unknown_threshold_ == rejecting_strict.unknown_threshold_ and loaded.unknown_label == "oos"
+        np.testing.assert_allclose(loaded.rejection_score(X), rejecting_strict.rejection_score(X), rtol=0, atol=1e-6)
+        assert list(loaded.predict(X)) == list(pred)
     assert [e["prediction"] for e in loaded.explain(X)] == list(pred)
+    assert list(pickle.loads(pickle.dumps(rejecting_strict)).predict(X)) == list(pred)
     folder = rejecting_strict.to_huggingface(tmp_path / "hf")
     config = json.loads((folder / "config.json").read_text())
     assert config["sksparseft"]["unknown_label"] == "oos"
     assert config["sksparseft"]["unknown_threshold"] == rejecting_strict.unknown_threshold_
+    assert config["sksparseft"]["rejection_score"] == "frozen_probe" and (folder / "rejector" / "head.safetensors").is_file()
     readme = (folder / "README.md").read_text()
     code = readme.split("```python\n")[1].split("```")[0].replace('folder = "hf"', f'folder = "{folder}"')
     scope = {}
@@ -123,27 +158,48 @@ def test_cli_sets_the_unknown_label_and_reports_rejection(tiny_model, toy_data, 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
                     reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
-def test_onnx_export_carries_the_unknown_label_and_threshold(rejecting, tmp_path):
+def test_onnx_export_carries_the_unknown_label_threshold_and_rejection_score(rejecting, toy_data, tmp_path):
     import onnx
+    import onnxruntime as ort
 
-    meta = json.loads({p.key: p.value for p in onnx.load(str(rejecting.to_onnx(tmp_path / "m.onnx"))).metadata_props}
-                      ["sksparseft"])
+    X, _ = toy_data
+    path = rejecting.to_onnx(tmp_path / "m.onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["sksparseft"])
     assert meta["unknown_label"] == "oos" and meta["unknown_threshold"] == rejecting.unknown_threshold_
     assert meta["classes"] == [str(c) for c in rejecting.classes_] and not meta["multilabel"]
+    assert meta["rejection_score"] == "frozen_probe"
+    enc = rejecting.tokenizer_(list(X[:6]), padding=True, return_tensors="np")
+    proba, score = ort.InferenceSession(str(path)).run(
+        None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})
+    np.testing.assert_allclose(proba, rejecting.predict_proba(X[:6]), atol=1e-4)
+    np.testing.assert_allclose(score, rejecting.rejection_score(X[:6]), atol=1e-4)
 
 
-def test_auto_rule_accepts_the_target_share_of_in_scope_texts_and_ignores_labelled_unknowns():
-    from sksparseft.fit_stages import UNKNOWN_ACCEPTED, _accepting_threshold
+def test_conformal_threshold_accepts_the_target_share_of_new_scores():
+    from sksparseft.rejection import UNKNOWN_ACCEPTED, conformal_threshold
 
     rng = np.random.default_rng(0)
-    proba = rng.dirichlet(np.ones(4) * 0.3, size=400)
-    classes = np.asarray(["a", "b", "oos", "c"], dtype=object)
-    y_valid = rng.integers(0, 4, size=400)
-    thr = _accepting_threshold(proba, y_valid, classes, "oos")
-    in_scope = y_valid != 2
-    accepted = (proba[in_scope].max(axis=1) >= thr).mean()
-    assert UNKNOWN_ACCEPTED <= accepted <= UNKNOWN_ACCEPTED + 0.01
-    # Labelled out-of-scope validation texts do not move the threshold.
-    proba_oos = proba.copy()
-    proba_oos[~in_scope] = 0.999 / 4
-    assert _accepting_threshold(proba_oos, y_valid, classes, "oos") == thr
+    calibration = rng.beta(5, 1, size=2000)
+    thr = conformal_threshold(calibration)
+    assert UNKNOWN_ACCEPTED <= (calibration >= thr).mean() <= UNKNOWN_ACCEPTED + 0.002
+    fresh = rng.beta(5, 1, size=20000)  # exchangeable with the calibration scores
+    assert abs((fresh >= thr).mean() - UNKNOWN_ACCEPTED) < 0.015
+    assert conformal_threshold(calibration[:10]) == 0.0  # too few to reject any at 95%
+
+
+def test_out_of_fold_scores_never_score_a_text_with_a_probe_fitted_on_it():
+    from sksparseft.rejection import out_of_fold_scores
+    from sksparseft.training import fit_linear_probe
+
+    # Random labels on more dimensions than texts: a probe fitted on a text memorises it (confident),
+    # a probe that never saw it can only guess (near 1/3).
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    features = rng.normal(size=(60, 200)).astype(np.float32) * 3
+    oof = out_of_fold_scores(features, y, 3, seed=0)
+    head = torch.nn.Linear(200, 3)
+    fit_linear_probe(head, features, y)
+    with torch.no_grad():
+        in_sample = torch.softmax(head(torch.as_tensor(features)), 1).max(1).values.numpy()
+    assert oof.shape == (60,) and ((oof > 0) & (oof <= 1)).all()
+    assert np.median(in_sample) > 0.6 and np.median(oof) < np.median(in_sample) - 0.2
