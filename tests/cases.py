@@ -6,6 +6,8 @@ cannot reach, and pytest advises against importing conftest.py.
 
 from __future__ import annotations
 
+from skorch.callbacks import Callback
+
 from sksparseft.strategies import STRATEGIES
 
 # Two short epochs on the config-built tiny models; a test adds what it needs on top.
@@ -26,6 +28,20 @@ STRATEGY_CASES = [
 ADAPTERS = {name for name, cls in STRATEGIES.items() if cls.prefixes}
 EXPORTABLE = [(name, options) for name, options in STRATEGY_CASES if STRATEGIES[name].export_error is None]
 NOT_EXPORTABLE = [(name, options) for name, options in STRATEGY_CASES if STRATEGIES[name].export_error]
+
+
+class EpochLog(Callback):
+    """A skorch callback that records the number of each epoch a fit runs (``epochs``).
+
+    A fit resumed from a checkpoint runs only the epochs the checkpoint has not done, numbered on
+    from it; a fit that starts afresh runs them all from 1.
+    """
+
+    def __init__(self):
+        self.epochs = []
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs.append(int(net.history[-1]["epoch"]))
 
 
 def tiny_module(model_path, n_classes=3):

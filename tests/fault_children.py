@@ -1,7 +1,8 @@
 """Child processes of tests/test_faults.py: what must happen in a process of its own.
 
-``python fault_children.py fit TINY_MODEL CHECKPOINT OUT``
-    a checkpointed fit (killed with SIGKILL by the test, then run again); probabilities to OUT (.npy)
+``python fault_children.py fit TINY_MODEL CHECKPOINT OUT [CONTRASTIVE_EPOCHS]``
+    a checkpointed fit (killed with SIGKILL by the test, then run again); probabilities to OUT (.npy),
+    and printed (JSON) the numbers of the epochs this process ran
 ``python fault_children.py save MODEL_FILE TARGET N START``
     load MODEL_FILE, say so (START.ready.PID), wait for the file START, then save to TARGET N times
 ``python fault_children.py memory MODEL_FILE N``
@@ -34,9 +35,14 @@ FIT = dict(max_epochs=40, patience=0, batch_size=4, n_sensitivity_samples=8, dev
            validation_fraction=0.2, contrastive_epochs=0, learning_rate=3e-3)
 
 
-def fit(tiny_model, checkpoint, out):
-    clf = TokenSparseClassifier(tiny_model, checkpoint_path=checkpoint if checkpoint != "-" else None, **FIT)
+def fit(tiny_model, checkpoint, out, contrastive_epochs=FIT["contrastive_epochs"]):
+    from cases import EpochLog
+
+    log = EpochLog()
+    clf = TokenSparseClassifier(tiny_model, checkpoint_path=checkpoint if checkpoint != "-" else None,
+                                callbacks=[log], **{**FIT, "contrastive_epochs": int(contrastive_epochs)})
     np.save(out, clf.fit(TEXTS, LABELS).predict_proba(TEXTS))
+    print(json.dumps({"epochs": log.epochs, "stages": list(clf.fit_stages_)}))
 
 
 def save(model_file, target, n, start):

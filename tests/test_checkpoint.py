@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cases import FAST as BASE
+from cases import EpochLog
 from sksparseft import TokenSparseClassifier
 from sksparseft.checkpoint import atomic_torch_save, load_checkpoint
 from sksparseft.module import ClassifierModule
@@ -36,8 +37,13 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_dat
     assert broken.interrupted_ and os.path.isfile(path)
     monkeypatch.setattr(ClassifierModule, "forward", original)
 
-    resumed = TokenSparseClassifier(tiny_model, checkpoint_path=path, **params).fit(X, y)
+    saved = torch.load(path, weights_only=True)["epoch"]  # epochs the checkpoint holds
+    assert saved >= 1
+    log = EpochLog()
+    resumed = TokenSparseClassifier(tiny_model, checkpoint_path=path, callbacks=[log], **params).fit(X, y)
     assert not resumed.interrupted_
+    # It went on from the checkpoint: only the epochs the checkpoint had not done ran, numbered on from it.
+    assert log.epochs == [r["epoch"] for r in reference.history_[1:]][saved:]
     assert [r["epoch"] for r in resumed.history_[1:]] == [r["epoch"] for r in reference.history_[1:]]
     assert [r["epoch"] for r in resumed.history_[1:]][:3] == [1, 2, 3]
     np.testing.assert_array_equal(resumed.predict_proba(X), reference.predict_proba(X))
@@ -49,8 +55,13 @@ def test_checkpoint_of_another_fit_is_not_used(tiny_model, toy_data, tmp_path):
     X, y = toy_data
     path = str(tmp_path / "ckpt.pt")
     TokenSparseClassifier(tiny_model, checkpoint_path=path, **{**FAST, "max_epochs": 1}).fit(X, y)
-    other = TokenSparseClassifier(tiny_model, checkpoint_path=path, **{**FAST, "max_epochs": 2}).fit(X, y)
+    log = EpochLog()
+    other = TokenSparseClassifier(tiny_model, checkpoint_path=path, callbacks=[log], **{**FAST, "max_epochs": 2}).fit(X, y)
+    assert log.epochs == [1, 2]  # started afresh: a resumed fit would have run epoch 2 only
     assert [r["epoch"] for r in other.history_[1:]] == [1, 2]
+    fresh = TokenSparseClassifier(tiny_model, **{**FAST, "max_epochs": 2}).fit(X, y)
+    np.testing.assert_array_equal(other.predict_proba(X), fresh.predict_proba(X))  # one process: bit for bit
+    assert torch.load(path, weights_only=True)["epoch"] == 2  # and the checkpoint is now this fit's
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tiny_model, toy_data, tmp_path):

@@ -15,7 +15,7 @@ from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.fitted_state import FITTED
 
-SETTINGS = {"token_sparse": {}, "lora": {"strategy": "lora", "strategy_options": {"r": 2}}}
+SETTINGS = {"default": {}, "lora": {"strategy": "lora", "strategy_options": {"r": 2}}}
 
 
 @pytest.fixture(scope="module", params=sorted(SETTINGS))

@@ -2,7 +2,8 @@
 
 - one fitted (or loaded) estimator serves 8 threads with the sequential answers;
 - predicting a long generator keeps peak memory flat, and equals batch-by-batch calls;
-- ``kill -9`` in the middle of a checkpointed fit, then ``fit`` again: the uninterrupted answer;
+- ``kill -9`` in the middle of a checkpointed fit, then ``fit`` again: it resumes (runs only the epochs
+  after the checkpoint's) and gives the uninterrupted answer, with and without the contrastive stage;
 - a full disk during save, a checkpoint write and each export: the old file intact, no temporary
   left, an error that names the path and says the disk is full;
 - two processes saving to one path at once: one complete, loadable model.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cases import FAST as BASE
 
 from sksparseft import TokenSparseClassifier
@@ -82,14 +84,19 @@ def test_a_long_generator_keeps_peak_memory_flat(model_file):
 
 
 # -- kill -9 during a checkpointed fit --------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_model, tmp_path, seed):
-    reference = _child("fit", tiny_model, "-", tmp_path / "reference.npy")
+@pytest.mark.parametrize("seed,contrastive_epochs", [(0, 0), (1, 2)], ids=["cross_entropy_only", "default_stages"])
+def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_model, tmp_path, seed, contrastive_epochs):
+    # contrastive_epochs=2 is the default fit: the contrastive stage runs again before the resumed epochs.
+    reference = _child("fit", tiny_model, "-", tmp_path / "reference.npy", contrastive_epochs)
     assert reference.returncode == 0, reference.stderr[-2000:]
+    ran = json.loads(reference.stdout.strip().splitlines()[-1])
+    n_epochs = 40  # fault_children.FIT: max_epochs=40, patience=0 (no early stop)
+    assert ran["epochs"] == list(range(1, n_epochs + 1))
+    assert ("contrastive" in ran["stages"]) == bool(contrastive_epochs)
     checkpoint = tmp_path / "fit.ckpt"
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen([sys.executable, CHILD, "fit", tiny_model, str(checkpoint), str(tmp_path / "killed.npy")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen([sys.executable, CHILD, "fit", tiny_model, str(checkpoint), str(tmp_path / "killed.npy"),
+                             str(contrastive_epochs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     while proc.poll() is None and not checkpoint.exists():
         time.sleep(0.01)
     # A random moment after the first epoch's checkpoint: in an epoch or in a checkpoint write.
@@ -97,8 +104,13 @@ def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_mode
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the fit ended before it could be killed"
     assert not (tmp_path / "killed.npy").exists()
-    resumed = _child("fit", tiny_model, checkpoint, tmp_path / "resumed.npy")
+    saved = torch.load(checkpoint, weights_only=True)["epoch"]  # the epochs the killed fit finished
+    assert 1 <= saved <= n_epochs
+    resumed = _child("fit", tiny_model, checkpoint, tmp_path / "resumed.npy", contrastive_epochs)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # It resumed, not restarted: only the epochs after the checkpoint's ran, numbered on from it.
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs"] == list(range(saved + 1, n_epochs + 1))
+    # Processes on one machine, same library builds: bit for bit.
     np.testing.assert_array_equal(np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "reference.npy"))
 
 

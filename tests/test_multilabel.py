@@ -43,6 +43,7 @@ def test_indicator_y_fits_a_multilabel_model(fitted, joined):
     X, Y = joined
     assert fitted.multilabel_ and list(fitted.classes_) == [0, 1, 2] and fitted.label_names_ == LABELS
     assert fitted.strategy_["strategy"] == "random" and "thresholds" in fitted.fit_stages_
+    assert "contrastive" in fitted.fit_stages_ and "training" in fitted.fit_stages_  # the default fit's stages
     assert {g.label for g in fitted.token_groups_} <= {0, 1, 2}
     proba = fitted.predict_proba(X)
     assert proba.shape == (len(X), 3) and ((proba >= 0) & (proba <= 1)).all()
@@ -54,11 +55,38 @@ def test_indicator_y_fits_a_multilabel_model(fitted, joined):
     assert fitted.predict([]).shape == (0, 3)
 
 
-def test_auto_thresholds_are_chosen_per_label(tiny_model, joined):
+def _f1(pred, positives):
+    return 2 * float((pred & positives).sum()) / max(float(pred.sum() + positives.sum()), 1.0)
+
+
+def test_auto_thresholds_are_chosen_per_label_for_the_best_validation_f1(tiny_model, joined, monkeypatch):
+    import sksparseft.fit_stages as fit_stages
+
     X, Y = joined
+    # A fourth label on which 0.5 is a bad threshold: every second text ends in "asap", and 2 in 5 of
+    # those (no other text) are "urgent". The best a model can say of an "asap" text is about 0.4,
+    # so at 0.5 no text is urgent (F1 0), while a lower threshold finds them.
+    asap = np.arange(len(X)) % 2 == 0
+    X = [f"{t} asap" if a else t for t, a in zip(X, asap)]
+    Y = Y.assign(urgent=[int(a and (i // 2) % 5 in (0, 2)) for i, a in enumerate(asap)])
+    seen = {}
+    choose = fit_stages._best_f1_thresholds
+
+    def spy(proba, y_valid):  # the held-out probabilities the thresholds are chosen on
+        seen["proba"], seen["y"] = proba, np.asarray(y_valid) > 0
+        return choose(proba, y_valid)
+
+    monkeypatch.setattr(fit_stages, "_best_f1_thresholds", spy)
     clf = TokenSparseClassifier(tiny_model, multilabel_threshold="auto", validation_fraction=0.3, **SETTINGS).fit(X, Y)
-    assert clf.thresholds_.shape == (3,) and ((clf.thresholds_ > 0) & (clf.thresholds_ < 1)).all()
+    assert clf.thresholds_.shape == (4,) and ((clf.thresholds_ > 0) & (clf.thresholds_ < 1)).all()
     np.testing.assert_array_equal(clf.predict(X), (clf.predict_proba(X) >= clf.thresholds_).astype(int))
+    proba, y_valid = seen["proba"], seen["y"]
+    assert y_valid[:, 3].any()  # the validation split holds urgent texts
+    for j in range(4):  # per label, at least the validation F1 of 0.5
+        assert _f1(proba[:, j] >= clf.thresholds_[j], y_valid[:, j]) >= _f1(proba[:, j] >= 0.5, y_valid[:, j]), j
+    # On the badly calibrated label: a threshold of its own, below 0.5, and a better F1.
+    assert clf.thresholds_[3] < 0.5 and len(set(clf.thresholds_.tolist())) > 1
+    assert _f1(proba[:, 3] >= clf.thresholds_[3], y_valid[:, 3]) > _f1(proba[:, 3] >= 0.5, y_valid[:, 3])
 
 
 @pytest.mark.parametrize("y_change,params,message", [

@@ -39,6 +39,21 @@ def test_weighting_a_class_up_moves_predictions_towards_it(tiny_model, toy_data)
     assert (heavy.predict(ambiguous) == "refund").sum() >= (plain.predict(ambiguous) == "refund").sum()
 
 
+@pytest.mark.parametrize("heavy", ["card", "pin"])
+def test_heavy_weights_on_contradictory_duplicates_decide_their_label(tiny_model, toy_data, heavy):
+    # The default fit (contrastive stage on, random mask, validation split), one short epoch.
+    X, y = toy_data
+    probe, k = "please look into my account", 4
+    texts, labels = list(X) + [probe] * (2 * k), list(y) + ["card"] * k + ["pin"] * k
+    weights = np.r_[np.ones(len(X)), np.where(np.asarray(labels[len(X):]) == heavy, 10.0, 0.1)]
+    clf = TokenSparseClassifier(tiny_model, **dict(FAST, random_state=0, max_epochs=1)).fit(texts, labels, sample_weight=weights)
+    assert "contrastive" in clf.fit_stages_ and "training" in clf.fit_stages_
+    # The same text, labelled both ways: the heavily weighted copies win.
+    assert clf.predict([probe])[0] == heavy
+    proba = clf.predict_proba([probe])[0]
+    assert proba[list(clf.classes_).index(heavy)] > 0.5
+
+
 def test_integer_weights_approximate_repeated_rows(tiny_model, toy_data):
     X, y = toy_data
     w = np.tile([1, 2, 3], len(X) // 3)
