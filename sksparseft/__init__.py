@@ -3,6 +3,6 @@
 from .estimator import TokenSparseClassifier
 from .tokens import TokenGroup
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = ["TokenSparseClassifier", "TokenGroup", "__version__"]

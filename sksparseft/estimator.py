@@ -175,16 +175,20 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         BANKING77 and 0.8 and 0.7 points to ``random`` and ``full`` on CLINC150,
         where it cost ``token_sparse`` and ``fisher`` 0.2 points each.
     unknown_label : str, int or None, default=None
-        Label that ``predict`` gives a text whose best class scores below
-        ``unknown_threshold_`` (out-of-scope rejection); None turns rejection off.
-        Texts labelled ``unknown_label`` in ``y`` (labelled out-of-scope examples)
-        train as a class of their own; predicting that class also rejects. One label
-        per text only.
+        Label that ``predict`` gives a text whose rejection score (:meth:`rejection_score`)
+        is below ``unknown_threshold_`` (out-of-scope rejection); None turns rejection off.
+        The score is the best known-class probability of a linear probe on the pretrained
+        backbone's features (a frozen copy kept beside the finetuned model: finetuning makes a
+        model confident on intents it never saw, the frozen features keep the doubt); the
+        class comes from the finetuned model. Texts labelled ``unknown_label`` in ``y``
+        (labelled out-of-scope examples) train as a class of their own; predicting that class
+        also rejects. One label per text only. Costs a second forward pass in ``predict``.
     unknown_threshold : "auto" or float in [0, 1], default="auto"
-        Probability of the best class below which a text is rejected. "auto" takes the
-        value that keeps 95% of the in-scope validation texts accepted, measured on a head
-        fitted without them (the refit's logistic regression on the final features, or
-        the model before any refit); needs a validation split.
+        Rejection score below which a text is rejected. "auto" calibrates it on every
+        in-scope training text: each is scored by a probe fitted without its fold (5 folds),
+        and the threshold is the conformal 95% quantile of those scores, so that a new
+        in-scope text from the training texts' distribution is accepted with probability at
+        least 0.95 (docs/unknown.md says what holds and what does not).
     multilabel_threshold : "auto" or float in [0, 1], default=0.5
         With a 2-D indicator ``y``: probability at or above which ``predict`` sets a
         label. "auto" chooses one threshold per label on the validation split (best F1
@@ -230,6 +234,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     unknown_threshold_ : float or None
         With ``unknown_label``: the rejection threshold ``predict`` applies (assign a
         new value to move it without refitting).
+    rejector_ : ClassifierModule or None
+        With ``unknown_label``: the pretrained backbone (frozen) with its linear probe, whose
+        best known-class probability is the rejection score.
     token_groups_ : list of TokenGroup
         Discovered token groups, best first (``text``, ``token_ids``, ``score``,
         ``label``, ``count``; ``pieces`` when adaptive tokenization merged them).
