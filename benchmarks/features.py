@@ -8,10 +8,15 @@ out-of-scope recall (share of the 1,000 out-of-scope test queries rejected). ``1
 10 in-scope texts per intent and no out-of-scope text; ``full`` trains on the 15,000 in-scope
 texts and the 100 labelled out-of-scope ones (class ``oos``), as Larson et al. (2019) did.
 
-``multilabel``: messages of one or two BANKING77 requests. Training: the 10-shot sample (770
-texts), each text once alone, plus two-request messages: the sample shuffled with the seed and
-joined two by two with ". " (about 380; a pair of one intent is dropped), labelled with both. Test: the test split shuffled with the seed, half the texts alone and
-the other half joined in pairs the same way. The estimator with an indicator ``y`` against
+``multilabel``: messages of one or two BANKING77 requests, built so that every source sentence
+is in one text only. Training: the 10-shot sample (770 texts), each intent's 10 split at random
+into 5 that stay alone and 5 that go into two-request messages: that pool shuffled and joined two
+by two with ". " (192 messages; a pair of one intent trades a partner with another pair), each
+labelled with both. No sentence is alone in one training text and inside a pair in another, so
+the estimator's own validation split (early stopping, the blend, the "auto" thresholds) never
+holds a sentence that it trained on. Test: the test split less the texts that also occur in the
+training split (case and end punctuation aside) and repeats, shuffled with the seed, half alone
+and the other half joined in pairs the same way. The estimator with an indicator ``y`` against
 one-vs-rest logistic regression on frozen embeddings, both at threshold 0.5 (and the estimator
 with ``multilabel_threshold="auto"``). One fresh process per fit; rows append as they come.
 """
@@ -37,32 +42,91 @@ def oos_data(regime, seed):
     return X, y, Xt, yt, oos["test_oos"]
 
 
-def _join(texts, labels, rng):
-    """Pairs of texts of different labels joined into one message; ``(messages, label sets)``."""
-    order = rng.permutation(len(texts))
-    out, sets = [], []
-    for a, b in zip(order[0::2], order[1::2]):
-        if labels[a] == labels[b]:
+def _key(text):
+    """A sentence as the pairing compares it: lower case, single spaces, no end punctuation."""
+    return " ".join(str(text).lower().rstrip(".?! ").split())
+
+
+def _pairs(labels, rng):
+    """Index pairs of a random pairing of ``labels``, of two different labels each.
+
+    The items are shuffled and taken two by two (an odd one out is left over); a pair of one
+    label swaps its second item with that of another pair where neither pair ends up with one
+    label (it is dropped only when there is no such pair).
+    """
+    order = rng.permutation(len(labels))
+    pairs = [[int(a), int(b)] for a, b in zip(order[0::2], order[1::2])]
+    for i, p in enumerate(pairs):
+        if labels[p[0]] != labels[p[1]]:
             continue
+        for j in rng.permutation(len(pairs)):
+            q = pairs[j]
+            if j != i and labels[q[1]] != labels[p[0]] and labels[p[1]] != labels[q[0]]:
+                p[1], q[1] = q[1], p[1]
+                break
+    return [(a, b) for a, b in pairs if labels[a] != labels[b]]
+
+
+def _compose(texts, labels, alone, paired, rng):
+    """``(messages, label sets, sources)``: ``alone`` as they are, then ``paired`` joined two by two.
+
+    ``sources`` holds, per message, the keys of the sentences it was built from.
+    """
+    out = [texts[i] for i in alone]
+    sets = [{labels[i]} for i in alone]
+    sources = [(_key(texts[i]),) for i in alone]
+    for a, b in _pairs([labels[i] for i in paired], rng):
+        a, b = paired[a], paired[b]
         out.append(f"{texts[a].rstrip('.?! ')}. {texts[b]}")
         sets.append({labels[a], labels[b]})
-    return out, sets
+        sources.append((_key(texts[a]), _key(texts[b])))
+    return out, sets, sources
+
+
+def _first_of_each(texts, idx, taken=()):
+    """The indices of ``idx`` whose sentence is not in ``taken`` and not a repeat of an earlier one."""
+    seen, keep = set(taken), []
+    for i in idx:
+        k = _key(texts[i])
+        if k not in seen:
+            seen.add(k)
+            keep.append(i)
+    return keep
+
+
+def multilabel_texts(X, y, Xt, yt, seed, exclude=()):
+    """Training and test messages of one or two requests, every source sentence in one message only.
+
+    Per label, the training texts are shuffled and split in half: the first half stay alone, the
+    second go into two-request messages. The test texts, less those in ``X`` or ``exclude`` and
+    less repeats, are shuffled, half left alone and half paired. Returns ``(train, train_sets,
+    train_sources, test, test_sets, test_sources)`` (label sets, and per message the keys of its
+    source sentences).
+    """
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y, dtype=object)
+    keep = _first_of_each(X, range(len(X)))
+    alone, paired = [], []
+    for c in sorted(set(y[keep])):
+        mine = [keep[i] for i in rng.permutation(len(keep)) if y[keep[i]] == c]
+        alone += mine[:(len(mine) + 1) // 2]
+        paired += mine[(len(mine) + 1) // 2:]
+    train = _compose(X, y, sorted(alone), sorted(paired), rng)
+    usable = _first_of_each(Xt, range(len(Xt)), {_key(t) for t in list(X) + list(exclude)})
+    order = [usable[i] for i in rng.permutation(len(usable))]
+    half = len(order) // 2
+    test = _compose(Xt, list(yt), order[:half], order[half:], rng)
+    return (*train, *test)
 
 
 def multilabel_data(seed):
     """``(X, Y, X_test, Y_test, names)`` of the two-request BANKING77 messages (``Y``: 0/1 indicators)."""
+    from sksparseft.datasets import load_banking77
+
     X, y, Xt, yt, _ = load("banking77", "10shot", seed)
-    rng = np.random.default_rng(seed)
+    everything, _ = load_banking77("train", return_X_y=True)
     names = sorted(set(y))
-    pairs, pair_sets = _join(X, y, rng)
-    train = list(X) + pairs
-    train_sets = [{v} for v in y] + pair_sets
-    order = rng.permutation(len(Xt))
-    half = len(order) // 2
-    singles = [Xt[i] for i in order[:half]]
-    test_pairs, test_pair_sets = _join([Xt[i] for i in order[half:]], [yt[i] for i in order[half:]], rng)
-    test = singles + test_pairs
-    test_sets = [{yt[i]} for i in order[:half]] + test_pair_sets
+    train, train_sets, _, test, test_sets, _ = multilabel_texts(X, y, Xt, yt, seed, exclude=everything)
 
     def indicator(sets):
         return np.asarray([[int(n in s) for n in names] for s in sets], dtype=np.int64)

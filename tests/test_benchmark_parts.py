@@ -13,6 +13,7 @@ dev_variants = pytest.importorskip("benchmarks.dev_variants")
 cost = pytest.importorskip("benchmarks.cost")
 run = pytest.importorskip("benchmarks.run")
 render = pytest.importorskip("benchmarks.render")
+features = pytest.importorskip("benchmarks.features")
 
 SETTINGS = dict(FAST, random_state=0, validation_fraction=0.25, max_epochs=3)
 
@@ -102,3 +103,41 @@ def test_token_focus_at_every_layer_selects_other_entries_than_plain_fisher(tiny
     a, b = ({(n, int(i)) for n, idx in m.indices.items() for i in idx} for m in masks.values())
     assert a != b and len(a & b) > 0
 
+
+def _assert_sources_apart(train, train_sets, train_sources, test, test_sets, test_sources):
+    used = [k for s in train_sources for k in s]
+    assert len(used) == len(set(used))  # no source sentence in two training texts
+    assert not set(used) & {k for s in test_sources for k in s}  # none on both sides
+    for texts, sets, sources in ((train, train_sets, train_sources), (test, test_sets, test_sources)):
+        assert len(texts) == len(sets) == len(sources)
+        assert all(len(s) == len(src) for s, src in zip(sets, sources))  # a pair: two sentences, two labels
+        assert any(len(s) == 1 for s in sets) and any(len(s) == 2 for s in sets)
+
+
+def test_multilabel_pairs_keep_every_source_sentence_on_one_side_in_one_text():
+    labels = ["a", "b", "c", "d"]
+    X = [f"{c} request number {i}?" for c in labels for i in range(10)]
+    y = [c for c in labels for _ in range(10)]
+    X[1] = "A request number 0."  # a repeat of X[0], case and end punctuation aside
+    Xt = [f"{c} test number {i}" for c in labels for i in range(8)] + ["a request number 5", "a test number 0!"]
+    yt = [c for c in labels for _ in range(8)] + ["a", "a"]
+    parts = features.multilabel_texts(X, y, Xt, yt, seed=0, exclude=["b test number 3"])
+    _assert_sources_apart(*parts)
+    train_keys = {k for s in parts[2] for k in s}
+    test_keys = {k for s in parts[5] for k in s}
+    # 39 distinct training sentences: 20 alone, 19 to pair (9 pairs, one left over); 31 test ones: 15 alone, 8 pairs
+    assert len(train_keys) == 38 and len(test_keys) == 31
+    assert "b test number 3" not in test_keys and "a request number 5" not in test_keys
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multilabel_benchmark_data_keeps_sources_apart(seed):
+    from benchmarks.common import load
+    from sksparseft.datasets import load_banking77
+
+    X, y, Xt, yt, _ = load("banking77", "10shot", seed)
+    everything, _ = load_banking77("train", return_X_y=True)
+    parts = features.multilabel_texts(X, y, Xt, yt, seed, exclude=everything)
+    _assert_sources_apart(*parts)
+    assert sum(len(s) == 2 for s in parts[1]) == 192  # 5 of each intent's 10 in pairs, none dropped
+    assert not {features._key(t) for t in everything} & {k for s in parts[5] for k in s}
