@@ -89,7 +89,8 @@ def class_batches(y, classes_per_batch, per_class, rng):
             continue
         parts = [rows[i:i + per_class] for i in range(0, len(rows), per_class)]
         if len(parts[-1]) < 2:
-            parts[-2] = np.concatenate([parts[-2], parts.pop()])
+            last = parts.pop()
+            parts[-1] = np.concatenate([parts[-1], last])
         groups.extend(parts)
         keys.extend((np.arange(len(parts)) + rng.uniform()) / len(parts))
     order = np.argsort(keys, kind="stable")

@@ -112,6 +112,9 @@ class FitStages:
             state.rejector = build_rejector(state.encoder, features, state.y_enc, n_classes=n_classes,
                                             pooling=state.pooling, class_weight=state.class_weight,
                                             sample_weight=weight).to(state.device)
+        if state.accelerator is not None:  # every process must reject alike, whatever its float noise
+            head = broadcast_from_main({k: v.cpu() for k, v in state.rejector.head.state_dict().items()})
+            state.rejector.head.load_state_dict(head)
         if self.unknown_threshold != "auto":
             state.unknown_threshold = float(self.unknown_threshold)
             return
@@ -120,6 +123,8 @@ class FitStages:
                                     sample_weight=weight, seed=state.seed)
         in_scope = ~np.isin(state.y_enc, unknown)
         state.unknown_threshold = conformal_threshold(scores[in_scope] if in_scope.any() else scores)
+        if state.accelerator is not None:  # every process must reject alike, whatever its float noise
+            state.unknown_threshold = broadcast_from_main(state.unknown_threshold)
 
     # -- the module and its head (LP-FT) ----------------------------------------------
     def _sparse_backward(self, state):

@@ -45,8 +45,28 @@ def test_class_batches_visit_every_row_once_per_epoch_whatever_the_class_sizes()
     for b in batches:
         labels, counts = np.unique(y[b], return_counts=True)
         assert counts.min() >= 2  # every row of a batch has a positive
-        assert len(labels) >= 2 or b is batches[-1]  # and negatives (a last, short batch may lack them)
     assert class_batches(np.arange(4), 2, 2, np.random.default_rng(0)) == []
+
+
+def test_class_batches_visit_each_row_once_for_any_class_sizes_and_group_size():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        y = rng.integers(0, rng.integers(1, 12), size=rng.integers(1, 60))
+        for per_class in (2, 3, 4):
+            batches = class_batches(y, 8, per_class, rng)
+            seen = np.concatenate(batches) if batches else np.array([], dtype=int)
+            counts = np.bincount(y)
+            expected = np.flatnonzero(counts[y] >= 2)
+            assert sorted(seen.tolist()) == expected.tolist()  # once each, singletons left out
+
+
+def test_class_batches_of_balanced_classes_mix_classes_in_every_batch():
+    # The 10-shot shape: 9 training texts per class, two groups each, spread apart over the epoch.
+    y = np.repeat(np.arange(20), 9)
+    batches = class_batches(y, classes_per_batch=8, per_class=4, rng=np.random.default_rng(0))
+    for b in batches:
+        starts = [y[b][0]] + [y[b][i] for i in range(1, len(b)) if y[b][i] != y[b][i - 1]]
+        assert len(set(starts)) == len(starts) > 1  # each class's group at most once, and negatives
 
 
 def test_class_batches_of_a_binary_task_cover_the_whole_epoch():
