@@ -60,9 +60,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         model already in the local Hugging Face cache. Never downloaded.
     strategy : str, default="random"
         What to finetune: ``"random"`` (a random ``density`` share of the backbone's
-        entries, drawn with ``random_state``; the default since 0.3.0: with the
-        contrastive stage it measured level with ``full`` and ``fisher`` and above
-        ``token_sparse`` on dev splits, see docs/benchmarks.md), ``"token_sparse"``
+        entries, drawn with ``random_state``; the default since 0.3.0, chosen on
+        10-shot dev splits before the rule for choosing a default in
+        docs/benchmarks.md, which will decide it again), ``"token_sparse"``
         (the token-driven mask: sensitivity through token-group positions, plus the
         groups' embedding rows; the default before 0.3.0), ``"fisher"`` (the same
         sparse training, mask from plain gradient sensitivity), ``"random_rows"`` (whole
@@ -121,8 +121,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         and the head refit (SetFit's recipe on the selected entries): 0.44x the
         default's fit time on 10-shot BANKING77 (33 s against 74 s, one seed on an
         idle CPU), and 0.6 points lower on the BANKING77 dev split and 0.2 on the
-        CLINC150 one (means over seeds 0-2; docs/benchmarks.md, the dev screen's
-        ``con_only_c2`` rows); with both 0, a linear probe on the frozen features.
+        CLINC150 one (means over seeds 0-2; fits of 0.5.0 and earlier;
+        docs/benchmarks.md, the dev screen's ``con_only_c2`` rows); with both 0, a
+        linear probe on the frozen features.
     batch_size : int, default=32
     max_length : int, default=128
         Texts are truncated to this many tokens.
@@ -169,8 +170,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         class and apart across classes (temperature 0.05). The head is then refit as
         the linear probe on the new features, and the probe-to-finetune line of
         ``interpolate_weights`` starts there. 0 turns the stage off (the fit of
-        0.2.0). On the 10-shot dev splits (seed 0; docs/benchmarks.md, the dev
-        screen's ``*_c2`` rows against the same strategies without it) it added 0.8
+        0.2.0). On the 10-shot dev splits (seed 0, fits of 0.3.0 and earlier;
+        docs/benchmarks.md, the dev screen's ``*_c2`` rows against the same
+        strategies without it) it added 0.8
         to 1.5 points to ``random``, ``fisher``, ``token_sparse`` and ``full`` on
         BANKING77 and 0.8 and 0.7 points to ``random`` and ``full`` on CLINC150,
         where it cost ``token_sparse`` and ``fisher`` 0.2 points each.
