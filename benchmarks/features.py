@@ -42,6 +42,15 @@ def oos_data(regime, seed):
     return X, y, Xt, yt, oos["test_oos"]
 
 
+def oos_dev():
+    """CLINC150's validation split: ``(in-scope texts, their labels, out-of-scope texts)`` (never trained on)."""
+    import json
+
+    data = json.loads(CLINC.read_text())
+    return ([t for t, _ in data["val"]], np.asarray([c for _, c in data["val"]], dtype=object),
+            [t for t, _ in data["oos_val"]])
+
+
 def _key(text):
     """A sentence as the pairing compares it: lower case, single spaces, no end punctuation."""
     return " ".join(str(text).lower().rstrip(".?! ").split())
@@ -148,30 +157,33 @@ def _frozen_features():
 def one_oos(spec, queue):
     import torch
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from sksparseft import TokenSparseClassifier
+    from sksparseft.rejection import best_known, conformal_threshold
 
     X, y, Xt, yt, Xo = oos_data(spec["regime"], spec["seed"])
+    Xd, yd, Xdo = oos_dev()
     torch.manual_seed(spec["seed"])
     row = dict(spec)
     t0 = time.perf_counter()
     if spec["method"] == "frozen_lr":
+        # The estimator's rule: out-of-fold best-class probabilities of every in-scope training
+        # text (5 stratified folds), threshold at their conformal 95% quantile.
         embed = _frozen_features()
         F = embed(X)
-        idx = np.arange(len(X))
-        fit_idx, val_idx = train_test_split(idx, test_size=0.1, stratify=y, random_state=spec["seed"])
-        probe = LogisticRegression(C=1, max_iter=3000).fit(F[fit_idx], y[fit_idx])
-        val_proba = probe.predict_proba(F[val_idx])
-        in_scope = y[val_idx] != "oos"
-        thr = float(np.quantile(val_proba[in_scope].max(axis=1), 0.05, method="lower"))
+        folds = StratifiedKFold(min(5, int(np.unique(y, return_counts=True)[1].min())), shuffle=True,
+                                random_state=spec["seed"])
+        oof = cross_val_predict(LogisticRegression(C=1, max_iter=3000), F, y, cv=folds, method="predict_proba")
+        unknown = np.flatnonzero(np.unique(y) == "oos")  # columns follow the sorted labels
+        thr = conformal_threshold(best_known(oof[y != "oos"], unknown))
         model = LogisticRegression(C=1, max_iter=3000).fit(F, y)
         classes = model.classes_
 
         def predict(texts):
             proba = model.predict_proba(embed(texts))
             labels = classes[proba.argmax(axis=1)].astype(object)
-            labels[(proba.max(axis=1) < thr) | (labels == "oos")] = "oos"
+            labels[(best_known(proba, unknown) < thr) | (labels == "oos")] = "oos"
             return labels
     else:
         clf = TokenSparseClassifier(model=MODEL, random_state=spec["seed"], unknown_label="oos",
@@ -181,8 +193,11 @@ def one_oos(spec, queue):
                    contrastive_epochs=clf.contrastive_epochs)
     row["fit_s"] = time.perf_counter() - t0
     pred_in, pred_oos = predict(Xt), predict(Xo)
-    row.update(threshold=float(thr), inscope_accuracy=float((pred_in == yt).mean()),
+    dev_in, dev_oos = predict(Xd), predict(Xdo)
+    row.update(threshold=float(thr), rule="out_of_fold_conformal", inscope_accuracy=float((pred_in == yt).mean()),
                inscope_rejected=float((pred_in == "oos").mean()), oos_recall=float((pred_oos == "oos").mean()),
+               dev_inscope_accuracy=float((dev_in == yd).mean()), dev_inscope_rejected=float((dev_in == "oos").mean()),
+               dev_oos_recall=float((dev_oos == "oos").mean()), n_dev_in=len(Xd), n_dev_oos=len(Xdo),
                n_train=len(X), n_test_in=len(Xt), n_test_oos=len(Xo), **peak_memory(), **how_run())
     queue.put(row)
 
