@@ -188,9 +188,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     unknown_threshold : "auto" or float in [0, 1], default="auto"
         Rejection score below which a text is rejected. "auto" calibrates it on every
         in-scope training text: each is scored by a probe fitted without its fold (5 folds),
-        and the threshold is the conformal 95% quantile of those scores, so that a new
-        in-scope text from the training texts' distribution is accepted with probability at
-        least 0.95 (docs/unknown.md says what holds and what does not).
+        and the threshold is the conformal 95% quantile of those scores, so that about 95%
+        of new in-scope texts from the training texts' distribution are accepted (an
+        approximation: docs/unknown.md says what holds, on what, and what was measured).
     multilabel_threshold : "auto" or float in [0, 1], default=0.5
         With a 2-D indicator ``y``: probability at or above which ``predict`` sets a
         label. "auto" chooses one threshold per label on the validation split (best F1
@@ -519,8 +519,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
         Multi-label: the 0/1 indicator array of the labels at or above ``thresholds_``.
         """
-        proba = self.predict_proba(X)
-        return self._labels(proba, self._rejection_scores(X, proba))
+        texts = validate_texts(X) if hasattr(self, "module_") else X  # read once: X may be a generator
+        proba = self.predict_proba(texts)
+        return self._labels(proba, self._rejection_scores(texts, proba))
 
     def rejection_score(self, X):
         """The score ``predict`` compares with ``unknown_threshold_``: below it, a text is rejected.

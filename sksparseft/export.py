@@ -180,7 +180,11 @@ def _plain_copy(encoder, attn_implementation=None):
 
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     clean = AutoModel.from_config(encoder.config, dtype=torch.float32, **extra)
-    clean.load_state_dict({k: v.detach().cpu().float() for k, v in encoder.state_dict().items()}, strict=False)
+    missing, unexpected = clean.load_state_dict({k: v.detach().cpu().float() for k, v in encoder.state_dict().items()},
+                                                strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"could not rebuild a plain backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return clean.eval()
 
 

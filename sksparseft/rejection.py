@@ -10,8 +10,11 @@ the threshold.
 The threshold of ``unknown_threshold="auto"`` comes from out-of-fold scores: the probe is fitted
 on all but one fold of the training texts and scores the held-out fold, over every fold, so
 every in-scope text of ``fit`` calibrates it (not only the validation split, which at 10 texts
-per class holds one per class). The threshold is the conformal quantile of those scores: under
-exchangeable texts, a new in-scope text is accepted with probability at least the target.
+per class holds one per class). The threshold is the conformal quantile of those scores. Under
+exchangeable texts, a new text scored by a probe fitted without it would be accepted with
+probability at least the target; the final probe is fitted on every text (cross-conformal,
+not split-conformal), so this is an approximation, not a theorem, and measured rather than
+assumed (docs/unknown.md).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ class EpochLog(Callback):
     def __init__(self):
         self.epochs = []
 
-    def on_epoch_end(self, net, **kwargs):
+    def on_epoch_begin(self, net, **kwargs):
+        # At the epoch's start: early stopping ends an epoch by raising before later callbacks see its end.
         self.epochs.append(int(net.history[-1]["epoch"]))
 
 

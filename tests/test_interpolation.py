@@ -208,7 +208,7 @@ def test_a_fit_whose_training_is_useless_falls_back_to_the_frozen_probe(tiny_mod
     np.testing.assert_allclose(clf.predict_proba(X), probe.predict_proba(X), rtol=0, atol=1e-6)
 
 
-def test_the_chosen_model_never_scores_below_the_frozen_probe_on_validation(tiny_model, toy_data):
+def test_history_records_the_frozen_probe_score_that_the_choice_is_held_to(tiny_model, toy_data):
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, random_state=0, **dict(FAST, contrastive_epochs=1)).fit(X, y)
     first = clf.history_[0]
