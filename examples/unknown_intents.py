@@ -33,7 +33,7 @@ def main(argv=None):
 
     clf = TokenSparseClassifier(unknown_label="unknown", random_state=args.seed, max_epochs=args.max_epochs)
     clf.fit([X[i] for i in train], y[train])
-    print(f"threshold chosen on validation: {clf.unknown_threshold_:.3f}")
+    print(f"threshold (out of fold on the training texts): {clf.unknown_threshold_:.3f}")
 
     pred = clf.predict(X_test)
     print(f"in-scope accuracy (a rejection counts as an error): {np.mean(pred[in_scope] == y_test[in_scope]):.3f}")
