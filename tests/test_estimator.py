@@ -84,7 +84,7 @@ def test_same_seed_same_model_different_seed_different(tiny_model, toy_data):
     assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
 
 
-def test_random_state_none_draws_a_fresh_mask_and_split_in_every_fit(tiny_model, toy_data):
+def test_random_state_none_draws_a_fresh_mask_in_every_fit(tiny_model, toy_data):
     X, y = toy_data
     params = dict(FAST, max_epochs=1, contrastive_epochs=0)
     a = TokenSparseClassifier(tiny_model, **params).fit(X, y)
