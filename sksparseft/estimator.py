@@ -263,12 +263,15 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         True when training was stopped by KeyboardInterrupt (Ctrl-C): the
         estimator is usable and holds the best weights so far (or the probe).
     finetuned_ : bool
-        False when the finetune was discarded for the frozen-feature linear
-        probe (``interpolation_ == 0``).
+        False when the fitted model is the frozen backbone with its linear probe:
+        nothing trained, or what trained scored below that probe on validation (or
+        diverged) and fit fell back to it (``interpolation_`` is then 0).
     interpolation_ : float
-        Where on the line from the probe (0) to the finetuned weights (1; with
-        ``average_epochs``, the epochs' average) the fitted model sits, chosen
-        on validation (1 without a validation split).
+        Where on the line from the probe (0; with the contrastive stage, the probe
+        refit after that stage) to the finetuned weights (1; with ``average_epochs``,
+        the epochs' average) the fitted model sits, chosen on validation (1 without a
+        validation split). 0 with ``finetuned_`` False means the fall-back, which lies
+        on no such line when the contrastive stage ran.
     interpolation_scores_ : dict
         Validation ``(accuracy, log-loss)`` of every point ``a`` measured when
         choosing ``interpolation_`` (empty when none was), before any head refit.
