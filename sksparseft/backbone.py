@@ -212,6 +212,16 @@ def default_pooling(path, encoder):
     return "mean"
 
 
+def pool_output(output, attention_mask, pooling):
+    """Pool a backbone's output into ``(batch, dim)``: its own pooler layer for ``"pooler"``, else :func:`pool`.
+
+    The one definition fit, predict and both exports share.
+    """
+    if pooling == "pooler":
+        return output.pooler_output
+    return pool(output.last_hidden_state, attention_mask, pooling)
+
+
 def pool(hidden, attention_mask, pooling):
     """Pool token states ``(batch, seq, dim)`` into ``(batch, dim)`` (``"mean"``, ``"cls"`` or ``"last"``)."""
     if pooling == "last":

@@ -32,9 +32,12 @@ labels = model.config.id2label
 def predict_proba(texts, model=model, head=head):
     enc = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
     with torch.inference_mode():
-        hidden = model(**enc).last_hidden_state
+        output = model(**enc)
+        hidden = output.last_hidden_state
         mask = enc["attention_mask"]
-        if pooling == "mean":
+        if pooling == "pooler":  # the backbone's own pooler layer
+            feats = output.pooler_output
+        elif pooling == "mean":
             w = mask.unsqueeze(-1).to(hidden.dtype)
             feats = (hidden * w).sum(1) / w.sum(1).clamp(min=1.0)
         elif pooling == "cls":
@@ -202,16 +205,16 @@ class _ProbabilityModel(torch.nn.Module):
         self.known = known  # columns of the known classes (the unknown label's own class left out)
 
     def forward(self, input_ids, attention_mask):
-        from .backbone import pool
+        from .backbone import pool_output
 
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.head(pool(hidden, attention_mask, self.pooling)).float()
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        logits = self.head(pool_output(output, attention_mask, self.pooling)).float()
         proba = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
         if self.rejector is None:
             return proba
         encoder, head = self.rejector
-        frozen = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        frozen_proba = torch.softmax(head(pool(frozen, attention_mask, self.pooling)).float(), dim=-1)
+        frozen = encoder(input_ids=input_ids, attention_mask=attention_mask)
+        frozen_proba = torch.softmax(head(pool_output(frozen, attention_mask, self.pooling)).float(), dim=-1)
         return proba, frozen_proba[:, self.known].max(dim=-1).values
 
 

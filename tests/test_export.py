@@ -69,3 +69,21 @@ def test_onnx_probabilities_match_predict_proba(tiny_model, toy_data, tmp_path):
     (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
                                "attention_mask": enc["attention_mask"].astype(np.int64)})
     np.testing.assert_allclose(proba, clf.predict_proba(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "pooler"])
+def test_every_pooling_of_an_encoder_exports_as_it_predicts(tiny_model, toy_data, tmp_path, pooling):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, pooling=pooling, **dict(FAST, max_epochs=1)).fit(X, y)
+    expected = clf.predict_proba(X[:10])
+    folder = clf.to_huggingface(tmp_path / "hf")
+    np.testing.assert_allclose(_exported_proba(folder, X[:10]), expected, atol=1e-5)
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+        return
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(clf.to_onnx(tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    enc = clf.tokenizer_(X[:10], padding=True, truncation=True, max_length=clf.max_length, return_tensors="np")
+    (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                               "attention_mask": enc["attention_mask"].astype(np.int64)})
+    np.testing.assert_allclose(proba, expected, atol=1e-4)
