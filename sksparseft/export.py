@@ -134,7 +134,6 @@ def plain_backbone_state(est):
 def to_huggingface(est, path, overwrite=False):
     """Write ``est`` as a Hugging Face folder at ``path`` (written beside it, then renamed in)."""
     from safetensors.torch import save_file
-    from transformers import AutoModel
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -142,11 +141,7 @@ def to_huggingface(est, path, overwrite=False):
     state = plain_backbone_state(est)
     module = est.module_
     config = module.encoder.config
-    clean = AutoModel.from_config(config, dtype=torch.float32)
-    missing, unexpected = clean.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith("position_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"could not rebuild a plain backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    clean = _plain_model(config, state)
     labels = label_texts(est)
     settings = prediction_settings(est)
     clean.config.id2label = dict(enumerate(labels))
@@ -162,7 +157,7 @@ def to_huggingface(est, path, overwrite=False):
                    "bias": module.head.bias.detach().cpu().contiguous()}, str(tmp / "head.safetensors"))
         rejector = _rejector(est)
         if rejector is not None:  # the pretrained backbone and its probe, which decide rejection
-            _plain_copy(rejector.encoder).save_pretrained(tmp / "rejector")
+            _plain_model(rejector.encoder.config, rejector.encoder.state_dict()).save_pretrained(tmp / "rejector")
             save_file({"weight": rejector.head.weight.detach().cpu().contiguous(),
                        "bias": rejector.head.bias.detach().cpu().contiguous()}, str(tmp / "rejector" / "head.safetensors"))
         code = _loading_code(est, path.name)
@@ -177,14 +172,13 @@ def to_huggingface(est, path, overwrite=False):
     return atomic_dir(path, write, replace=True)
 
 
-def _plain_copy(encoder, attn_implementation=None):
-    """A stock transformers model with ``encoder``'s config and weights (no wrappers, float32)."""
+def _plain_model(config, state, attn_implementation=None):
+    """A stock transformers model of ``config`` holding ``state`` (float32); every tensor must fit."""
     from transformers import AutoModel
 
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    clean = AutoModel.from_config(encoder.config, dtype=torch.float32, **extra)
-    missing, unexpected = clean.load_state_dict({k: v.detach().cpu().float() for k, v in encoder.state_dict().items()},
-                                                strict=False)
+    clean = AutoModel.from_config(config, dtype=torch.float32, **extra)
+    missing, unexpected = clean.load_state_dict({k: v.detach().cpu().float() for k, v in state.items()}, strict=False)
     missing = [m for m in missing if not m.endswith("position_ids")]
     if missing or unexpected:
         raise RuntimeError(f"could not rebuild a plain backbone (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -230,7 +224,6 @@ def to_onnx(est, path, opset=18):
     metadata property ``sksparseft`` (JSON) holds the labels and what turns probabilities
     into predictions (multi-label thresholds, the unknown label and its threshold).
     """
-    from transformers import AutoModel
 
     import importlib.util
 
@@ -238,15 +231,14 @@ def to_onnx(est, path, opset=18):
         raise ImportError("ONNX export needs onnx and onnxscript: pip install 'sksparseft[onnx]'")
     state = plain_backbone_state(est)
     config = est.module_.encoder.config
-    clean = AutoModel.from_config(config, dtype=torch.float32, attn_implementation="eager")
-    clean.load_state_dict(state, strict=False)
+    clean = _plain_model(config, state, "eager")
     head = torch.nn.Linear(est.module_.head.in_features, est.module_.head.out_features)
     head.load_state_dict({k: v.detach().cpu() for k, v in est.module_.head.state_dict().items()})
     rejector = _rejector(est)
     if rejector is not None:
         rejector_head = torch.nn.Linear(rejector.head.in_features, rejector.head.out_features)
         rejector_head.load_state_dict({k: v.detach().cpu() for k, v in rejector.head.state_dict().items()})
-        rejector = torch.nn.ModuleList([_plain_copy(rejector.encoder, "eager"), rejector_head])
+        rejector = torch.nn.ModuleList([_plain_model(rejector.encoder.config, rejector.encoder.state_dict(), "eager"), rejector_head])
     known = [j for j, c in enumerate(est.classes_.tolist()) if c != est.unknown_label]
     model = _ProbabilityModel(clean.eval(), head, est.pooling_, multilabel=bool(est.multilabel_),
                               rejector=rejector, known=known).eval()

@@ -21,7 +21,7 @@ from .contrastive import train_contrastive
 from .devices import broadcast_from_main, oom_advice
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from .module import ClassifierModule
-from .rejection import build_rejector, conformal_threshold, out_of_fold_scores
+from .rejection import conformal_threshold, frozen_copy, out_of_fold_scores
 from .strategies import FitContext
 from .tokens import content_sequences, discover_token_groups, encode, group_positions
 from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe, run_inference
@@ -105,13 +105,12 @@ class FitStages:
         n_classes = len(state.classes)
         weight = state.encodings.get("sample_weight")
         with torch.random.fork_rng(devices=[]):  # the fit's own random draws stay as without rejection
-            frozen = ClassifierModule(state.encoder, n_classes, pooling=state.pooling, dropout=0.0).to(state.device)
-            with self._oom_advice("feature extraction"):
-                features = run_inference(frozen, state.encodings, self._eval_batch(), state.device, what="features",
-                                         progress=self._progress("rejection features"))
-            state.rejector = build_rejector(state.encoder, features, state.y_enc, n_classes=n_classes,
-                                            pooling=state.pooling, class_weight=state.class_weight,
-                                            sample_weight=weight).to(state.device)
+            state.rejector = frozen_copy(state.encoder, n_classes, state.pooling).to(state.device)
+        with self._oom_advice("feature extraction"):
+            features = run_inference(state.rejector, state.encodings, self._eval_batch(), state.device,
+                                     what="features", progress=self._progress("rejection features"))
+        fit_linear_probe(state.rejector.head, features, state.y_enc, class_weight=state.class_weight,
+                         sample_weight=weight)
         if state.accelerator is not None:  # every process must reject alike, whatever its float noise
             head = broadcast_from_main({k: v.cpu() for k, v in state.rejector.head.state_dict().items()})
             state.rejector.head.load_state_dict(head)

@@ -33,14 +33,13 @@ UNKNOWN_ACCEPTED = 0.95
 N_FOLDS = 5
 
 
-def build_rejector(encoder, features, y_enc, *, n_classes, pooling, class_weight=None, sample_weight=None):
-    """A frozen copy of ``encoder`` with the linear probe on ``features`` (every text) as its head."""
+def frozen_copy(encoder, n_classes, pooling):
+    """A frozen copy of ``encoder`` behind pooling and an (unfitted) head: the rejector."""
     from .module import ClassifierModule
 
     rejector = ClassifierModule(copy.deepcopy(encoder), n_classes, pooling=pooling, dropout=0.0)
     for p in rejector.parameters():
         p.requires_grad_(False)
-    fit_linear_probe(rejector.head, features, y_enc, class_weight=class_weight, sample_weight=sample_weight)
     return rejector.eval()
 
 
