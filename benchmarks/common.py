@@ -113,6 +113,6 @@ def peak_memory():
 
 def encode_labelled(state, X, y, max_length):
     """Texts encoded as this fit encodes them (its own tokenizer) and their labels as class indices."""
-    from sksparseft.tokens import encode
+    from sksparseft.text.tokens import encode
 
     return encode(state.tokenizer, list(X), max_length), np.searchsorted(state.classes, np.asarray(y, dtype=object))

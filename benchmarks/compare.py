@@ -32,11 +32,11 @@ class FrozenEmbeddings:
         self._parts = None
 
     def __call__(self, texts):
-        from sksparseft.backbone import default_pooling, load_backbone
-        from sksparseft.devices import resolve_device
-        from sksparseft.module import ClassifierModule
-        from sksparseft.tokens import encode
-        from sksparseft.training import run_inference
+        from sksparseft.model.backbone import default_pooling, load_backbone
+        from sksparseft.model.devices import resolve_device
+        from sksparseft.model.module import ClassifierModule
+        from sksparseft.text.tokens import encode
+        from sksparseft.model.inference import run_inference
 
         if self._parts is None:
             tokenizer, encoder, path = load_backbone(self.model)
@@ -57,7 +57,7 @@ class SetFitReference:
         from datasets import Dataset
         from setfit import SetFitModel, Trainer, TrainingArguments
 
-        from sksparseft.backbone import resolve_model_path
+        from sksparseft.model.backbone import resolve_model_path
 
         self.model_ = SetFitModel.from_pretrained(str(resolve_model_path(self.model)), local_files_only=True)
         data = Dataset.from_dict({"text": list(X), "label": [str(v) for v in y]})

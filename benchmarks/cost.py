@@ -106,8 +106,8 @@ def reference_one(spec, queue):
 
 def token_group_timing(sizes, seed, model=MODEL):
     """Token-group discovery time against the number of tokens it reads."""
-    from sksparseft.backbone import load_backbone
-    from sksparseft.tokens import content_sequences, discover_token_groups, encode
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.text.tokens import content_sequences, discover_token_groups, encode
 
     tok, _, _ = load_backbone(model)
     rows = []
@@ -135,7 +135,7 @@ def predict_speed(spec):
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     from sksparseft import TokenSparseClassifier
-    from sksparseft.backbone import pool
+    from sksparseft.model.backbone import pool
     from sksparseft.datasets import load_banking77
 
     torch.set_num_threads(spec["threads"])

@@ -28,8 +28,8 @@ import torch
 from skorch.callbacks import Callback
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
-from sksparseft.training import fit_head_on_features
+from sksparseft.fit.interpolation import load_interpolated_, select_interpolation, validation_scores
+from sksparseft.fit.training import fit_head_on_features
 
 from .common import MODEL, append_row, encode_labelled, how_run, load
 

@@ -160,7 +160,7 @@ def one_oos(spec, queue):
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from sksparseft import TokenSparseClassifier
-    from sksparseft.rejection import best_known, conformal_threshold
+    from sksparseft.fit.rejection import best_known, conformal_threshold
 
     X, y, Xt, yt, Xo = oos_data(spec["regime"], spec["seed"])
     Xd, yd, Xdo = oos_dev()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.interpolation import load_interpolated_, validation_scores
+from sksparseft.fit.interpolation import load_interpolated_, validation_scores
 
 from .common import MODEL, append_row, encode_labelled, how_run, load
 

@@ -27,10 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.batching import to_batch
-from sksparseft.contrastive import class_batches, supcon_loss, train_contrastive
-from sksparseft.mask import SparseMask
-from sksparseft.module import ClassifierModule
+from sksparseft.model.batching import to_batch
+from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
+from sksparseft.model.mask import SparseMask
+from sksparseft.model.module import ClassifierModule
 from sksparseft.strategies import register_strategy
 from sksparseft.strategies.base import backbone_shapes, budget
 from sksparseft.strategies.token_sparse import TokenSparse, _embedding_rows
@@ -153,7 +153,7 @@ class JointContrastive(TokenSparseClassifier):
 
     def stage_training(self, state):
         from sksparseft import fit_stages
-        from sksparseft.training import SparseNet
+        from sksparseft.fit.training import SparseNet
 
         weight, tau, plain = self.supcon_weight, self.con_tau, fit_stages.build_net
 
@@ -244,7 +244,7 @@ class LayerFocus(TokenSparse):
     use_focus = True
 
     def select(self, module, ctx):
-        from sksparseft.sensitivity import eligible_parameters
+        from sksparseft.model.sensitivity import eligible_parameters
 
         eligible = set(eligible_parameters(module))
         scores = layer_focus_scores(module, ctx.encodings, ctx.y, ctx.focus if self.use_focus else None,

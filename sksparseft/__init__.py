@@ -1,7 +1,10 @@
 """sksparseft: token-driven sparse finetuning of small language models, as a scikit-learn classifier."""
 
 from .estimator import TokenSparseClassifier
-from .tokens import TokenGroup
+from .text.tokens import TokenGroup
+from . import _moved
+
+_moved.install()
 
 __version__ = "0.6.0"
 

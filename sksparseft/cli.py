@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from pathlib import Path
 
-from .atomic import atomic_write
+from .io.atomic import atomic_write
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 
@@ -115,7 +115,7 @@ def _indicator(values, sep):
 
 
 def _label_texts(clf):
-    from .export import label_texts
+    from .io.export import label_texts
 
     return label_texts(clf)
 
@@ -276,7 +276,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from .persistence import ModelFileError
+    from .io.persistence import ModelFileError
 
     args = build_parser().parse_args(argv)
     try:

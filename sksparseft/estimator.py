@@ -13,19 +13,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .backbone import DEFAULT_MODEL, POOLINGS
-from .devices import broadcast_from_main, make_accelerator, resolve_device
+from .model.backbone import DEFAULT_MODEL, POOLINGS
+from .model.devices import broadcast_from_main, make_accelerator, resolve_device
 from .explain import explain, token_group_table
-from .export import to_huggingface, to_onnx
-from .fit_stages import FitStages
-from .fit_state import FitState
-from .fitted_state import set_fitted
-from .persistence import load_estimator, save_estimator
-from .rejection import best_known
+from .io.export import to_huggingface, to_onnx
+from .fit.stages import FitStages
+from .fit.state import FitState
+from .io.fitted import set_fitted
+from .io.persistence import load_estimator, save_estimator
+from .fit.rejection import best_known
 from .strategies import get_strategy
-from .tokens import encode
-from .targets import KINDS, target_kind
-from .training import run_inference
+from .text.tokens import encode
+from .fit.targets import KINDS, target_kind
+from .model.inference import run_inference
 from .validation import (check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled,
                          validate_texts)
 
@@ -636,7 +636,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     def load(cls, path, device=None):
         """Load a model written by :meth:`save`.
 
-        Raises a ``ValueError`` (``sksparseft.persistence.ModelFileError``) for a
+        Raises a ``ValueError`` (``sksparseft.io.persistence.ModelFileError``) for a
         truncated, modified or newer-format file, or a backbone that differs from
         the one the model was fitted on.
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tokens import encode, occurrences
-from .training import run_inference
+from .text.tokens import encode, occurrences
+from .model.inference import run_inference
 
 
 def token_group_table(groups, classes, top=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .explain import token_group_table
-from .layout import layer_of, module_kind
+from .model.layout import layer_of, module_kind
 
 
 def _pyplot():

@@ -47,8 +47,8 @@ class EpochLog(Callback):
 
 def tiny_module(model_path, n_classes=3):
     """``(tokenizer, ClassifierModule)`` over a backbone folder: mean pooling, no dropout."""
-    from sksparseft.backbone import load_backbone
-    from sksparseft.module import ClassifierModule
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.model.module import ClassifierModule
 
     tok, enc, _ = load_backbone(model_path)
     return tok, ClassifierModule(enc, n_classes, pooling="mean", dropout=0.0)
@@ -58,7 +58,7 @@ def tiny_batch(tok):
     """Three short texts: ``(input_ids, attention_mask, encodings)``."""
     import torch
 
-    from sksparseft.tokens import encode
+    from sksparseft.text.tokens import encode
 
     e = encode(tok, ["my card is late", "refund please", "pin"], 16)
     return torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"]), e

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from sksparseft.backbone import resolve_model_path
+from sksparseft.model.backbone import resolve_model_path
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 

@@ -68,7 +68,7 @@ def make_tiny_bert(folder):
     import torch
     from transformers import BertConfig, BertModel
 
-    from sksparseft.backbone import resolve_model_path
+    from sksparseft.model.backbone import resolve_model_path
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

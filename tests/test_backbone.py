@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from sksparseft.backbone import default_pooling, load_backbone, pool, resolve_model_path
-from sksparseft.devices import resolve_device
+from sksparseft.model.backbone import default_pooling, load_backbone, pool, resolve_model_path
+from sksparseft.model.devices import resolve_device
 
 
 def test_packaged_default_resolves_to_files():

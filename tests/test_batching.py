@@ -6,7 +6,7 @@ import torch
 def test_length_buckets_cover_every_row_once_with_less_padding():
     import numpy as np
 
-    from sksparseft.batching import LengthBucketSampler
+    from sksparseft.model.batching import LengthBucketSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 80, size=1000)

@@ -87,7 +87,7 @@ def test_every_dev_screen_variant_names_a_lead_or_strategy_that_fits():
 @pytest.mark.parametrize("lead", ["TokenViews", "ContrastiveViews", "JointContrastive", "ContrastiveGroupViews"])
 def test_dev_screen_leads_fit_and_leave_the_module_plain(tiny_model, toy_data, lead):
     leads = pytest.importorskip("benchmarks.leads")
-    from sksparseft.module import ClassifierModule
+    from sksparseft.model.module import ClassifierModule
 
     X, y = toy_data
     clf = leads.LEADS[lead](tiny_model, contrastive_epochs=1, **SETTINGS).fit(X, y)

@@ -7,8 +7,8 @@ import torch
 from cases import FAST as BASE
 from cases import EpochLog
 from sksparseft import TokenSparseClassifier
-from sksparseft.checkpoint import atomic_torch_save, load_checkpoint
-from sksparseft.module import ClassifierModule
+from sksparseft.fit.checkpoint import atomic_torch_save, load_checkpoint
+from sksparseft.model.module import ClassifierModule
 
 
 FAST = dict(BASE, max_epochs=4, random_state=0, patience=0, learning_rate=3e-3)

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.backbone import load_backbone
-from sksparseft.contrastive import class_batches, supcon_loss, train_contrastive, view_mask
-from sksparseft.module import ClassifierModule
+from sksparseft.model.backbone import load_backbone
+from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive, view_mask
+from sksparseft.model.module import ClassifierModule
 from sksparseft.strategies import get_strategy
-from sksparseft.tokens import encode
+from sksparseft.text.tokens import encode
 
 
 def test_supcon_loss_is_lower_when_classes_cluster():

@@ -9,7 +9,7 @@ import torch
 from cases import FAST as BASE
 from cases import STRATEGY_CASES
 from sksparseft import TokenSparseClassifier
-from sksparseft.backbone import default_pooling, is_decoder_only, load_backbone, pool, resolve_model_path, set_padding
+from sksparseft.model.backbone import default_pooling, is_decoder_only, load_backbone, pool, resolve_model_path, set_padding
 
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)

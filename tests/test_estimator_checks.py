@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted as assert_fitted
 
 from cases import FAST
 from sksparseft import TokenSparseClassifier
-from sksparseft.fitted_state import FITTED
+from sksparseft.io.fitted import FITTED
 
 SETTINGS = {"default": {}, "lora": {"strategy": "lora", "strategy_options": {"r": 2}}}
 

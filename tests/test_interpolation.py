@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-import sksparseft.interpolation as interpolation
+import sksparseft.fit.interpolation as interpolation
 from cases import FAST
 from sksparseft import TokenSparseClassifier
-from sksparseft.backbone import load_backbone
-from sksparseft.interpolation import load_interpolated_, select_interpolation, validation_scores
-from sksparseft.mask import SparseMask
-from sksparseft.module import ClassifierModule
-from sksparseft.sparse_delta import param_key as _key
-from sksparseft.tokens import encode
+from sksparseft.model.backbone import load_backbone
+from sksparseft.fit.interpolation import load_interpolated_, select_interpolation, validation_scores
+from sksparseft.model.mask import SparseMask
+from sksparseft.model.module import ClassifierModule
+from sksparseft.model.sparse_delta import param_key as _key
+from sksparseft.text.tokens import encode
 
 TEXTS = ["my card is late", "refund please", "pin", "where is my card", "refund my money", "reset my pin"]
 LABELS = np.array([0, 1, 2, 0, 1, 2])
@@ -108,7 +108,8 @@ def test_save_and_load_keep_the_interpolation(tiny_model, toy_data, tmp_path):
 
 @pytest.mark.parametrize("validation_fraction", [0.25, 0])
 def test_head_refit_is_the_probe_regression_on_every_text(tiny_model, toy_data, validation_fraction):
-    from sksparseft.training import fit_linear_probe, run_inference
+    from sksparseft.fit.training import fit_linear_probe
+    from sksparseft.model.inference import run_inference
 
     X, y = toy_data
     clf = TokenSparseClassifier(
@@ -142,7 +143,7 @@ def test_refit_head_must_be_a_bool(tiny_model, toy_data):
 
 
 def test_model_files_from_before_the_refit_load_as_fitted_without_it():
-    from sksparseft.persistence import _params_from_json
+    from sksparseft.io.persistence import _params_from_json
 
     old = _params_from_json({"density": 0.01})
     assert old["refit_head"] is False and old["average_epochs"] is False

@@ -1,6 +1,6 @@
 import torch
 
-from sksparseft.mask import SparseMask, layer_of, module_kind
+from sksparseft.model.mask import SparseMask, layer_of, module_kind
 
 
 def test_from_scores_keeps_exactly_the_top_entries():

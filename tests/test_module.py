@@ -1,10 +1,10 @@
 import torch
 
 from cases import tiny_batch, tiny_module
-from sksparseft.backbone import load_backbone
-from sksparseft.tokens import encode
-from sksparseft.mask import SparseMask
-from sksparseft.module import ClassifierModule
+from sksparseft.model.backbone import load_backbone
+from sksparseft.text.tokens import encode
+from sksparseft.model.mask import SparseMask
+from sksparseft.model.module import ClassifierModule
 
 
 _module, _batch = tiny_module, tiny_batch
@@ -95,7 +95,7 @@ def test_cached_frozen_blocks_match_the_plain_path(tiny_model):
     """Blocks below the mask run once per text; reusing them gives the same outputs and gradients."""
     import pickle
 
-    from sksparseft.layout import transformer_blocks
+    from sksparseft.model.layout import transformer_blocks
 
     tok, _ = _module(tiny_model)
     plain, cached = _top_block_module(tiny_model, 0), _top_block_module(tiny_model, 1)

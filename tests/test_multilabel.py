@@ -60,7 +60,7 @@ def _f1(pred, positives):
 
 
 def test_auto_thresholds_are_chosen_per_label_for_the_best_validation_f1(tiny_model, joined, monkeypatch):
-    import sksparseft.fit_stages as fit_stages
+    import sksparseft.fit.stages as fit_stages
 
     X, Y = joined
     # A fourth label on which 0.5 is a bad threshold: every second text ends in "asap", and 2 in 5 of

@@ -6,7 +6,7 @@ import torch
 
 from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
-from sksparseft.module import ClassifierModule
+from sksparseft.model.module import ClassifierModule
 
 
 FAST = dict(BASE, random_state=0)
@@ -111,7 +111,7 @@ def test_loading_never_runs_remote_code(monkeypatch, tiny_model):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", spy)
-    from sksparseft.backbone import load_backbone
+    from sksparseft.model.backbone import load_backbone
 
     load_backbone(tiny_model)
     assert seen == [False]

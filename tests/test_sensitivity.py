@@ -6,8 +6,8 @@ import torch
 
 from cases import FAST, tiny_batch, tiny_module
 from sksparseft import TokenSparseClassifier
-from sksparseft.sensitivity import eligible_parameters, sensitivity_scores
-from sksparseft.tokens import encode
+from sksparseft.model.sensitivity import eligible_parameters, sensitivity_scores
+from sksparseft.text.tokens import encode
 
 
 _module, _batch = tiny_module, tiny_batch

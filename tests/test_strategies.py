@@ -118,10 +118,10 @@ def test_gridsearch_compares_strategies(tiny_model, toy_data):
 
 
 def test_prefix_changes_attention_and_respects_padding(tiny_model):
-    from sksparseft.backbone import load_backbone
-    from sksparseft.module import ClassifierModule
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.model.module import ClassifierModule
     from sksparseft.strategies import FitContext, get_strategy
-    from sksparseft.tokens import encode
+    from sksparseft.text.tokens import encode
 
     tok, enc, _ = load_backbone(tiny_model)
     module = ClassifierModule(enc, 2, dropout=0.0).eval()
@@ -154,7 +154,7 @@ def test_adapter_summary_counts_the_backbone_and_the_adapters(fitted):
 
 
 def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
-    from sksparseft.mask import layer_of
+    from sksparseft.model.mask import layer_of
 
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"min_layer": 1},
@@ -167,7 +167,7 @@ def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
 
 @pytest.mark.parametrize("backbone", ["tiny_model", "tiny_decoder"])
 def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, request, monkeypatch):
-    from sksparseft.module import ClassifierModule
+    from sksparseft.model.module import ClassifierModule
 
     model = request.getfixturevalue(backbone)
     X, y = toy_data
@@ -234,8 +234,8 @@ def test_strategy_options_fail_before_the_backbone_loads(strategy, options, toy_
 
 @pytest.mark.parametrize("options", [{}, {"min_layer": 1}])
 def test_random_rows_trains_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_data, options):
-    from sksparseft.layout import block_index
-    from sksparseft.sparse_delta import _layout
+    from sksparseft.model.layout import block_index
+    from sksparseft.model.sparse_delta import _layout
 
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, strategy="random_rows", strategy_options=options, density=0.001,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sksparseft.targets import KINDS, MultiLabel, SingleLabel, TargetLoss, target_kind, weighted_score
-from sksparseft.training import fit_linear_probe
+from sksparseft.fit.targets import KINDS, MultiLabel, SingleLabel, TargetLoss, target_kind, weighted_score
+from sksparseft.fit.training import fit_linear_probe
 
 
 def test_kind_follows_the_shape_of_the_encoded_labels():

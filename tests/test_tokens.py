@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sksparseft.tokens import TokenGroup, discover_token_groups, group_positions, group_token_ids, occurrences
+from sksparseft.text.tokens import TokenGroup, discover_token_groups, group_positions, group_token_ids, occurrences
 
 
 def decode(ids):
@@ -46,7 +46,7 @@ def test_group_positions_marks_every_occurrence():
         "input_ids": np.array([[101, 10, 11, 5, 10, 102], [101, 5, 102, 0, 0, 0]]),
         "attention_mask": np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]),
     }
-    from sksparseft.tokens import TokenGroup
+    from sksparseft.text.tokens import TokenGroup
 
     groups = [TokenGroup("x", (10, 11), 1.0, 0, 2), TokenGroup("y", (5,), 1.0, 1, 2)]
     focus = group_positions(enc, groups)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sksparseft.training import EpochAverage, WarmupLinearDecay, build_net, fit_linear_probe, run_inference
+from sksparseft.fit.training import EpochAverage, WarmupLinearDecay, build_net, fit_linear_probe
+from sksparseft.model.inference import run_inference
 
 
 def test_schedule_warms_up_then_decays_to_zero():

@@ -180,7 +180,7 @@ def test_onnx_export_carries_the_unknown_label_threshold_and_rejection_score(rej
 
 
 def test_conformal_threshold_accepts_the_target_share_of_new_scores():
-    from sksparseft.rejection import UNKNOWN_ACCEPTED, conformal_threshold
+    from sksparseft.fit.rejection import UNKNOWN_ACCEPTED, conformal_threshold
 
     rng = np.random.default_rng(0)
     calibration = rng.beta(5, 1, size=2000)
@@ -192,8 +192,8 @@ def test_conformal_threshold_accepts_the_target_share_of_new_scores():
 
 
 def test_out_of_fold_scores_never_score_a_text_with_a_probe_fitted_on_it():
-    from sksparseft.rejection import out_of_fold_scores
-    from sksparseft.training import fit_linear_probe
+    from sksparseft.fit.rejection import out_of_fold_scores
+    from sksparseft.fit.training import fit_linear_probe
 
     # Random labels on more dimensions than texts: a probe fitted on a text memorises it (confident),
     # a probe that never saw it can only guess (near 1/3).

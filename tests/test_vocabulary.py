@@ -8,9 +8,9 @@ import torch
 
 from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
-from sksparseft.backbone import load_backbone
-from sksparseft.tokens import TokenGroup
-from sksparseft.vocabulary import AddedToken, extend_embeddings, extend_tokenizer, merge_groups
+from sksparseft.model.backbone import load_backbone
+from sksparseft.text.tokens import TokenGroup
+from sksparseft.text.vocabulary import AddedToken, extend_embeddings, extend_tokenizer, merge_groups
 
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..mask import SparseMask
+from ..model.mask import SparseMask
 
 
 @dataclass
@@ -26,7 +26,7 @@ class FitContext:
     progress: object = None
     #: makes every process agree on the mask in data-parallel fits (process 0's wins)
     sync: object = None
-    #: the target kind (sksparseft.targets): its loss is what sensitivity differentiates
+    #: the target kind (sksparseft.fit.targets): its loss is what sensitivity differentiates
     kind: object = None
 
 

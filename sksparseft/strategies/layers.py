@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..layout import block_index
+from ..model.layout import block_index
 from .base import MaskStrategy, whole_tensors
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..backbone import is_decoder_only
+from ..model.backbone import is_decoder_only
 from .base import Strategy
 
 ATTN_NAME = "sksparseft_prefix"

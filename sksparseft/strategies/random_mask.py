@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..mask import SparseMask
-from ..sensitivity import eligible_parameters
+from ..model.mask import SparseMask
+from ..model.sensitivity import eligible_parameters
 from .base import MaskStrategy, backbone_shapes, budget
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..layout import block_index
-from ..mask import SparseMask
+from ..model.layout import block_index
+from ..model.mask import SparseMask
 from .base import backbone_shapes, budget
 from .token_sparse import TokenSparse
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..layout import block_index, transformer_blocks
-from ..mask import SparseMask
-from ..sensitivity import eligible_parameters, sensitivity_scores
-from ..tokens import group_token_ids
+from ..model.layout import block_index, transformer_blocks
+from ..model.mask import SparseMask
+from ..model.sensitivity import eligible_parameters, sensitivity_scores
+from ..text.tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
 
 

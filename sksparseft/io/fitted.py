@@ -77,7 +77,7 @@ def _groups_to_json(groups):
 
 
 def _groups_from_json(rows, obj):
-    from .tokens import TokenGroup
+    from ..text.tokens import TokenGroup
 
     classes = labels_from_json(obj["classes"])
     return [
@@ -88,13 +88,13 @@ def _groups_from_json(rows, obj):
 
 
 def _added_to_json(added):
-    from .vocabulary import added_to_json
+    from ..text.vocabulary import added_to_json
 
     return added_to_json(added)
 
 
 def _added_from_json(rows, obj):
-    from .vocabulary import added_from_json
+    from ..text.vocabulary import added_from_json
 
     return added_from_json(rows)
 

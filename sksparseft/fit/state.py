@@ -15,7 +15,7 @@ class FitState:
 
     Set before the first stage: the validated ``texts``, ``y``, ``classes``, ``y_enc``, the
     ``device``, ``accelerator``, ``seed``, the ``strategy``, the ``class_weight``, the target
-    ``kind`` (:mod:`sksparseft.targets`), the ``sample_weight`` and the multi-label
+    ``kind`` (:mod:`sksparseft.fit.targets`), the ``sample_weight`` and the multi-label
     ``label_names``. The rest is filled stage by stage, in order: load (tokenizer ..
     valid_data), token_groups (groups .. focus), linear_probe (module), selection (mask ..
     learning_rate), training (history .. average), interpolation (blend, scores), thresholds

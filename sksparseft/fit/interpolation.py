@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .targets import weighted_score
-from .training import run_inference
+from ..model.inference import run_inference
 
 COARSE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -31,7 +31,7 @@ def load_interpolated_(module, start, end, a):
 def validation_scores(module, data, batch_size, device, kind=None):
     """(accuracy, mean log-loss) of ``module`` on ``data = (encodings, y)``.
 
-    For a multi-label ``kind`` (:mod:`sksparseft.targets`), the Jaccard index and the summed
+    For a multi-label ``kind`` (:mod:`sksparseft.fit.targets`), the Jaccard index and the summed
     binary log-loss; both weighted when the encodings carry ``sample_weight``.
     """
     X, y = data

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .batching import to_batch
+from ..model.batching import to_batch
 
 
 def supcon_loss(features, labels, temperature):

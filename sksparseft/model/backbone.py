@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_dir
+from ..io.atomic import atomic_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

@@ -14,7 +14,8 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
 
-from .batching import BucketLoader, length_sorted_batches, to_batch, trim_collate
+from ..model.batching import BucketLoader, trim_collate
+from ..model.inference import run_inference
 from .targets import SingleLabel, TargetLoss, weighted_score
 
 
@@ -141,7 +142,7 @@ def _accuracy(kind, net, X, y):
 def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None, kind=None):
     """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
 
-    ``kind`` (:mod:`sksparseft.targets`) gives the loss and the validation score; texts whose
+    ``kind`` (:mod:`sksparseft.fit.targets`) gives the loss and the validation score; texts whose
     encodings carry ``sample_weight`` weigh in the loss and the score by it.
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
@@ -195,29 +196,6 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
 
 def _quiet(*args, **kwargs):
     pass
-
-
-@torch.inference_mode()
-def run_inference(module, encodings, batch_size, device, what="logits", progress=None):
-    """Logits (or pooled features) of every encoded text, in input order."""
-    n = encodings["input_ids"].shape[0]
-    was_training = module.training
-    module.eval()
-    out = None
-    batches = length_sorted_batches(encodings, batch_size)
-    try:
-        for rows in progress(batches) if progress else batches:
-            b = to_batch(encodings, rows, device)
-            res = module.features(b["input_ids"], b["attention_mask"]) if what == "features" else module(b["input_ids"], b["attention_mask"])
-            res = res.float().cpu().numpy()
-            if out is None:
-                out = np.empty((n, res.shape[1]), dtype=np.float32)
-            out[rows] = res
-    finally:
-        module.train(was_training)
-    if out is None:
-        out = np.empty((0, module.head.out_features if what == "logits" else module.head.in_features), dtype=np.float32)
-    return out
 
 
 def fit_head_on_features(module, encodings, y, batch_size, device, *, class_weight=None, progress=None, kind=None):

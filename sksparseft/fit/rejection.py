@@ -35,7 +35,7 @@ N_FOLDS = 5
 
 def frozen_copy(encoder, n_classes, pooling):
     """A frozen copy of ``encoder`` behind pooling and an (unfitted) head: the rejector."""
-    from .module import ClassifierModule
+    from ..model.module import ClassifierModule
 
     rejector = ClassifierModule(copy.deepcopy(encoder), n_classes, pooling=pooling, dropout=0.0)
     for p in rejector.parameters():

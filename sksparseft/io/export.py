@@ -126,7 +126,7 @@ def _loading_code(est, folder):
 
 def plain_backbone_state(est):
     """The fitted backbone's state as a stock transformers model holds it (the strategy folds its own parts)."""
-    from .strategies import from_description
+    from ..strategies import from_description
 
     return from_description(est.strategy_).plain_backbone_state(est.module_.encoder)
 
@@ -199,7 +199,7 @@ class _ProbabilityModel(torch.nn.Module):
         self.known = known  # columns of the known classes (the unknown label's own class left out)
 
     def forward(self, input_ids, attention_mask):
-        from .backbone import pool_output
+        from ..model.backbone import pool_output
 
         output = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         logits = self.head(pool_output(output, attention_mask, self.pooling)).float()

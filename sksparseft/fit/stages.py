@@ -15,18 +15,19 @@ import warnings
 import numpy as np
 import torch
 
-from .backbone import default_pooling, load_backbone
+from ..model.backbone import default_pooling, load_backbone
 from .checkpoint import fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
-from .devices import broadcast_from_main, oom_advice
+from ..model.devices import broadcast_from_main, oom_advice
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
-from .module import ClassifierModule
+from ..model.module import ClassifierModule
 from .rejection import conformal_threshold, frozen_copy, out_of_fold_scores
-from .strategies import FitContext
-from .tokens import content_sequences, discover_token_groups, encode, group_positions
-from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe, run_inference
-from .validation import validation_split
-from .vocabulary import extend_embeddings, extend_tokenizer, merge_groups
+from ..strategies import FitContext
+from ..text.tokens import content_sequences, discover_token_groups, encode, group_positions
+from ..model.inference import eval_batch_size, run_inference
+from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe
+from ..validation import validation_split
+from ..text.vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 
 #: Every stage, in the order fit runs them (``contrastive`` only with ``contrastive_epochs > 0``,
 #: ``head_refit`` only with ``refit_head=True``).

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
-from .atomic import atomic_write
+from ..io.atomic import atomic_write
 from .training import EpochAverage
 
 FORMAT = 1

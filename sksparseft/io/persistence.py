@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
-from .fitted_state import fitted_from_json, fitted_to_json, json_default, set_fitted
-from .strategies import from_description
-from .vocabulary import extend_embeddings
+from .fitted import fitted_from_json, fitted_to_json, json_default, set_fitted
+from ..strategies import from_description
+from ..text.vocabulary import extend_embeddings
 
 FORMAT = "sksparseft"
 FORMAT_VERSION = 1
@@ -137,7 +137,7 @@ def _versions():
     import sklearn
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     return {"sksparseft": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
@@ -148,7 +148,7 @@ def save_estimator(est, path, include_backbone=False):
     """Write a fitted estimator to ``path`` atomically (see module docstring)."""
     from safetensors.torch import save_file
 
-    from .backbone import load_backbone
+    from ..model.backbone import load_backbone
 
     module = est.module_
     encoder = module.encoder
@@ -333,7 +333,7 @@ def load_estimator(cls, path, device=None):
 
 
 def _rebuild_estimator(cls, path, metadata, tensors, device):
-    from .devices import resolve_device
+    from ..model.devices import resolve_device
 
     params = _params_from_json(_json_object(path, metadata, "params"))
     fitted = _json_object(path, metadata, "fitted")
@@ -394,7 +394,7 @@ def _load_encoder(path, backbone, fitted, added, tokenizer):
     """The backbone the model was fitted on: from the file, or re-read and checked by fingerprint."""
     from transformers import AutoConfig, AutoModel
 
-    from .backbone import load_backbone, set_padding
+    from ..model.backbone import load_backbone, set_padding
 
     base_tokenizer = None
     if backbone["included"]:
@@ -426,7 +426,7 @@ def _rebuild_rejector(path, encoder, fitted, values, tensors, included):
     """
     import copy
 
-    from .module import ClassifierModule
+    from ..model.module import ClassifierModule
 
     keys = [k for k in tensors if k.startswith("rejector.")]
     if not fitted.get("rejector", False):
@@ -465,8 +465,8 @@ def _rebuild_rejector(path, encoder, fitted, values, tensors, included):
 
 def _rebuild_module(path, encoder, fitted, values, tensors, included):
     """The fitted ClassifierModule (delta merged) and its mask, from the file's tensors."""
-    from .mask import SparseMask
-    from .module import ClassifierModule, param_key
+    from ..model.mask import SparseMask
+    from ..model.module import ClassifierModule, param_key
 
     module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
     mask = None

@@ -1,0 +1,1 @@
+"""Texts as tokens: encoding, token-group discovery and positions, adaptive tokenization."""
