@@ -70,13 +70,13 @@ def test_auto_thresholds_are_chosen_per_label_for_the_best_validation_f1(tiny_mo
     X = [f"{t} asap" if a else t for t, a in zip(X, asap)]
     Y = Y.assign(urgent=[int(a and (i // 2) % 5 in (0, 2)) for i, a in enumerate(asap)])
     seen = {}
-    choose = fit_stages._best_f1_thresholds
+    choose = fit_stages.best_f1_thresholds
 
     def spy(proba, y_valid):  # the held-out probabilities the thresholds are chosen on
         seen["proba"], seen["y"] = proba, np.asarray(y_valid) > 0
         return choose(proba, y_valid)
 
-    monkeypatch.setattr(fit_stages, "_best_f1_thresholds", spy)
+    monkeypatch.setattr(fit_stages, "best_f1_thresholds", spy)
     clf = TokenSparseClassifier(tiny_model, multilabel_threshold="auto", validation_fraction=0.3, **SETTINGS).fit(X, Y)
     assert clf.thresholds_.shape == (4,) and ((clf.thresholds_ > 0) & (clf.thresholds_ < 1)).all()
     np.testing.assert_array_equal(clf.predict(X), (clf.predict_proba(X) >= clf.thresholds_).astype(int))

@@ -7,6 +7,7 @@ backbone, and is read back with ``torch.load(weights_only=True)``: loading runs 
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -174,3 +175,20 @@ def fit_or_resume(net, X, y, state, *, max_epochs, patience):
         # The saved fit had already finished: take its best epoch.
         restore(net, dict(state, trainable=es["best_trainable"]))
     return net
+
+
+def fingerprint(state):
+    """Identifies a fit (a checkpoint of another is never resumed): the parameters that shape
+    training, the data and the selected mask of a :class:`~sksparseft.fit.state.FitState`."""
+    h = hashlib.sha256()
+    skip = {"callbacks", "verbose", "device", "checkpoint_path"}
+    h.update(repr(sorted((k, repr(v)) for k, v in state.params.items() if k not in skip)).encode())
+    for t in state.texts:
+        h.update(t.encode("utf-8", "replace") + b"\x00")
+    h.update(repr(list(map(str, state.y))).encode())
+    if state.sample_weight is not None:
+        h.update(b"sample_weight" + np.asarray(state.sample_weight, dtype=np.float64).tobytes())
+    if state.mask is not None:
+        for name in sorted(state.mask.indices):
+            h.update(name.encode() + state.mask.indices[name].numpy().tobytes())
+    return h.hexdigest()

@@ -86,3 +86,12 @@ def conformal_threshold(scores, accepted=UNKNOWN_ACCEPTED):
     return float(scores[k - 1]) if k >= 1 else 0.0
 
 
+def reject(labels, scores, unknown_label, threshold):
+    """``labels`` with ``unknown_label`` wherever the score is below ``threshold`` or the label is already it."""
+    rejected = scores < threshold
+    rejected |= np.asarray([c == unknown_label for c in labels.tolist()], dtype=bool)
+    if not rejected.any():
+        return labels
+    labels = labels.astype(object) if labels.dtype.kind in "UO" else labels.copy()
+    labels[rejected] = unknown_label
+    return labels

@@ -9,22 +9,22 @@ or wraps one stage to change or observe it; ``fit`` itself only runs them in tur
 from __future__ import annotations
 
 import copy
-import hashlib
 import warnings
 
 import numpy as np
 import torch
 
 from ..model.backbone import default_pooling, load_backbone
-from .checkpoint import fit_or_resume, resume_callbacks
+from .checkpoint import fingerprint, fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
 from ..model.devices import broadcast_from_main, oom_advice
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from ..model.module import ClassifierModule
 from .rejection import conformal_threshold, frozen_copy, out_of_fold_scores
+from .targets import best_f1_thresholds
 from ..strategies import FitContext
 from ..text.tokens import content_sequences, discover_token_groups, encode, group_positions
-from ..model.inference import eval_batch_size, run_inference
+from ..model.inference import eval_batch_size, progress_bar, run_inference
 from .training import EpochAverage, build_net, fit_head_on_features, fit_linear_probe
 from ..validation import validation_split
 from ..text.vocabulary import extend_embeddings, extend_tokenizer, merge_groups
@@ -33,8 +33,6 @@ from ..text.vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 #: ``head_refit`` only with ``refit_head=True``).
 STAGES = ("load", "token_groups", "rejection", "linear_probe", "selection", "contrastive", "training", "interpolation",
           "thresholds", "head_refit", "finalize")
-#: ``multilabel_threshold="auto"`` tries these thresholds per label.
-THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
 
 class FitStages:
@@ -51,11 +49,13 @@ class FitStages:
         return [s for s in STAGES if not skip.get(s)]
 
     def _eval_batch(self):
-        """Texts per inference batch (probe features, validation, predict): no gradients, so larger."""
-        return max(self.batch_size, 64)
+        return eval_batch_size(self.batch_size)
 
     def _oom_advice(self, stage):
         return oom_advice(stage, self.batch_size, self.max_length)
+
+    def _progress(self, desc):
+        return progress_bar(self.verbose, desc)
 
     # -- load: backbone, tokens, class weights, held-out split ------------------------
     def stage_load(self, state):
@@ -243,7 +243,7 @@ class FitStages:
             # First among the extra callbacks: the checkpoint written after it holds this epoch.
             extra.append(("epoch_average", EpochAverage()))
         if self.checkpoint_path is not None:
-            resume, resume_state = resume_callbacks(self.checkpoint_path, self._fingerprint(state))
+            resume, resume_state = resume_callbacks(self.checkpoint_path, fingerprint(state))
             extra.extend(resume)
         lr = state.learning_rate
         state.net = build_net(
@@ -253,12 +253,8 @@ class FitStages:
             patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
             accelerator=state.accelerator, kind=state.kind,
         )
-        # Where training starts (the linear probe): epoch 0 of the history and one end of the
-        # line along which the fitted weights are chosen afterwards.
-        if state.valid_data is not None:
-            with self._oom_advice("validation"):
-                state.probe_scores = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device,
-                                                       kind=state.kind)
+        # Where training starts (the linear probe): one end of the line along which the
+        # interpolation stage chooses the fitted weights.
         state.start_state = state.module.trainable_state()
         with self._oom_advice("training"):
             fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,
@@ -287,14 +283,25 @@ class FitStages:
     def stage_interpolation(self, state):
         if not self.max_epochs and not self.contrastive_epochs:
             state.blend = 0.0  # nothing was trained: the model is the linear probe
-        if state.probe_scores is not None:
-            state.history.insert(0, {"epoch": 0, "valid_acc": state.probe_scores[0], "stage": "linear_probe"})
+        if state.valid_data is not None and state.start_state is not None:
+            state.probe_scores = self._start_scores(state)
             if "training" in state.diverged:
                 state.blend = 0.0  # the finetune was discarded: the line has one point
             else:
                 self._choose_blend(state)
         self._keep_floor_if_better(state)
+        # The last stage that reads the cached frozen blocks; the head refit and export see plain blocks.
         state.module.clear_block_cache()
+
+    def _start_scores(self, state):
+        """Validation scores of where the cross-entropy finetune started (the linear probe)."""
+        module = state.module
+        end = module.trainable_state()
+        module.load_trainable_state_(state.start_state)
+        with self._oom_advice("validation"):
+            scores = validation_scores(module, state.valid_data, self._eval_batch(), state.device, kind=state.kind)
+        module.load_trainable_state_(end)
+        return scores
 
     def _keep_floor_if_better(self, state):
         """Fall back to the frozen backbone and its probe if what training chose scored below it on validation.
@@ -319,8 +326,6 @@ class FitStages:
             state.blend, state.fell_back = 0.0, True
             if self.verbose:
                 print("keeping the frozen backbone with the linear probe: nothing trained scored above it on validation")
-        if state.history and state.floor_scores is not None:
-            state.history[0]["frozen_probe_valid_acc"] = state.floor_scores[0]
 
     def _choose_blend(self, state):
         module, probe = state.module, state.probe_scores
@@ -331,7 +336,7 @@ class FitStages:
             if state.average is not None:
                 best = validation_scores(module, state.valid_data, self._eval_batch(), state.device, kind=state.kind)[0]
             else:
-                best = max((row.get("valid_acc", -1.0) for row in state.history[1:]), default=-1.0)
+                best = max((row.get("valid_acc", -1.0) for row in state.history), default=-1.0)
             if best < probe[0]:
                 state.blend = 0.0
                 module.load_trainable_state_(state.start_state)
@@ -367,7 +372,7 @@ class FitStages:
             state.thresholds = np.full(n, float(self.multilabel_threshold))
             return
         _, y_valid = state.valid_data  # present: checked when fit started
-        state.thresholds = _best_f1_thresholds(self._validation_proba(state), y_valid)
+        state.thresholds = best_f1_thresholds(self._validation_proba(state), y_valid)
 
     def _validation_proba(self, state):
         module = state.module
@@ -410,7 +415,7 @@ class FitStages:
         return dict(
             classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
             strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,
-            n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.history,
+            n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.fit_history(),
             pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=self._finetuned(state),
             interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
             fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
@@ -423,39 +428,6 @@ class FitStages:
         if state.fell_back or not (self.max_epochs or self.contrastive_epochs):
             return False
         return state.blend > 0.0 or bool(self.contrastive_epochs and "contrastive" not in state.diverged)
-
-    def _fingerprint(self, state):
-        """Identifies a fit: parameters that shape training, the data, and the selected mask."""
-        h = hashlib.sha256()
-        skip = {"callbacks", "verbose", "device", "checkpoint_path"}
-        h.update(repr(sorted((k, repr(v)) for k, v in self.get_params().items() if k not in skip)).encode())
-        for t in state.texts:
-            h.update(t.encode("utf-8", "replace") + b"\x00")
-        h.update(repr(list(map(str, state.y))).encode())
-        if state.sample_weight is not None:
-            h.update(b"sample_weight" + np.asarray(state.sample_weight, dtype=np.float64).tobytes())
-        if state.mask is not None:
-            for name in sorted(state.mask.indices):
-                h.update(name.encode() + state.mask.indices[name].numpy().tobytes())
-        return h.hexdigest()
-
-
-def _best_f1_thresholds(proba, y_valid):
-    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best validation F1 (0.5 without positives)."""
-    y_valid = np.asarray(y_valid) > 0
-    out = np.full(proba.shape[1], 0.5)
-    for j in range(proba.shape[1]):
-        positives = y_valid[:, j]
-        if not positives.any():
-            continue
-        f1 = []
-        for t in THRESHOLD_GRID:
-            pred = proba[:, j] >= t
-            tp = float((pred & positives).sum())
-            f1.append(2 * tp / max(float(pred.sum() + positives.sum()), 1.0))
-        # Ties: the threshold nearest 0.5.
-        out[j] = min(zip(f1, THRESHOLD_GRID), key=lambda p: (-p[0], abs(p[1] - 0.5)))[1]
-    return out
 
 
 def _adapter_summary(module, n_trainable):

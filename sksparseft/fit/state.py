@@ -1,25 +1,34 @@
-"""What one call of ``fit`` carries from stage to stage (see ``fit_stages.py``)."""
+"""What one call of ``fit`` carries from stage to stage (the stages: :mod:`sksparseft.fit.stages`)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from ..strategies import get_strategy
+from ..model.devices import broadcast_from_main, make_accelerator, resolve_device
+from ..validation import check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled
+from .targets import target_kind
 
 
 @dataclass
 class FitState:
     """The data and intermediate results of one fit; each stage reads some fields and sets others.
 
-    Set before the first stage: the validated ``texts``, ``y``, ``classes``, ``y_enc``, the
-    ``device``, ``accelerator``, ``seed``, the ``strategy``, the ``class_weight``, the target
-    ``kind`` (:mod:`sksparseft.fit.targets`), the ``sample_weight`` and the multi-label
-    ``label_names``. The rest is filled stage by stage, in order: load (tokenizer ..
-    valid_data), token_groups (groups .. focus), linear_probe (module), selection (mask ..
-    learning_rate), training (history .. average), interpolation (blend, scores), thresholds
-    (unknown_threshold, thresholds), head_refit, finalize.
+    Set before the first stage (:meth:`start`): the validated ``texts``, ``y``, ``classes``,
+    ``y_enc``, the ``device``, ``accelerator``, ``seed``, the ``strategy``, the
+    ``class_weight``, the target ``kind`` (:mod:`sksparseft.fit.targets`), the
+    ``sample_weight``, the multi-label ``label_names`` and the estimator's ``params``. The
+    rest is filled stage by stage, in order: load (tokenizer .. valid_data), token_groups
+    (groups .. focus), rejection (rejector, unknown_threshold), linear_probe (module,
+    probe_head), selection (mask .. learning_rate, floor), contrastive, training (start_state,
+    history .. average), interpolation (probe_scores, blend, scores), thresholds, head_refit,
+    finalize.
     """
 
     texts: list
@@ -34,6 +43,7 @@ class FitState:
     kind: object = None
     sample_weight: np.ndarray | None = None
     label_names: list | None = None
+    params: dict = field(default_factory=dict)  # the estimator's get_params(): what identifies the fit
     # load
     tokenizer: object = None
     encoder: object = None
@@ -65,12 +75,12 @@ class FitState:
     learning_rate: float | None = None
     # training
     net: object = None
-    probe_scores: tuple | None = None
     start_state: dict | None = None
-    history: list = field(default_factory=list)
+    history: list = field(default_factory=list)  # the cross-entropy epochs' rows
     interrupted: bool = False
     average: dict | None = None
     # interpolation
+    probe_scores: tuple | None = None  # validation (accuracy, log-loss) where training started
     blend: float = 1.0
     scores: dict = field(default_factory=dict)
     # thresholds
@@ -80,6 +90,47 @@ class FitState:
     # timing
     stage_times: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, est, X, y, sample_weight=None):
+        """Validate the inputs and ``est``'s settings that need them; fail before anything loads."""
+        strategy = get_strategy(est.strategy, est.strategy_options)
+        device = resolve_device(est.device)
+        accelerator = None
+        if est.accelerate:
+            accelerator = make_accelerator(device)
+            if accelerator.num_processes > 1 and est.checkpoint_path is not None:
+                raise ValueError("checkpoint_path is not supported with accelerate=True over several processes")
+            device = accelerator.device
+        names = label_names(y)
+        X, y, sample_weight = drop_unweighted(X, y, sample_weight)
+        texts, y, classes, y_enc = validate_labelled(X, y)
+        kind = target_kind(y_enc)
+        weights = class_weights(est.class_weight, classes, y)  # unknown classes fail before anything loads
+        _check_targets(est, kind, y)
+        seed = est.random_state
+        if seed is None:
+            # scikit-learn's convention: None is fresh randomness (mask, split, batches) in every fit.
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+            if accelerator is not None:
+                seed = broadcast_from_main(seed)  # every process must draw the same mask and split
+            if est.checkpoint_path is not None:
+                warnings.warn("random_state=None draws a new mask and split in every fit, so a checkpoint of an "
+                              "earlier fit is never resumed; set random_state to resume", stacklevel=4)
+        else:
+            torch.manual_seed(seed)
+        return cls(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
+                   seed=seed, strategy=strategy, class_weight=weights, kind=kind, sample_weight=sample_weight,
+                   label_names=names, params=est.get_params())
+
+    def fit_history(self):
+        """``history_``: with a validation split, row 0 is the linear probe where training started."""
+        rows = [dict(row) for row in self.history]
+        if self.probe_scores is not None:
+            rows.insert(0, {"epoch": 0, "valid_acc": self.probe_scores[0], "stage": "linear_probe"})
+        if rows and self.floor_scores is not None:
+            rows[0]["frozen_probe_valid_acc"] = self.floor_scores[0]
+        return rows
 
     def set_encodings(self, encodings):
         """Install the encoded texts; the training and held-out parts are cut once, here.
@@ -107,3 +158,15 @@ class FitState:
     @property
     def fit_time(self):
         return time.perf_counter() - self.started
+
+
+def _check_targets(est, kind, y):
+    """``unknown_label`` must fit ``y``'s labels; "auto" multi-label thresholds need a validation split."""
+    if est.unknown_label is not None:
+        if kind.multilabel:
+            raise ValueError("unknown_label applies to one label per text; a multi-label y (2-D indicator) "
+                             "rejects a text by predicting none of its labels")
+        check_unknown_label(est.unknown_label, y)
+    if kind.multilabel and est.multilabel_threshold == "auto" and not est.validation_fraction:
+        raise ValueError("multilabel_threshold='auto' is chosen on the validation split; set "
+                         "validation_fraction > 0 or give multilabel_threshold as a number")

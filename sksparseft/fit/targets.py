@@ -113,3 +113,25 @@ def weighted_score(kind, logits, target, sample_weight=None):
         return float(scores.mean())
     w = torch.as_tensor(np.asarray(sample_weight), dtype=torch.double)
     return float((scores * w).sum() / w.sum())
+
+
+#: ``multilabel_threshold="auto"`` tries these thresholds per label.
+THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+
+
+def best_f1_thresholds(proba, y_valid):
+    """Per label, the threshold of :data:`THRESHOLD_GRID` with the best validation F1 (0.5 without positives)."""
+    y_valid = np.asarray(y_valid) > 0
+    out = np.full(proba.shape[1], 0.5)
+    for j in range(proba.shape[1]):
+        positives = y_valid[:, j]
+        if not positives.any():
+            continue
+        f1 = []
+        for t in THRESHOLD_GRID:
+            pred = proba[:, j] >= t
+            tp = float((pred & positives).sum())
+            f1.append(2 * tp / max(float(pred.sum() + positives.sum()), 1.0))
+        # Ties: the threshold nearest 0.5.
+        out[j] = min(zip(f1, THRESHOLD_GRID), key=lambda p: (-p[0], abs(p[1] - 0.5)))[1]
+    return out

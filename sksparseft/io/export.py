@@ -8,6 +8,8 @@ the README written into the folder shows the few lines that load and apply it.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 from pathlib import Path
 
@@ -29,21 +31,13 @@ pooling = settings["pooling"]  # "{pooling}"
 labels = model.config.id2label
 
 
+{pooling_code}
+
+
 def predict_proba(texts, model=model, head=head):
     enc = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
     with torch.inference_mode():
-        output = model(**enc)
-        hidden = output.last_hidden_state
-        mask = enc["attention_mask"]
-        if pooling == "pooler":  # the backbone's own pooler layer
-            feats = output.pooler_output
-        elif pooling == "mean":
-            w = mask.unsqueeze(-1).to(hidden.dtype)
-            feats = (hidden * w).sum(1) / w.sum(1).clamp(min=1.0)
-        elif pooling == "cls":
-            feats = hidden[:, 0]
-        else:  # "last": the last non-padding token (tokenizer pads on the right)
-            feats = hidden[torch.arange(len(hidden)), mask.sum(1) - 1]
+        feats = pool_output(model(**enc), enc["attention_mask"], pooling)
         logits = feats @ head["weight"].T + head["bias"]
         return {activation}
 
@@ -118,10 +112,22 @@ def _loading_code(est, folder):
     if kind == "unknown" and settings["rejection_score"] == "frozen_probe":
         kind = "unknown_frozen"
     return LOADING_CODE.format(
-        folder=folder, pooling=est.pooling_, max_length=int(est.max_length),
+        folder=folder, pooling=est.pooling_, max_length=int(est.max_length), pooling_code=_pooling_code(),
         activation="torch.sigmoid(logits)" if settings["multilabel"] else "torch.softmax(logits, dim=-1)",
         predict=PREDICT_CODE[kind].lstrip("\n").format(folder=folder),
     )
+
+
+def _pooling_code():
+    """The package's own pooling functions, docstrings left out: the folder pools as fit did."""
+    from ..model.backbone import pool, pool_output
+
+    code = []
+    for func in (pool_output, pool):
+        lines = inspect.getsource(func).splitlines()
+        doc = ast.parse("\n".join(lines)).body[0].body[0]  # the docstring statement
+        code.append("\n".join(lines[:doc.lineno - 1] + lines[doc.end_lineno:]))
+    return "\n\n\n".join(code)
 
 
 def plain_backbone_state(est):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.backbone import POOLINGS
 from .atomic import atomic_write
 from .fitted import fitted_from_json, fitted_to_json, json_default, set_fitted
 from ..strategies import from_description
@@ -386,7 +387,7 @@ def _check_fitted_values(path, est, values):
         t = values["unknown_threshold_"]
         if not isinstance(t, float) or not 0.0 <= t <= 1.0:
             raise ModelFileError(f"{path}: unknown_label is set but unknown_threshold_ is {t!r}")
-    if values["pooling_"] not in ("mean", "cls", "last", "pooler"):
+    if values["pooling_"] not in POOLINGS:
         raise ModelFileError(f"{path}: unknown pooling {values['pooling_']!r}")
 
 

@@ -30,7 +30,8 @@ PACKAGED_MODELS = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": _SMOLLM2,
 }
 
-POOLINGS = ("auto", "mean", "cls", "last", "pooler")
+#: What ``pooling`` a fitted model can have (the ``pooling`` parameter also takes "auto").
+POOLINGS = ("mean", "cls", "last", "pooler")
 
 
 def cache_dir():
@@ -212,14 +213,19 @@ def default_pooling(path, encoder):
     return "mean"
 
 
-def pool_output(output, attention_mask, pooling):
+def pool_output(output, attention_mask, pooling, focus=None):
     """Pool a backbone's output into ``(batch, dim)``: its own pooler layer for ``"pooler"``, else :func:`pool`.
 
-    The one definition fit, predict and both exports share.
+    The one definition that fit, predict, both exports and the exported folder's loading
+    code share. ``focus`` (fit only) keeps the values but lets gradients flow through the
+    marked positions alone.
     """
     if pooling == "pooler":
         return output.pooler_output
-    return pool(output.last_hidden_state, attention_mask, pooling)
+    hidden = output.last_hidden_state
+    if focus is not None:
+        hidden = torch.where(focus.bool().unsqueeze(-1), hidden, hidden.detach())
+    return pool(hidden, attention_mask, pooling)
 
 
 def pool(hidden, attention_mask, pooling):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .backbone import pool
+from .backbone import pool_output
 from .block_cache import cached_blocks
 from .layout import block_index, layer_of, transformer_blocks
 from .sparse_delta import delta_hooks, param_key
@@ -186,13 +186,7 @@ class ClassifierModule(nn.Module):
                             out = self.encoder(**kwargs)
                 else:
                     out = self.encoder(**kwargs)
-            if self.pooling == "pooler":
-                return out.pooler_output.float()
-            hidden = out.last_hidden_state
-            if focus is not None:
-                # Same values; gradient only through the focused positions.
-                hidden = torch.where(focus.bool().unsqueeze(-1), hidden, hidden.detach())
-            return pool(hidden, attention_mask, self.pooling).float()
+            return pool_output(out, attention_mask, self.pooling, focus).float()
 
     def forward(self, input_ids, attention_mask, focus=None):
         return self.head(self.dropout(self.features(input_ids, attention_mask, focus)))
