@@ -15,7 +15,6 @@ import warnings
 
 #: Old module (0.6.0 and earlier) -> where it lives now.
 MOVED = {
-    "sksparseft.atomic": "sksparseft.io.atomic",
     "sksparseft.backbone": "sksparseft.model.backbone",
     "sksparseft.batching": "sksparseft.model.batching",
     "sksparseft.block_cache": "sksparseft.model.block_cache",

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from pathlib import Path
 
-from .io.atomic import atomic_write
+from .atomic import atomic_write
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
 

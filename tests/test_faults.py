@@ -26,7 +26,7 @@ import torch
 from cases import FAST as BASE
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.io.atomic import atomic_dir, atomic_write
+from sksparseft.atomic import atomic_dir, atomic_write
 
 CHILD = str(Path(__file__).with_name("fault_children.py"))
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)

@@ -143,7 +143,7 @@ def test_refit_head_must_be_a_bool(tiny_model, toy_data):
 
 
 def test_model_files_from_before_the_refit_load_as_fitted_without_it():
-    from sksparseft.io.persistence import _params_from_json
+    from sksparseft.io.persistence import params_from_json as _params_from_json
 
     old = _params_from_json({"density": 0.01})
     assert old["refit_head"] is False and old["average_epochs"] is False

@@ -20,7 +20,7 @@ from safetensors.torch import save as save_bytes
 
 from sksparseft import TokenSparseClassifier
 from sksparseft.cli import EXIT_MODEL, main
-from sksparseft.io.persistence import ModelFileError, _digest
+from sksparseft.io.model_file import ModelFileError, digest as _digest
 
 N_CASES = 520
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
@@ -62,7 +62,7 @@ def _other_tokenizer(tmp_dir):
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)]
     (tmp_dir / "vocab.txt").write_text("\n".join(words) + "\n")
     tok = BertTokenizerFast(vocab_file=str(tmp_dir / "vocab.txt"))
-    from sksparseft.io.persistence import _tokenizer_files
+    from sksparseft.io.model_file import tokenizer_files as _tokenizer_files
 
     return _tokenizer_files(tok)
 

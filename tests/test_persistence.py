@@ -11,7 +11,7 @@ from safetensors.torch import safe_open, save_file
 
 from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
-from sksparseft.io.persistence import FORMAT_VERSION, ModelFileError, _digest
+from sksparseft.io.model_file import FORMAT_VERSION, ModelFileError, digest as _digest
 
 
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
-from ..io.atomic import atomic_write
+from ..atomic import atomic_write
 from .training import EpochAverage
 
 FORMAT = 1

@@ -185,7 +185,7 @@ class FitStages:
         # Backbone tensors trained whole or added (adapters): what save() must carry besides the delta.
         module.trained_names = [n for n, p in module.encoder.named_parameters() if p.requires_grad]
         state.n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        state.mask_summary = state.mask.summary() if state.mask is not None else _adapter_summary(module, state.n_trainable)
+        state.mask_summary = state.strategy.summary(module, state.mask)
         lr = self.learning_rate
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
         self._record_floor(state)
@@ -428,9 +428,3 @@ class FitStages:
         if state.fell_back or not (self.max_epochs or self.contrastive_epochs):
             return False
         return state.blend > 0.0 or bool(self.contrastive_epochs and "contrastive" not in state.diverged)
-
-
-def _adapter_summary(module, n_trainable):
-    head = sum(p.numel() for p in module.head.parameters())
-    total = sum(p.numel() for n, p in module.encoder.named_parameters() if p.requires_grad is False)
-    return {"selected": 0, "total": total, "density": 0.0, "added_parameters": n_trainable - head}

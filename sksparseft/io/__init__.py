@@ -1,2 +1,2 @@
-"""What leaves the process: the fitted attributes, safe save/load, Hugging Face and ONNX exports,
-atomic writes."""
+"""What leaves the process: the fitted attributes, the safe model file and save/load, pickling,
+Hugging Face and ONNX exports, and what files of earlier versions mean."""

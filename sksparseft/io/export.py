@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_dir, atomic_write
+from ..atomic import atomic_dir, atomic_write
 
 LOADING_CODE = '''\
 import torch

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from .older_files import FITTED as OLDER_FITTED
+
 #: Every fitted attribute; assigned together, only at the end of fit or load.
 FITTED = (
     "classes_", "token_groups_", "added_tokens_", "strategy_", "mask_", "mask_summary_", "n_trainable_params_",
@@ -112,37 +114,36 @@ def _optional(convert, n_args=1):
 
 _MISSING = object()
 
-# attribute -> (JSON key, to JSON, from JSON(value, whole object), value in files written before it existed)
+# attribute -> (JSON key, to JSON, from JSON(value, whole object)); what a file written before a
+# field existed means by its absence is in older_files.FITTED.
 _CODEC = {
-    "classes_": ("classes", labels_to_json, lambda v, obj: labels_from_json(v), _MISSING),
-    "token_groups_": ("token_groups", _groups_to_json, _groups_from_json, _MISSING),
-    "added_tokens_": ("added_tokens", _added_to_json, _added_from_json, None),
-    "strategy_": ("strategy", _same, _same, _MISSING),
-    "mask_summary_": ("mask_summary", _same, _same, _MISSING),
-    "n_trainable_params_": ("n_trainable_params", int, _same, _MISSING),
-    "learning_rate_": ("learning_rate", float, _same, _MISSING),
-    "history_": ("history", _same, _same, _MISSING),
-    "pooling_": ("pooling", _same, _same, _MISSING),
-    "interrupted_": ("interrupted", bool, _same, _MISSING),
-    "finetuned_": ("finetuned", bool, _same, _MISSING),
-    # Before interpolation existed a model was the finetune (1) or the probe (0).
-    "interpolation_": ("interpolation", float, _same, lambda obj: 1.0 if obj["finetuned"] else 0.0),
+    "classes_": ("classes", labels_to_json, lambda v, obj: labels_from_json(v)),
+    "token_groups_": ("token_groups", _groups_to_json, _groups_from_json),
+    "added_tokens_": ("added_tokens", _added_to_json, _added_from_json),
+    "strategy_": ("strategy", _same, _same),
+    "mask_summary_": ("mask_summary", _same, _same),
+    "n_trainable_params_": ("n_trainable_params", int, _same),
+    "learning_rate_": ("learning_rate", float, _same),
+    "history_": ("history", _same, _same),
+    "pooling_": ("pooling", _same, _same),
+    "interrupted_": ("interrupted", bool, _same),
+    "finetuned_": ("finetuned", bool, _same),
+    "interpolation_": ("interpolation", float, _same),
     # JSON keys are strings: the points travel as [a, accuracy, log-loss] rows.
     "interpolation_scores_": ("interpolation_scores", lambda d: [[a, *s] for a, s in d.items()],
-                              lambda rows, obj: {row[0]: tuple(row[1:]) for row in rows}, []),
-    "fit_time_": ("fit_time", float, _same, _MISSING),
-    "fit_stages_": ("fit_stages", _same, _same, {}),
-    # Files written before 0.4.0 hold one label per text and never reject.
-    "multilabel_": ("multilabel", bool, _same, False),
-    "label_names_": ("label_names", _same, _same, None),
-    "thresholds_": ("thresholds", _optional(lambda v: [float(t) for t in v]), _optional(np.asarray, 2), None),
-    "unknown_threshold_": ("unknown_threshold", _optional(float), _same, None),
+                              lambda rows, obj: {row[0]: tuple(row[1:]) for row in rows}),
+    "fit_time_": ("fit_time", float, _same),
+    "fit_stages_": ("fit_stages", _same, _same),
+    "multilabel_": ("multilabel", bool, _same),
+    "label_names_": ("label_names", _same, _same),
+    "thresholds_": ("thresholds", _optional(lambda v: [float(t) for t in v]), _optional(np.asarray, 2)),
+    "unknown_threshold_": ("unknown_threshold", _optional(float), _same),
 }
 
 
 def fitted_to_json(est):
     """The JSON-able fitted attributes of ``est`` as one dict (what a model file stores)."""
-    return {key: encode(getattr(est, attr)) for attr, (key, encode, _, _) in _CODEC.items()}
+    return {key: encode(getattr(est, attr)) for attr, (key, encode, _) in _CODEC.items()}
 
 
 # JSON types of the scalar fields: what a file that a fit wrote holds there.
@@ -155,7 +156,8 @@ def fitted_from_json(obj):
     KeyError names a missing field; TypeError a scalar field of the wrong JSON type.
     """
     out = {}
-    for attr, (key, encode, decode, default) in _CODEC.items():
+    for attr, (key, encode, decode) in _CODEC.items():
+        default = OLDER_FITTED.get(attr, _MISSING)
         if key in obj:
             value = obj[key]
             types = _SCALAR_TYPES.get(encode)

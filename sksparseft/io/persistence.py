@@ -10,12 +10,7 @@ was saved inside the file (``include_backbone=True``).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
-import platform
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,25 +18,16 @@ import numpy as np
 import torch
 
 from ..model.backbone import POOLINGS
-from .atomic import atomic_write
+from ..atomic import atomic_write
+from .model_file import (FORMAT, FORMAT_VERSION, ModelFileError, backbone_fingerprint, check_tensors, check_tokenizer,
+                         digest, dumps, json_object, read_file, tokenizer_files, tokenizer_from_files, versions)
+from .older_files import REJECTOR, with_older_params
 from .fitted import fitted_from_json, fitted_to_json, json_default, set_fitted
 from ..strategies import from_description
 from ..text.vocabulary import extend_embeddings
 
-FORMAT = "sksparseft"
-FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A file that is not a readable sksparseft model (truncated, tampered, other format)."""
-
-
-def _dumps(obj):
-    return json.dumps(obj, default=json_default, sort_keys=True, allow_nan=True)
-
-
 # -- parameters ------------------------------------------------------------------------
-def _params_to_json(est):
+def params_to_json(est):
     params = est.get_params(deep=False)
     out = {}
     for k, v in params.items():
@@ -54,94 +40,12 @@ def _params_to_json(est):
     return out
 
 
-def _params_from_json(params):
-    params = dict(params)
-    # Files from before these options were fitted without them.
-    params.setdefault("refit_head", False)
-    params.setdefault("average_epochs", False)
-    params.setdefault("contrastive_epochs", 0)  # files saved before 0.3.0 were fitted without the stage
-    params.setdefault("unknown_label", None)  # before 0.4.0: no rejection, one label per text
-    params.setdefault("unknown_threshold", "auto")
-    params.setdefault("multilabel_threshold", 0.5)
+def params_from_json(params):
+    params = with_older_params(params)
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         params["class_weight"] = {a: b for a, b in cw["__pairs__"]}
     return params
-
-
-# -- tokenizer files -------------------------------------------------------------------
-def _tokenizer_files(tokenizer):
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        files = {}
-        for p in sorted(Path(tmp).iterdir()):
-            data = p.read_bytes()
-            try:
-                files[p.name] = {"text": data.decode("utf-8")}
-            except UnicodeDecodeError:
-                files[p.name] = {"base64": base64.b64encode(data).decode("ascii")}
-        return files
-
-
-def _tokenizer_from_files(path, files):
-    from transformers import AutoTokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, content in files.items():
-            if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
-                raise ModelFileError(f"{path}: tokenizer file name {name!r} is not a plain file name")
-            data = content["text"].encode("utf-8") if "text" in content else base64.b64decode(content["base64"])
-            (Path(tmp) / name).write_bytes(data)
-        try:
-            return AutoTokenizer.from_pretrained(tmp, local_files_only=True, trust_remote_code=False)
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises its own types for unreadable files
-            raise ModelFileError(f"{path}: the tokenizer files in the model file are not readable "
-                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None
-
-
-def _check_tokenizer(path, tokenizer, base, added, n_embeddings):
-    """The saved tokenizer is the backbone's (plus the added tokens) and fits the embeddings."""
-    if base is not None:
-        vocab, base_vocab = tokenizer.get_vocab(), base.get_vocab()
-        extra = {a.text for a in added}
-        if {k: v for k, v in vocab.items() if k not in extra} != base_vocab:
-            raise ModelFileError(f"{path}: the tokenizer in the model file is not the backbone's tokenizer")
-        probe = "Model-file check: Ünïcode, digits 12345, and a URL http://x.io"
-        if not added and tokenizer(probe)["input_ids"] != base(probe)["input_ids"]:
-            raise ModelFileError(f"{path}: the tokenizer in the model file splits text unlike the backbone's")
-    if max(tokenizer.get_vocab().values(), default=0) >= n_embeddings:
-        raise ModelFileError(f"{path}: the tokenizer has ids beyond the backbone's {n_embeddings} embedding rows")
-
-
-# -- digest and fingerprint ------------------------------------------------------------
-def _digest(tensors, metadata):
-    h = hashlib.sha256()
-    h.update(_dumps({k: v for k, v in metadata.items() if k != "digest"}).encode())
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def backbone_fingerprint(encoder):
-    """SHA-256 over the backbone's tensor names, shapes and float32 bytes."""
-    h = hashlib.sha256()
-    for name, p in sorted(encoder.state_dict().items()):
-        t = p.detach().to("cpu", torch.float32).contiguous()
-        h.update(f"{name}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _versions():
-    import sklearn
-    import transformers
-
-    from .. import __version__
-
-    return {"sksparseft": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
 # -- save ------------------------------------------------------------------------------
@@ -194,13 +98,13 @@ def save_estimator(est, path, include_backbone=False):
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "versions": _dumps(_versions()),
-        "params": _dumps(_params_to_json(est)),
-        "fitted": _dumps(fitted),
-        "tokenizer": _dumps(_tokenizer_files(est.tokenizer_)),
-        "backbone": _dumps(backbone),
+        "versions": dumps(versions()),
+        "params": dumps(params_to_json(est)),
+        "fitted": dumps(fitted),
+        "tokenizer": dumps(tokenizer_files(est.tokenizer_)),
+        "backbone": dumps(backbone),
     }
-    metadata["digest"] = _digest(tensors, metadata)
+    metadata["digest"] = digest(tensors, metadata)
 
     path = Path(path)
     if path.is_dir():
@@ -227,88 +131,6 @@ def _check_delta_reproduces(module, base, trained):
 
 
 # -- load ------------------------------------------------------------------------------
-_INDEX_DTYPES = (torch.int32, torch.int64)
-
-
-def _check_tensors(path, module, tensors, trained_names, included):
-    """``{tensor name: (flat indices, values)}`` of the sparse delta, once every tensor fits the module."""
-    params = dict(module.encoder.named_parameters())
-    state = module.encoder.state_dict()
-
-    def expect(key, t, like):
-        if tuple(t.shape) != tuple(like.shape) or t.dtype != like.dtype:
-            raise ModelFileError(f"{path}: tensor {key} is {t.dtype} {tuple(t.shape)}, "
-                                 f"the model needs {like.dtype} {tuple(like.shape)}")
-
-    delta = {}
-    for key, t in tensors.items():
-        if key in ("head.weight", "head.bias"):
-            expect(key, t, getattr(module.head, key.split(".")[1]))
-        elif key.startswith("tensor."):
-            name = key[len("tensor."):]
-            if name not in params or name not in trained_names:
-                raise ModelFileError(f"{path}: tensor {key} names no trained tensor of the backbone")
-            expect(key, t, params[name])
-        elif key.startswith("backbone.") and included:
-            name = key[len("backbone."):]
-            if name not in state:
-                raise ModelFileError(f"{path}: tensor {key} is not part of the backbone")
-            expect(key, t, state[name])
-        elif key.startswith("delta.") and key.endswith((".indices", ".values")):
-            name, part = key[len("delta."):].rsplit(".", 1)
-            if name not in params:
-                raise ModelFileError(f"{path}: tensor {key} is a delta for {name}, which the backbone lacks")
-            idx, vals = tensors.get(f"delta.{name}.indices"), tensors.get(f"delta.{name}.values")
-            if idx is None or vals is None:
-                raise ModelFileError(f"{path}: the delta of {name} lacks its {'values' if vals is None else 'indices'}")
-            if part == "values":
-                continue
-            p = params[name]
-            if idx.dtype not in _INDEX_DTYPES or idx.dim() != 1 or vals.dtype != p.dtype or vals.shape != idx.shape:
-                raise ModelFileError(f"{path}: the delta of {name} has indices {idx.dtype} {tuple(idx.shape)} and values "
-                                     f"{vals.dtype} {tuple(vals.shape)}; it needs 1-D integer indices and {p.dtype} values")
-            idx = idx.long()
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= p.numel() or idx.unique().numel() != idx.numel()):
-                raise ModelFileError(f"{path}: the delta of {name} has indices outside 0..{p.numel() - 1} or repeated")
-            delta[name] = (idx, vals)
-        else:
-            raise ModelFileError(f"{path}: unexpected tensor {key} in the model file")
-    if "head.weight" not in tensors or "head.bias" not in tensors:
-        raise ModelFileError(f"{path}: the model file lacks the head")
-    return delta
-
-
-def read_file(path):
-    """``(metadata, tensors)`` of a sksparseft model file, after every integrity check."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path} is not a readable sksparseft model file (truncated or corrupted?): {exc}") from exc
-    if metadata.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is a safetensors file but not a sksparseft model (format={metadata.get('format')!r})")
-    try:
-        version = int(metadata.get("format_version", ""))
-    except ValueError:
-        raise ModelFileError(f"{path}: unreadable format_version {metadata.get('format_version')!r}") from None
-    if version > FORMAT_VERSION:
-        written_by = json.loads(metadata.get("versions", "{}")).get("sksparseft", "a newer version")
-        raise ModelFileError(
-            f"{path} uses model file format {version}, written by sksparseft {written_by}; this sksparseft "
-            f"reads format {FORMAT_VERSION} and older: upgrade sksparseft to load it"
-        )
-    if _digest(tensors, metadata) != metadata.get("digest"):
-        raise ModelFileError(f"{path} fails its integrity check: the file was modified or corrupted after it was saved")
-    return metadata, tensors
-
-
 # What a file whose parts do not fit together raises while it is rebuilt (a forged file can
 # carry a valid digest: the digest proves integrity, not that a writer made sense).
 _INCONSISTENT = (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError, OverflowError,
@@ -336,9 +158,9 @@ def load_estimator(cls, path, device=None):
 def _rebuild_estimator(cls, path, metadata, tensors, device):
     from ..model.devices import resolve_device
 
-    params = _params_from_json(_json_object(path, metadata, "params"))
-    fitted = _json_object(path, metadata, "fitted")
-    backbone = _json_object(path, metadata, "backbone")
+    params = params_from_json(json_object(path, metadata, "params"))
+    fitted = json_object(path, metadata, "fitted")
+    backbone = json_object(path, metadata, "backbone")
     try:
         values = fitted_from_json(fitted)
     except KeyError as exc:
@@ -346,7 +168,7 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
     est = cls(**params)
     est._validate_params()  # parameters a fit could not have had
     _check_fitted_values(path, est, values)
-    tokenizer = _tokenizer_from_files(path, _json_object(path, metadata, "tokenizer"))
+    tokenizer = tokenizer_from_files(path, json_object(path, metadata, "tokenizer"))
     encoder = _load_encoder(path, backbone, fitted, values["added_tokens_"], tokenizer)
     rejector = _rebuild_rejector(path, encoder, fitted, values, tensors, backbone["included"])  # before the merge
     module, mask = _rebuild_module(path, encoder, fitted, values,
@@ -361,18 +183,6 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
     if proba.shape != (1, len(values["classes_"])) or not np.isfinite(proba).all():
         raise ModelFileError(f"{path}: the rebuilt model does not give one finite probability per class")
     return est
-
-
-def _json_object(path, metadata, key):
-    try:
-        value = json.loads(metadata[key])
-    except KeyError:
-        raise ModelFileError(f"{path}: the model file lacks its {key!r} metadata") from None
-    except (ValueError, RecursionError) as exc:
-        raise ModelFileError(f"{path}: the {key!r} metadata is not readable JSON ({str(exc)[:100]})") from None
-    if not isinstance(value, dict):
-        raise ModelFileError(f"{path}: the {key!r} metadata is a {type(value).__name__}, not an object")
-    return value
 
 
 def _check_fitted_values(path, est, values):
@@ -414,7 +224,7 @@ def _load_encoder(path, backbone, fitted, added, tokenizer):
                 "(fingerprint mismatch); save the model with include_backbone=True to carry its backbone"
             )
         extend_embeddings(encoder, added)
-    _check_tokenizer(path, tokenizer, base_tokenizer, added, encoder.get_input_embeddings().weight.shape[0])
+    check_tokenizer(path, tokenizer, base_tokenizer, added, encoder.get_input_embeddings().weight.shape[0])
     set_padding(tokenizer, encoder.config)
     return encoder
 
@@ -433,7 +243,7 @@ def _rebuild_rejector(path, encoder, fitted, values, tensors, included):
     if not fitted.get("rejector", False):
         if keys:
             raise ModelFileError(f"{path}: unexpected tensor {keys[0]} in the model file")
-        return None
+        return REJECTOR
     if not isinstance(fitted["rejector"], bool):
         raise ModelFileError(f"{path}: the fitted field 'rejector' holds {fitted['rejector']!r}, not a bool")
     frozen = copy.deepcopy(encoder)
@@ -473,7 +283,7 @@ def _rebuild_module(path, encoder, fitted, values, tensors, included):
     mask = None
     if fitted["mask_shapes"] is None:
         from_description(values["strategy_"]).rebuild(module)  # adapters: same structure, then their values
-    delta = _check_tensors(path, module, tensors, fitted["trained_names"], included)
+    delta = check_tensors(path, module, tensors, fitted["trained_names"], included)
     if fitted["mask_shapes"] is not None:
         shapes = {k: tuple(v) for k, v in fitted["mask_shapes"].items()}
         params = dict(module.encoder.named_parameters())

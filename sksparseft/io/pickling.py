@@ -11,6 +11,8 @@ import warnings
 
 import torch
 
+from .older_files import REJECTOR
+
 #: Fitted attributes holding torch modules.
 MODULES = ("module_", "rejector_")
 
@@ -41,5 +43,5 @@ def restore_modules(est, state):
         if blob is not None:
             setattr(est, name, torch.load(io.BytesIO(blob), map_location=device, weights_only=False).eval())
     if "rejector_" not in est.__dict__:  # pickled before 0.6.0
-        est.rejector_ = None
+        est.rejector_ = REJECTOR
     est.device_ = device

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..io.atomic import atomic_dir
+from ..atomic import atomic_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

@@ -1,20 +1,23 @@
 """Finetuning strategies, one small module each, registered in one table.
 
-Every strategy has the same shape (:class:`~sksparseft.strategies.base.Strategy`): a name, the
-learning rate customary for the method, the options it reads, and ``setup(module, ctx)``,
-which makes trainable exactly what the method trains.
+Every strategy has the same shape (:class:`~sksparseft.strategies.base.Strategy`): a name, a
+line saying what it trains, the learning rate customary for the method, the options it reads
+(a frozen dataclass of typed, documented fields: :mod:`~sksparseft.strategies.options`), and
+``setup(module, ctx)``, which makes trainable exactly what the method trains. The table of
+strategies in docs/strategies.md is rendered from them (:func:`strategy_table`).
 """
 
 from .base import FitContext, MaskStrategy, Strategy
 from .bitfit import BitFit
-from .fisher import Fisher
+from .fisher import Fisher, FisherOptions
 from .full import Full
-from .layers import Layers
-from .lora import LoRA
-from .prefix import PrefixTuning, register
+from .layers import Layers, LayersOptions
+from .lora import LoRA, LoRAOptions
+from .options import option, option_rows, options_class
+from .prefix import PrefixOptions, PrefixTuning, register
 from .random_mask import RandomMask
-from .random_rows import RandomRows
-from .token_sparse import TokenSparse
+from .random_rows import RandomRows, RandomRowsOptions
+from .token_sparse import TokenSparse, TokenSparseOptions
 
 STRATEGIES = {cls.name: cls for cls in (TokenSparse, Fisher, RandomMask, RandomRows, BitFit, Layers, Full, LoRA, PrefixTuning)}
 
@@ -45,5 +48,33 @@ def register_strategy(cls):
     return cls
 
 
-__all__ = ["STRATEGIES", "FitContext", "MaskStrategy", "Strategy", "from_description", "get_strategy",
-           "register_strategy"]
+def _rate(lr):
+    """``1e-3``, ``5e-5``, ``2.5e-4``: a learning rate as people write it."""
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def strategy_table():
+    """Markdown: every registered strategy (what it trains, its learning rate), then every option.
+
+    Rendered into docs/strategies.md from the classes themselves (``trains``,
+    ``default_learning_rate``, ``options``), so it cannot drift from them.
+    """
+    lines = ["| strategy | trains | default lr | options |", "|---|---|---|---|"]
+    options = ["| strategy | option | default | accepts | meaning |", "|---|---|---|---|---|"]
+    for name, cls in STRATEGIES.items():
+        rows = option_rows(options_class(cls))
+        names = ", ".join(f"`{row[0]}`" for row in rows)
+        lines.append(f"| `{name}` | {_cell(cls.trains)} | {_rate(cls.default_learning_rate)} | {names} |")
+        options += [f"| `{name}` | `{key}` | `{default!r}` | {accepts} | {_cell(doc)} |"
+                    for key, default, accepts, doc in rows]
+    return "\n".join([*lines, "", *options])
+
+
+__all__ = ["STRATEGIES", "FisherOptions", "FitContext", "LayersOptions", "LoRAOptions", "MaskStrategy", "PrefixOptions",
+           "RandomRowsOptions", "Strategy", "TokenSparseOptions", "from_description", "get_strategy", "option",
+           "option_rows", "options_class", "register_strategy", "strategy_table"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..model.mask import SparseMask
+from .options import NoOptions, checked_options
 
 
 @dataclass
@@ -33,14 +33,19 @@ class FitContext:
 class Strategy:
     """A finetuning strategy: makes trainable, in a ClassifierModule, exactly what it trains.
 
-    Subclasses set ``name``, ``default_learning_rate`` (the rate customary for the method)
-    and implement :meth:`setup`. The head is always trainable and is not the strategy's concern.
+    Subclasses set ``name``, ``trains`` (one line: what it trains), ``default_learning_rate``
+    (the rate customary for the method), ``options`` (a frozen dataclass of
+    :func:`~sksparseft.strategies.options.option` fields) and implement :meth:`setup`. The
+    head is always trainable and is not the strategy's concern.
     """
 
     name = ""
+    #: one line: what the strategy trains (docs/strategies.md's table shows it)
+    trains = ""
     default_learning_rate = 1e-3
-    #: options this strategy reads from ``strategy_options``, with their defaults
-    options = {}
+    #: the options it reads from ``strategy_options``: a frozen dataclass whose fields are
+    #: ``option(default, doc, ...)`` with their type; a plain ``{name: default}`` dict still works (unchecked)
+    options = NoOptions
 
     #: name fragments of the parameters this strategy adds to the backbone (adapters); empty for masks
     prefixes = ()
@@ -48,28 +53,12 @@ class Strategy:
     export_error = None
 
     def __init__(self, **options):
-        unknown = set(options) - set(self.options)
-        if unknown:
-            raise ValueError(
-                f"strategy_options {sorted(unknown)} are not known to strategy {self.name!r}"
-                f" (known: {sorted(self.options) or 'none'})"
-            )
-        self.settings = {**self.options, **options}
+        #: every option's value, the defaults filled in (``describe()`` and saved files hold it)
+        self.settings = checked_options(type(self), options)
         self.validate()
 
     def validate(self):
-        """Check the option values; runs when the strategy is made, before anything loads."""
-
-    def _check_int(self, key, low, allow_none=False):
-        value = self.settings[key]
-        if value is None and allow_none:
-            return
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"strategy_options {key} must be an integer >= {low}, got {value!r}")
-
-    def _check_bool(self, key):
-        if not isinstance(self.settings[key], (bool, np.bool_)):
-            raise ValueError(f"strategy_options {key} must be True or False, got {self.settings[key]!r}")
+        """Check what the options' types and ranges cannot say (e.g. two options together); runs at creation."""
 
     def setup(self, module, ctx):
         """Make what this strategy trains trainable; return the backbone mask, or None for adapters."""
@@ -101,6 +90,15 @@ class Strategy:
         if self.export_error:
             raise ValueError(self.export_error)
         return {k: v.detach().clone() for k, v in encoder.state_dict().items() if not self.is_own(k)}
+
+    def summary(self, module, mask):
+        """``mask_summary_``: what a fit trained (an adapter strategy: the parameters it added)."""
+        if mask is not None:
+            return mask.summary()
+        n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        head = sum(p.numel() for p in module.head.parameters())
+        frozen = sum(p.numel() for p in module.encoder.parameters() if not p.requires_grad)
+        return {"selected": 0, "total": frozen, "density": 0.0, "added_parameters": n_trainable - head}
 
     def describe(self):
         return {"strategy": self.name, **self.settings}

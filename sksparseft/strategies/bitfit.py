@@ -7,6 +7,7 @@ from .base import MaskStrategy, whole_tensors
 
 class BitFit(MaskStrategy):
     name = "bitfit"
+    trains = "every bias of the backbone"
     default_learning_rate = 1e-3
 
     def select(self, module, ctx):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from .token_sparse import TokenSparse
+from .options import options_from
+from .token_sparse import TokenSparse, TokenSparseOptions
+
+FisherOptions = options_from(TokenSparseOptions, "embedding_rows", name="FisherOptions", embedding_rows=False)
 
 
 class Fisher(TokenSparse):
     """FISH-style mask (Sung et al. 2021): the token-focus ablation of ``token_sparse``."""
 
     name = "fisher"
-    options = {"embedding_rows": False}
+    trains = ("the top `density` backbone entries by plain Fisher (all positions), no embedding rows: "
+              "the token-focus ablation of `token_sparse`")
+    options = FisherOptions
     token_focus = False

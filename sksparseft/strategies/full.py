@@ -7,6 +7,7 @@ from .base import MaskStrategy, whole_tensors
 
 class Full(MaskStrategy):
     name = "full"
+    trains = "every backbone parameter (end-to-end finetuning)"
     default_learning_rate = 5e-5
 
     def select(self, module, ctx):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..model.layout import block_index
 from .base import MaskStrategy, whole_tensors
+from .options import option
+
+
+@dataclass(frozen=True)
+class LayersOptions:
+    n_layers: int = option(2, "how many of the top transformer blocks to train", low=1)
 
 
 class Layers(MaskStrategy):
     name = "layers"
+    trains = "the top `n_layers` transformer blocks, whole (layer selection)"
     default_learning_rate = 1e-4
-    options = {"n_layers": 2}
-
-    def validate(self):
-        self._check_int("n_layers", 1)
+    options = LayersOptions
 
     def select(self, module, ctx):
         names = [n for n, _ in module.encoder.named_parameters()]

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import numbers
+from dataclasses import dataclass
 
 from .base import Strategy
+from .options import option
+
+
+@dataclass(frozen=True)
+class LoRAOptions:
+    r: int = option(8, "rank of the adapters", low=1)
+    alpha: float = option(16, "scaling numerator: the adapters' update is scaled by `alpha / r`", above=0)
+    dropout: float = option(0.1, "dropout on the adapters' input", low=0, below=1)
+    target_modules: list[str] | None = option(
+        None, "names of the modules that get adapters; None: peft's table for the model type (query, value for BERT)")
 
 
 class LoRA(Strategy):
     """LoRA (Hu et al. 2022) injected with ``peft.inject_adapter_in_model``; the backbone stays frozen."""
 
     name = "lora"
+    trains = ("LoRA adapters on the attention projections (r x (in + out) new parameters per target), injected by "
+              "`peft.inject_adapter_in_model`; the backbone stays frozen")
     default_learning_rate = 5e-4
-    options = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
+    options = LoRAOptions
     prefixes = ("lora_",)
-
-    def validate(self):
-        self._check_int("r", 1)
-        dropout = self.settings["dropout"]
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"strategy_options dropout must be a number in [0, 1), got {dropout!r}")
 
     def setup(self, module, ctx):
         from peft import LoraConfig, inject_adapter_in_model

@@ -9,11 +9,14 @@ match. The backbone stays frozen; only the prefixes (and the head) train.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..model.backbone import is_decoder_only
 from .base import Strategy
+from .options import option
 
 ATTN_NAME = "sksparseft_prefix"
 
@@ -55,18 +58,22 @@ def _attention_modules(encoder):
             yield name, mod
 
 
+@dataclass(frozen=True)
+class PrefixOptions:
+    n_prefix: int = option(16, "prefix length: learned key and value vectors per attention layer", low=1)
+
+
 class PrefixTuning(Strategy):
     name = "prefix"
+    trains = ("P-tuning v2: learned key and value prefixes in every attention layer (2 x layers x kv-heads x "
+              "`n_prefix` x head_dim new parameters); the backbone stays frozen")
     default_learning_rate = 5e-3
-    options = {"n_prefix": 16}
+    options = PrefixOptions
     prefixes = ("prefix_key", "prefix_value")
     export_error = (
         "strategy='prefix' adds key/value prefixes that no stock transformers model carries (its attention "
         "function is custom); use save() for this model, or another strategy for a Hugging Face or ONNX export"
     )
-
-    def validate(self):
-        self._check_int("n_prefix", 1)
 
     def rebuild(self, module):
         self.setup(module, None)

@@ -11,6 +11,7 @@ from .base import MaskStrategy, backbone_shapes, budget
 
 class RandomMask(MaskStrategy):
     name = "random"
+    trains = "`density` backbone entries drawn at random (seeded by `random_state`): the sensitivity ablation"
     default_learning_rate = 1e-3
 
     def select(self, module, ctx):

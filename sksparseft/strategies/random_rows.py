@@ -7,7 +7,10 @@ import torch
 from ..model.layout import block_index
 from ..model.mask import SparseMask
 from .base import backbone_shapes, budget
-from .token_sparse import TokenSparse
+from .options import options_from
+from .token_sparse import TokenSparse, TokenSparseOptions
+
+RandomRowsOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", name="RandomRowsOptions")
 
 
 class RandomRows(TokenSparse):
@@ -23,7 +26,9 @@ class RandomRows(TokenSparse):
     """
 
     name = "random_rows"
-    options = {"min_layer": None, "cache_frozen": False}
+    trains = ("whole output rows of the transformer blocks' Linear weights, drawn at random, `density` of the "
+              "backbone in all (S2FT-style): a small dense weight-gradient block, a cheaper backward")
+    options = RandomRowsOptions
 
     def select(self, module, ctx):
         min_layer = self.settings.get("min_layer") or 0

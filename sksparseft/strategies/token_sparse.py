@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..model.layout import block_index, transformer_blocks
@@ -9,6 +11,7 @@ from ..model.mask import SparseMask
 from ..model.sensitivity import eligible_parameters, sensitivity_scores
 from ..text.tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
+from .options import option
 
 
 def _embedding_rows(module, groups):
@@ -21,24 +24,28 @@ def _embedding_rows(module, groups):
     return {name: (rows[:, None] * hidden + torch.arange(hidden)).reshape(-1)}
 
 
+@dataclass(frozen=True)
+class TokenSparseOptions:
+    """The options of ``token_sparse`` (``fisher`` and ``random_rows`` take some of them)."""
+
+    embedding_rows: bool = option(True, "also train the token groups' embedding rows, on top of `density`")
+    min_layer: int | None = option(
+        None, "train only the transformer blocks >= this index, and no embedding rows: the backward pass stops "
+        "there (a cost lever, docs/gpu.md); None: every block", low=0)
+    cache_frozen: bool = option(
+        False, "with `min_layer`, run the blocks below it once per text, without dropout, not once per epoch: "
+        "faster, measured 1-2 points less accurate (docs/gpu.md)")
+
+
 class TokenSparse(MaskStrategy):
     """Token-driven sparse finetuning: diagonal Fisher through token-group positions only."""
 
     name = "token_sparse"
+    trains = ("the top `density` backbone entries by token-focused Fisher (squared gradients through the token "
+              "groups' positions), plus the token groups' embedding rows")
     default_learning_rate = 1e-3
-    # min_layer: only blocks >= this index (and no embedding rows) may be selected, so the
-    # backward pass stops there; a cost lever, off by default (None). cache_frozen: with
-    # min_layer, the frozen blocks below it run once per text (without dropout), not once per
-    # epoch; off by default: it measured 1-2 points less accurate (docs/gpu.md).
-    options = {"embedding_rows": True, "min_layer": None, "cache_frozen": False}
+    options = TokenSparseOptions
     token_focus = True
-
-    def validate(self):
-        for key in ("embedding_rows", "cache_frozen"):
-            if key in self.settings:
-                self._check_bool(key)
-        if "min_layer" in self.settings:
-            self._check_int("min_layer", 0, allow_none=True)
 
     def frozen_blocks(self, module):
         min_layer = self.settings.get("min_layer")

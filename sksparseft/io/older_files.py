@@ -1,0 +1,40 @@
+"""What model files and pickles written by earlier versions mean where they lack a field: in one place.
+
+A field a version added is absent from files written before it; the model that wrote such
+a file was fitted as the value here says, so loading fills it in rather than failing.
+"""
+
+from __future__ import annotations
+
+#: parameter -> what a file written before the parameter existed was fitted with
+PARAMS = {
+    "refit_head": False,
+    "average_epochs": False,
+    "contrastive_epochs": 0,  # before 0.3.0: no contrastive stage
+    "unknown_label": None,  # before 0.4.0: no rejection, one label per text
+    "unknown_threshold": "auto",
+    "multilabel_threshold": 0.5,
+}
+
+#: fitted attribute -> its value in files written before it existed (a callable reads the file's fitted fields)
+FITTED = {
+    "added_tokens_": None,
+    # Before interpolation existed a model was the finetune (1) or the probe (0).
+    "interpolation_": lambda fields: 1.0 if fields["finetuned"] else 0.0,
+    "interpolation_scores_": [],
+    "fit_stages_": {},
+    # Before 0.4.0: one label per text, never a rejection.
+    "multilabel_": False,
+    "label_names_": None,
+    "thresholds_": None,
+    "unknown_threshold_": None,
+}
+
+#: Before 0.6.0 no rejector was kept (files: field "rejector" absent; pickles: attribute
+#: ``rejector_`` absent): the rejection score is then the model's own best-class probability.
+REJECTOR = None
+
+
+def with_older_params(params):
+    """``params`` of a model file, with what files written before a parameter existed were fitted with."""
+    return {**PARAMS, **params}
