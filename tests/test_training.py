@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from sksparseft.fit.training import EpochAverage, WarmupLinearDecay, build_net, fit_linear_probe
-from sksparseft.model.inference import run_inference
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -46,7 +45,7 @@ def test_linear_probe_class_weight_moves_predictions_towards_the_weighted_class(
 
 
 class _Toy(torch.nn.Module):
-    """A module with the interface run_inference and the net expect: features() and a head."""
+    """A module with the interface the net expects: features() and a head."""
 
     def __init__(self):
         super().__init__()
@@ -86,19 +85,6 @@ def test_net_trains_only_what_requires_grad_and_scores_validation():
     assert torch.equal(module.frozen.weight, frozen_before)
     learnable = {n for n, _ in net.get_all_learnable_params()}
     assert learnable and not any("frozen" in n for n in learnable)
-
-
-def test_run_inference_keeps_input_order_and_training_mode():
-    module = _Toy().train()
-    enc, _ = _encodings(10)
-    enc["attention_mask"][::2, 3:] = 0  # different lengths: batches are length-sorted inside
-    out = run_inference(module, enc, 3, "cpu")
-    with torch.no_grad():
-        expected = module.eval()(torch.as_tensor(enc["input_ids"]), torch.as_tensor(enc["attention_mask"])).numpy()
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
-    module.train()
-    run_inference(module, enc, 3, "cpu", what="features")
-    assert module.training
 
 
 def test_epoch_average_is_the_mean_of_the_epochs_weights():

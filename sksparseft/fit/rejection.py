@@ -64,9 +64,18 @@ def out_of_fold_scores(features, y_enc, n_classes, *, unknown=(), class_weight=N
     k = min(N_FOLDS, n)
     folds = (StratifiedKFold(min(k, smallest), shuffle=True, random_state=seed) if smallest >= 2
              else KFold(k, shuffle=True, random_state=seed))
+    fold_of = np.empty(n, dtype=int)
+    for f, (_, held_idx) in enumerate(folds.split(features, y_enc)):
+        fold_of[held_idx] = f
+    # Copies of one text share their first copy's fold: a probe that saw a copy would call it known.
+    _, first, inverse = np.unique(features, axis=0, return_index=True, return_inverse=True)
+    fold_of = fold_of[first[inverse.ravel()]]
     scores = np.empty(n)
     head = torch.nn.Linear(features.shape[1], n_classes)
-    for fit_idx, held_idx in folds.split(features, y_enc):
+    for f in np.unique(fold_of):
+        held_idx, fit_idx = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
+        if not len(fit_idx):  # every text is one text: no probe can leave it out
+            fit_idx = held_idx
         fit_linear_probe(head, features[fit_idx], y_enc[fit_idx], class_weight=class_weight,
                          sample_weight=None if sample_weight is None else np.asarray(sample_weight)[fit_idx])
         with torch.no_grad():
@@ -82,7 +91,8 @@ def conformal_threshold(scores, accepted=UNKNOWN_ACCEPTED):
     when there are too few scores to reject any.
     """
     scores = np.sort(np.asarray(scores, dtype=float))
-    k = math.floor((1.0 - accepted) * (len(scores) + 1))
+    # Rounded first: (1 - 0.9) * 40 is 3.9999999999999996 in floats, and its floor would be one short.
+    k = math.floor(round((1.0 - accepted) * (len(scores) + 1), 9))
     return float(scores[k - 1]) if k >= 1 else 0.0
 
 
