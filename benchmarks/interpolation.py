@@ -14,6 +14,7 @@ import time
 
 from sksparseft import TokenSparseClassifier
 from sksparseft.fit.interpolation import load_interpolated_, validation_scores
+from sksparseft.model.inference import eval_batch_size
 
 from .common import MODEL, append_row, encode_labelled, how_run, load
 
@@ -27,7 +28,7 @@ class InterpolationScoredOnTest(TokenSparseClassifier):
         self.test_scores_ = {}
         for b in scores:
             load_interpolated_(state.module, state.start_state, end_state, b)
-            self.test_scores_[b] = validation_scores(state.module, test, self._eval_batch(), state.device)
+            self.test_scores_[b] = validation_scores(state.module, test, eval_batch_size(self.batch_size), state.device)
         load_interpolated_(state.module, state.start_state, end_state, a)
         return a, scores
 

@@ -2,8 +2,10 @@
 
 Each rendered block sits between ``<!-- rendered:NAME -->`` and ``<!-- /rendered:NAME -->`` in
 README.md or a page of docs/, and is rewritten whole from the rows (``BLOCKS`` below); prose
-around it is the docs' own. ``python -m benchmarks.run --render-only`` runs this; the test
-suite fails when a block differs from what its rows give.
+around it is the docs' own. The package's reference tables (``REFERENCE_BLOCKS``: parameters,
+strategies) use the same markers but are rendered by ``sksparseft._docs`` from the docstring and
+the strategy classes; this module leaves them to it. ``python -m benchmarks.run --render-only``
+runs both; the test suite fails when a block differs from what its rows give.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import numpy as np
 from .common import RESULTS, ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+try:  # the package's own reference tables (rendered by it, not from rows)
+    from sksparseft._docs import REFERENCE_BLOCKS, render_reference_tables
+except ImportError:  # a package without them
+    REFERENCE_BLOCKS, render_reference_tables = (), None
 IMG = ROOT / "docs" / "img"
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
 REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "tfidf_lr": "TF-IDF LR", "setfit": "SetFit"}
@@ -485,6 +491,8 @@ def rendered(text, files, plots=False):
     """``text`` with every rendered block rewritten from ``files``' rows."""
     def fill(m):
         name = m.group(2)
+        if name in REFERENCE_BLOCKS:
+            return m.group(0)  # the package renders it
         if name not in BLOCKS:
             raise KeyError(f"no renderer for the block {name!r}; known: {sorted(BLOCKS)}")
         body = "\n".join(BLOCKS[name](files, plots)).strip("\n")
@@ -494,6 +502,9 @@ def rendered(text, files, plots=False):
 
 
 def render(plots=True):
+    if render_reference_tables is not None:
+        for rel in render_reference_tables(ROOT):
+            print(f"rendered {rel}")
     files = rows_by_file()
     for doc in DOCS:
         text = doc.read_text()

@@ -6,7 +6,8 @@
     python -m benchmarks.run --render-only                # tables and plots from the raw rows only
 
 Each config names its part (``compare``: methods x datasets x regimes x seeds, one process per
-fit; ``interpolation``, ``dev_variants``, ``cost``, ``exports``). Rows append to
+fit; ``interpolation``, ``cost``, ``exports``, ``features``, ``serving``; the research screen's
+``dev_variants`` and ``dev_screen`` live in ``benchmarks/research/``: ``PARTS``). Rows append to
 ``benchmarks/results/<config>[_<tag>].jsonl``; ``benchmarks/render.py`` then rewrites every
 rendered block of README.md and docs/ from those rows. CLINC150 is read from
 ``../shared/data/clinc150/data_full.json`` or ``$CLINC150_JSON``.
@@ -21,22 +22,29 @@ import platform
 import sys
 import time
 
+from sksparseft.strategies import STRATEGIES as REGISTRY
+
 from .common import DATASETS, RESULTS, append_row, in_fresh_process, load
 
-STRATEGIES = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
+#: Every strategy the package ships, from its registry (strategies registered from elsewhere,
+#: such as the research screen's, are not the package's).
+STRATEGIES = [name for name, cls in REGISTRY.items() if cls.__module__.split(".")[0] == "sksparseft"]
+#: The strategies of 0.2.0: the configs whose results files were written with exactly these keep them.
+STRATEGIES_0_2 = ["token_sparse", "fisher", "random", "bitfit", "layers", "full", "lora", "prefix"]
 BOTH = list(DATASETS)
 SEEDS = [0, 1, 2]
 
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
-    "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES,
+    "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
               "estimator": {"max_epochs": 3}, "about": "10-shot, 3 epochs: fits a 2-core CPU in under 30 minutes"},
     "full": {"datasets": BOTH, "regimes": ["full", "10shot"], "seeds": SEEDS, "strategies": STRATEGIES,
              "estimator": {}, "about": "every strategy, full data and 10-shot, default settings: for a GPU"},
-    "full_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES,
-                    "estimator": {}, "about": "the 10-shot half of `full`"},
-    "cpu_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES, "estimator": {},
-                   "about": "10-shot, every strategy at default settings, on a 2-core CPU (about an hour)"},
+    "full_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
+                    "estimator": {}, "about": "the 10-shot half of `full`, with the strategies of 0.2.0"},
+    "cpu_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
+                   "estimator": {},
+                   "about": "10-shot, the strategies of 0.2.0 at default settings, on a 2-core CPU (about an hour)"},
     "default_10shot": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS,
                        "strategies": ["token_sparse", "fisher", "random", "full", "layers", "lora"],
                        "references": ["frozen_lr", "tfidf_lr", "setfit"], "estimator": {},
@@ -178,6 +186,18 @@ CONFIGS = {
 }
 
 
+#: The module that runs each part other than ``compare`` (a ``run(cfg, out, args)`` function).
+PARTS = {
+    "interpolation": "benchmarks.interpolation",
+    "cost": "benchmarks.cost",
+    "exports": "benchmarks.exports",
+    "features": "benchmarks.features",
+    "serving": "benchmarks.serving",
+    "dev_variants": "benchmarks.research.dev_variants",
+    "dev_screen": "benchmarks.research.dev_screen",
+}
+
+
 def results_path(name, tag=None):
     """The results file of config ``name`` (``<name>_<tag>.jsonl`` for a run tagged with its machine)."""
     return RESULTS / (f"{name}_{tag}.jsonl" if tag else f"{name}.jsonl")
@@ -239,7 +259,7 @@ def run_config(name, args):
     if part == "compare":
         run_compare(name, cfg, out, args)
     else:
-        importlib.import_module(f"benchmarks.{part}").run(cfg, out, args)
+        importlib.import_module(PARTS[part]).run(cfg, out, args)
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
-"""The benchmark parts see inside fit through stage hooks; they must observe without changing the fit."""
+"""The benchmark tool's parts and runner: they see inside fit through stage hooks and must observe without
+changing the fit. The research screen's parts and leads are tested in tests/research/."""
 
 from __future__ import annotations
 
@@ -9,24 +10,11 @@ from cases import FAST
 from sksparseft import TokenSparseClassifier
 
 interpolation = pytest.importorskip("benchmarks.interpolation", reason="run from the repository root (python -m pytest)")
-dev_variants = pytest.importorskip("benchmarks.dev_variants")
 cost = pytest.importorskip("benchmarks.cost")
 run = pytest.importorskip("benchmarks.run")
-render = pytest.importorskip("benchmarks.render")
 features = pytest.importorskip("benchmarks.features")
 
 SETTINGS = dict(FAST, random_state=0, validation_fraction=0.25, max_epochs=3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _registry_as_it_was():
-    """benchmarks.leads registers two strategies of its own: leave the registry as this module found it."""
-    from sksparseft.strategies import STRATEGIES
-
-    before = dict(STRATEGIES)
-    yield
-    STRATEGIES.clear()
-    STRATEGIES.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +33,6 @@ def test_interpolation_part_scores_every_point_and_fits_the_default_model(tiny_m
     np.testing.assert_array_equal(clf.predict_proba(X), default.predict_proba(X))
 
 
-def test_dev_variants_part_scores_every_ending_and_fits_the_default_model(tiny_model, toy_data, default):
-    X, y = toy_data
-    snaps = []
-    clf = dev_variants.DevScoredEnding(tiny_model, callbacks=[dev_variants.Snapshots(snaps)], **SETTINGS)
-    clf._dev_texts, clf._dev_labels, clf._snapshots = X[:20], np.asarray(y[:20], dtype=object), snaps
-    clf.fit(X, y)
-    assert set(clf.dev_scores_) == set(render.DEV_VARIANTS)  # every ending the rendered table shows
-    assert len(snaps) == len(clf.history_) - 1
-    np.testing.assert_array_equal(clf.predict_proba(X), default.predict_proba(X))
-
-
 def test_cost_part_forces_the_plain_path_with_the_same_model(tiny_model, toy_data, default):
     X, y = toy_data
     clf = cost.PlainPath(tiny_model, **SETTINGS).fit(X, y)
@@ -65,43 +42,36 @@ def test_cost_part_forces_the_plain_path_with_the_same_model(tiny_model, toy_dat
 
 def test_runner_specs_cover_the_config():
     specs = run.compare_specs("cpu_10shot", run.CONFIGS["cpu_10shot"])
-    # 2 datasets x 3 seeds x (8 strategies + 3 references)
+    # 2 datasets x 3 seeds x (the 8 strategies its rows were written with + 3 references)
     assert len(specs) == 2 * 3 * 11
-    assert {s["method"] for s in specs} == set(run.STRATEGIES) | {"frozen_lr", "tfidf_lr", "setfit"}
+    assert {s["method"] for s in specs} == set(run.STRATEGIES_0_2) | {"frozen_lr", "tfidf_lr", "setfit"}
     assert all(s["method"] not in ("frozen_lr", "tfidf_lr", "setfit") for s in run.compare_specs("slm", run.CONFIGS["slm"]))
     only = run.compare_specs("density", run.CONFIGS["density"], datasets=["banking77"])
     assert {s["params"]["density"] for s in only} == {0.001, 0.005, 0.01, 0.05} and len(only) == 12
 
 
-def test_every_dev_screen_variant_names_a_lead_or_strategy_that_fits():
-    leads = pytest.importorskip("benchmarks.leads")
+def test_every_strategy_of_the_runner_is_the_package_registry():
     from sksparseft.strategies import STRATEGIES
 
-    from benchmarks.compare import REFERENCES
-
-    for name, variant in run.CONFIGS["dev_screen"]["variants"].items():
-        assert variant["method"] in STRATEGIES or variant["method"] in REFERENCES, name
-        assert variant.get("lead") in (None, *leads.LEADS), name
+    assert run.STRATEGIES == list(STRATEGIES)  # "every strategy" follows the package, random_rows included
+    assert run.CONFIGS["full"]["strategies"] == run.STRATEGIES
+    assert set(run.STRATEGIES_0_2) < set(run.STRATEGIES)
 
 
-@pytest.mark.parametrize("lead", ["TokenViews", "ContrastiveViews", "JointContrastive", "ContrastiveGroupViews"])
-def test_dev_screen_leads_fit_and_leave_the_module_plain(tiny_model, toy_data, lead):
-    leads = pytest.importorskip("benchmarks.leads")
-    from sksparseft.model.module import ClassifierModule
+def test_every_config_names_a_part_the_runner_can_import():
+    import importlib
 
-    X, y = toy_data
-    clf = leads.LEADS[lead](tiny_model, contrastive_epochs=1, **SETTINGS).fit(X, y)
-    assert type(clf.module_) is ClassifierModule  # what is saved and exported is the package's own module
-    np.testing.assert_allclose(clf.predict_proba(X[:5]).sum(axis=1), 1.0, rtol=1e-6)
+    for name, cfg in run.CONFIGS.items():
+        part = cfg.get("part", "compare")
+        assert part == "compare" or callable(importlib.import_module(run.PARTS[part]).run), name
+        assert cfg["about"], name
+    assert run.PARTS["dev_screen"].startswith("benchmarks.research.")
 
 
-def test_token_focus_at_every_layer_selects_other_entries_than_plain_fisher(tiny_model, toy_data):
-    pytest.importorskip("benchmarks.leads")  # registers token_layers and fisher_batched
-    X, y = toy_data
-    masks = {s: TokenSparseClassifier(tiny_model, strategy=s, **SETTINGS).fit(X, y).mask_
-             for s in ("token_layers", "fisher_batched")}
-    a, b = ({(n, int(i)) for n, idx in m.indices.items() for i in idx} for m in masks.values())
-    assert a != b and len(a & b) > 0
+def test_the_runner_lists_every_config(capsys):
+    run.main(["--list"])
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(run.CONFIGS)
 
 
 def _assert_sources_apart(train, train_sets, train_sources, test, test_sets, test_sources):

@@ -4,7 +4,7 @@ import torch
 
 from sksparseft import TokenSparseClassifier
 from sksparseft.model.backbone import load_backbone
-from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive, view_mask
+from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
 from sksparseft.model.module import ClassifierModule
 from sksparseft.strategies import get_strategy
 from sksparseft.text.tokens import encode
@@ -144,16 +144,3 @@ def test_contrastive_epochs_is_validated(toy_data):
     texts, labels = toy_data
     with pytest.raises(ValueError, match="contrastive_epochs"):
         TokenSparseClassifier(contrastive_epochs=-1).fit(texts, labels)
-
-
-
-def test_views_never_drop_kept_positions_or_revive_padding():
-    torch.manual_seed(0)
-    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]] * 200)
-    keep = torch.tensor([[1, 0, 1, 0, 1, 0, 0]] * 200)
-    out = view_mask(mask, keep, 0.5)
-    assert torch.equal(out[:, [0, 2, 4]], mask[:, [0, 2, 4]])
-    assert int(out[:, 5:].sum()) == 0
-    share = float(out[:, [1, 3]].float().mean())
-    assert 0.4 < share < 0.6
-    assert torch.equal(view_mask(mask, torch.ones_like(keep), 0.9), mask)

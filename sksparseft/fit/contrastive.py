@@ -56,18 +56,9 @@ def supcon_loss(features, labels, temperature):
 _CHUNK = 8
 
 
-def _features(module, encodings, rows, device, keep, view_drop):
-    b = to_batch(encodings, rows, device, focus=keep)
-    mask = b["attention_mask"]
-    if view_drop > 0 and keep is not None:
-        mask = view_mask(mask, b["focus"], view_drop)
-    return module.features(b["input_ids"], mask)
-
-
-def view_mask(attention_mask, keep, drop):
-    """``attention_mask`` with each position outside ``keep`` masked out with probability ``drop``."""
-    dropped = (torch.rand(attention_mask.shape, device=attention_mask.device) < drop) & (keep == 0)
-    return attention_mask * (~dropped).to(attention_mask.dtype)
+def _features(module, encodings, rows, device):
+    b = to_batch(encodings, rows, device)
+    return module.features(b["input_ids"], b["attention_mask"])
 
 
 def class_batches(y, classes_per_batch, per_class, rng):
@@ -99,14 +90,12 @@ def class_batches(y, classes_per_batch, per_class, rng):
 
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
-                      temperature=0.05, per_class=4, keep=None, view_drop=0.0, random_state=None, progress=None):
+                      temperature=0.05, per_class=4, random_state=None, progress=None):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch visits every text once (:func:`class_batches`), in batches of about
     ``batch_size`` texts: groups of ``per_class`` texts of one class, ``batch_size // per_class``
-    groups to a batch. AdamW, gradients clipped to norm 1, constant rate. With ``view_drop > 0``, each
-    text is seen as a view: its positions outside ``keep`` (0/1 per position, e.g. the token
-    groups and special tokens) are masked out at random with that probability. Returns the
+    groups to a batch. AdamW, gradients clipped to norm 1, constant rate. Returns the
     mean loss of each epoch (an empty list when no class has two texts). A 2-D 0/1 ``y``
     (multi-label) draws batches by each text's first label; texts sharing any label are positives.
     """
@@ -130,7 +119,7 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
             total = 0.0
             for rows in progress(batches) if progress else batches:
                 rows = rows[np.argsort(lengths[rows], kind="stable")]
-                features = torch.cat([_features(module, encodings, part, device, keep, view_drop)
+                features = torch.cat([_features(module, encodings, part, device)
                                       for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
                 loss = supcon_loss(features, torch.as_tensor(y[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)

@@ -30,8 +30,9 @@ from skorch.callbacks import Callback
 from sksparseft import TokenSparseClassifier
 from sksparseft.fit.interpolation import load_interpolated_, select_interpolation, validation_scores
 from sksparseft.fit.training import fit_head_on_features
+from sksparseft.model.inference import eval_batch_size
 
-from .common import MODEL, append_row, encode_labelled, how_run, load
+from ..common import MODEL, append_row, encode_labelled, how_run, load
 
 
 def train_dev(dataset, regime, seed, dev_size, dev_fraction):
@@ -66,7 +67,7 @@ class DevScoredEnding(TokenSparseClassifier):
     """The default estimator; its interpolation stage also scores every variant on a dev split."""
 
     def _select_interpolation(self, state, end_state):
-        module, start, bs, device = state.module, state.start_state, self._eval_batch(), state.device
+        module, start, bs, device = state.module, state.start_state, eval_batch_size(self.batch_size), state.device
         dev = encode_labelled(state, self._dev_texts, self._dev_labels, self.max_length)
         scores = self.dev_scores_ = {}
 

@@ -1,25 +1,33 @@
 """Leads screened by the ``dev_screen`` part: variants of the default fit, as estimator subclasses.
 
 Each lead changes one thing of ``TokenSparseClassifier()`` and is scored on a development
-split carved from the training set (``benchmarks/dev_screen.py``). What wins moves into the
-package; what loses stays here, so that the screen's rows can be reproduced.
+split carved from the training set (``benchmarks/research/dev_screen.py``). What wins moves
+into the package; what loses stays here, so that the screen's rows can be reproduced. A lead
+overrides whole ``stage_<name>`` methods (``OVERRIDES`` names them) and runs lab code in them
+(``stages``: copies of the package's stage bodies with one seam; ``views``: token views); it
+patches nothing in the package, and what it fits is the package's own ``ClassifierModule``.
 
-``TokenViews``     training views that keep the token groups and drop other tokens (attention off)
+``TokenViews``     cross-entropy on training views that keep the token groups and drop other tokens
+                   (attention off), drawn per batch where the batch is collated
 ``Contrastive``    supervised contrastive pre-finetuning of the selected entries, then the head refit
 ``JointContrastive``  cross-entropy plus a supervised contrastive term on the pooled features, in
                    class-balanced batches (P classes x K texts): the objective at no extra pass
-``LayerFocus``     strategy ``token_layers``: per-example Fisher in which every Linear layer's weight
-                   gradient is summed over token-group positions only (token focus at every layer,
-                   not only at the last hidden state); batched through hooks
 ``CachedNoise``    the cost mode (``min_layer`` + ``cache_frozen``) with dropout on the cached activations
                    where they enter the first trained block: the noise the frozen blocks' dropout gave
-``BatchedFisher``  strategy ``fisher_batched``: the same hooks over every position (plain per-example
-                   Fisher of the Linear layers, batched): what the selection costs without the focus
+``ContrastiveViews``  ``Contrastive``, then cross-entropy on views that keep only the special tokens
+``ContrastiveGroupViews``  the package's contrastive stage on views that keep the token groups
+
+Two strategies (``register_lab_strategies`` adds them to the package's registry; the screen's
+fit processes call it, nothing does on import):
+
+``token_layers``   (``LayerFocus``) per-example Fisher in which every Linear layer's weight gradient
+                   is summed over token-group positions only (token focus at every layer, not only at
+                   the last hidden state); batched through hooks
+``fisher_batched`` (``BatchedFisher``) the same hooks over every position (plain per-example Fisher of
+                   the Linear layers, batched): what the selection costs without the focus
 """
 
 from __future__ import annotations
-
-from unittest import mock
 
 import numpy as np
 import torch
@@ -27,63 +35,46 @@ from torch import nn
 from torch.nn import functional as F
 
 from sksparseft import TokenSparseClassifier
-from sksparseft.model.batching import to_batch
 from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
+from sksparseft.fit.training import SparseNet
+from sksparseft.model.batching import to_batch
+from sksparseft.model.layout import transformer_blocks
 from sksparseft.model.mask import SparseMask
-from sksparseft.model.module import ClassifierModule
 from sksparseft.strategies import register_strategy
 from sksparseft.strategies.base import backbone_shapes, budget
 from sksparseft.strategies.token_sparse import TokenSparse, _embedding_rows
 
+from .stages import contrastive_stage, training_stage
+from .views import ViewCollate, kept_positions, train_contrastive_views
+
 
 # -- token-group-aware views ---------------------------------------------------------------
-class _ViewModule(ClassifierModule):
-    """ClassifierModule whose training forward drops (masks out) non-kept tokens at rate ``view_drop``."""
-
-    view_drop = 0.0
-
-    def forward(self, input_ids, attention_mask, focus=None, keep=None):
-        if self.training and keep is not None and self.view_drop > 0:
-            drop = (torch.rand(attention_mask.shape, device=attention_mask.device) < self.view_drop) & (keep == 0)
-            attention_mask = attention_mask * (~drop).to(attention_mask.dtype)
-        return super().forward(input_ids, attention_mask, focus)
-
-
-def _kept_positions(state):
-    """Token-group positions and special tokens: what a view never drops."""
-    enc = state.train_encodings
-    special = np.isin(enc["input_ids"], list(state.tokenizer.all_special_ids))
-    keep = special.astype(np.int64)
-    if state.focus is not None:
-        keep |= state.focus.astype(np.int64)
-    return keep
-
-
 class TokenViews(TokenSparseClassifier):
+    """Cross-entropy on views: each training batch drops ``view_drop`` of the positions a view may drop.
+
+    ``views_keep_groups``: a view keeps the token groups and the special tokens (else only the
+    special tokens). Validation, the probe and predict see whole texts.
+    """
+
+    OVERRIDES = ("stage_training",)
     view_drop = 0.2
     views_keep_groups = True
 
-    def stage_linear_probe(self, state):
-        super().stage_linear_probe(state)
-        state.module.__class__ = _ViewModule
-        state.module.view_drop = self.view_drop
-
     def stage_training(self, state):
-        keep = _kept_positions(state)
-        if not self.views_keep_groups:
-            special = np.isin(state.train_encodings["input_ids"], list(state.tokenizer.all_special_ids))
-            keep = special.astype(np.int64)
-        plain = state.train_encodings
-        state.train_encodings = {**plain, "keep": keep}
-        try:
-            super().stage_training(state)
-        finally:
-            state.train_encodings = plain
-        state.module.__class__ = ClassifierModule
+        keep = kept_positions(state, groups=self.views_keep_groups)
+        drop = self.view_drop
+
+        def views(net):
+            return net.set_params(iterator_train__collate_fn=ViewCollate(drop))
+
+        training_stage(self, state, encodings={**state.train_encodings, "keep": keep}, adapt_net=views)
 
 
 # -- supervised contrastive pre-finetuning ----------------------------------------------------
 class Contrastive(TokenSparseClassifier):
+    """The screen's first version of the contrastive stage: 16 classes x 4 texts a batch, before training."""
+
+    OVERRIDES = ("stage_training",)
     con_epochs = 2
     con_tau = 0.05
     con_classes = 16
@@ -95,7 +86,7 @@ class Contrastive(TokenSparseClassifier):
         super().stage_training(state)
 
     def _contrastive(self, state):
-        # The package's loop with 16 classes x 4 texts a batch (the screen's first version of the stage).
+        # The package's loop with 16 classes x 4 texts a batch.
         per_step = self.con_classes * self.con_per_class
         train_contrastive(state.module, state.train_encodings, state.y_train, epochs=self.con_epochs,
                           batch_size=per_step, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
@@ -104,16 +95,6 @@ class Contrastive(TokenSparseClassifier):
 
 
 # -- the contrastive term inside the main training ---------------------------------------------
-class _FeatureModule(ClassifierModule):
-    """Keeps the pooled features of the last training forward for the loss."""
-
-    def forward(self, input_ids, attention_mask, focus=None):
-        feats = self.features(input_ids, attention_mask, focus)
-        if self.training:
-            self._last_features = feats
-        return self.head(self.dropout(feats))
-
-
 class BalancedLoader(torch.utils.data.DataLoader):
     """Batches of ``per_class`` texts from each of ``batch_size // per_class`` random classes."""
 
@@ -143,37 +124,50 @@ class _BalancedBatches(torch.utils.data.Sampler):
         return len(class_batches(self.y, self.n_classes_per_batch, self.per_class, np.random.default_rng(self.seed)))
 
 
+class SupConNet(SparseNet):
+    """The package's net, its training loss plus ``supcon_weight`` x the supervised contrastive loss.
+
+    ``features`` holds the pooled features of the last training forward (see ``JointContrastive``).
+    """
+
+    def __init__(self, *args, supcon_weight=1.0, supcon_tau=0.05, features=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.supcon_weight, self.supcon_tau, self.features = supcon_weight, supcon_tau, features
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training:
+            z = self.features["last"]
+            loss = loss + self.supcon_weight * supcon_loss(z, y_true.to(z.device), self.supcon_tau)
+        return loss
+
+
 class JointContrastive(TokenSparseClassifier):
+    """Cross-entropy plus ``supcon_weight`` x the supervised contrastive loss, in class-balanced batches."""
+
+    OVERRIDES = ("stage_training",)
     supcon_weight = 1.0
     con_tau = 0.05
 
-    def stage_linear_probe(self, state):
-        super().stage_linear_probe(state)
-        state.module.__class__ = _FeatureModule
-
     def stage_training(self, state):
-        from sksparseft import fit_stages
-        from sksparseft.fit.training import SparseNet
+        module, features = state.module, {}
 
-        weight, tau, plain = self.supcon_weight, self.con_tau, fit_stages.build_net
+        def keep_features(dropout, args, out):
+            # The head's dropout receives the pooled features: keep them for the loss while training.
+            if dropout.training:
+                features["last"] = args[0]
 
-        class SupConNet(SparseNet):
-            def get_loss(self, y_pred, y_true, X=None, training=False):
-                loss = super().get_loss(y_pred, y_true, X=X, training=training)
-                if training:
-                    z = self.module_._last_features
-                    loss = loss + weight * supcon_loss(z, y_true.to(z.device), tau)
-                return loss
+        def joint(net):
+            # The package's net rebuilt as a SupConNet from its parameters (as sklearn's clone does).
+            params = dict(net.get_params(deep=False), iterator_train=BalancedLoader)
+            params.pop("_params_to_validate", None)
+            return SupConNet(supcon_weight=self.supcon_weight, supcon_tau=self.con_tau, features=features, **params)
 
-        def build(*args, **kwargs):
-            net = plain(*args, **kwargs)
-            net.__class__ = SupConNet
-            net.set_params(iterator_train=BalancedLoader)
-            return net
-
-        with mock.patch.object(fit_stages, "build_net", build):
-            super().stage_training(state)
-        state.module.__class__ = ClassifierModule
+        handle = module.dropout.register_forward_hook(keep_features)
+        try:
+            training_stage(self, state, adapt_net=joint)
+        finally:
+            handle.remove()
 
 
 # -- token focus at every layer: per-example Fisher through hooks ------------------------------
@@ -236,7 +230,6 @@ def layer_focus_scores(module, encodings, y, focus, n_samples, device, random_st
     return {n: s.cpu() for n, s in scores.items()}
 
 
-@register_strategy
 class LayerFocus(TokenSparse):
     """token_sparse whose sensitivity sums each layer's weight gradient over token-group positions."""
 
@@ -254,7 +247,6 @@ class LayerFocus(TokenSparse):
         return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module), always=always)
 
 
-@register_strategy
 class BatchedFisher(LayerFocus):
     """The same batched scores over every position, no embedding rows: plain per-example Fisher."""
 
@@ -265,21 +257,37 @@ class BatchedFisher(LayerFocus):
 
 # -- the cost mode with noise where the cache ends ----------------------------------------------
 class CachedNoise(TokenSparseClassifier):
+    """Dropout ``cache_dropout`` on the cached activations where they enter the first trained block.
+
+    Written for BERT-style blocks (MiniLM, the screen's backbone), whose input reaches the
+    block's computation through its ``attention`` submodule (the residual included): the
+    dropout is a forward pre-hook there, on block ``cached_blocks`` while it trains.
+    """
+
+    OVERRIDES = ("stage_training",)
     cache_dropout = 0.1
 
     def stage_training(self, state):
-        from sksparseft import block_cache
+        module, p = state.module, self.cache_dropout
+        k, blocks = getattr(module, "cached_blocks", 0), transformer_blocks(module.encoder)
+        if not k or k >= len(blocks):  # no cached activations enter a trained block
+            return super().stage_training(state)
+        entry = getattr(blocks[k], "attention", None)
+        if entry is None:
+            raise ValueError("CachedNoise needs BERT-style blocks with an `attention` submodule")
 
-        p = self.cache_dropout
+        def noisy(mod, args, kwargs):
+            if not mod.training:
+                return None
+            if args:
+                return (F.dropout(args[0], p, training=True),) + tuple(args[1:]), kwargs
+            return args, dict(kwargs, hidden_states=F.dropout(kwargs["hidden_states"], p, training=True))
 
-        def noisy(hidden):
-            def hook(module, args, kwargs):
-                h = F.dropout(hidden, p, training=module.training)
-                return ((h,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=h))
-            return hook
-
-        with mock.patch.object(block_cache, "_replace_hidden", noisy):
+        handle = entry.register_forward_pre_hook(noisy, with_kwargs=True)
+        try:
             super().stage_training(state)
+        finally:
+            handle.remove()
 
 
 class ContrastiveViews(Contrastive, TokenViews):
@@ -291,18 +299,22 @@ class ContrastiveViews(Contrastive, TokenViews):
 class ContrastiveGroupViews(TokenSparseClassifier):
     """The contrastive stage on views that keep the token groups (and special tokens) and drop other tokens."""
 
+    OVERRIDES = ("stage_contrastive",)
     view_drop = 0.3
 
     def stage_contrastive(self, state):
-        from sksparseft import fit_stages
-
-        keep, plain, drop = _kept_positions(state), fit_stages.train_contrastive, self.view_drop
-        with mock.patch.object(fit_stages, "train_contrastive",
-                               lambda *a, **k: plain(*a, keep=keep, view_drop=drop, **k)):
-            super().stage_contrastive(state)
+        contrastive_stage(self, state, train=train_contrastive_views, keep=kept_positions(state),
+                          view_drop=self.view_drop)
 
 
 #: every lead a dev_screen variant may name
 LEADS = {cls.__name__: cls for cls in (TokenViews, Contrastive, ContrastiveViews, JointContrastive, CachedNoise,
                                        ContrastiveGroupViews)}
+#: the strategies the screen adds to the package's registry (``register_lab_strategies``)
+LAB_STRATEGIES = {cls.name: cls for cls in (LayerFocus, BatchedFisher)}
 
+
+def register_lab_strategies():
+    """Make ``token_layers`` and ``fisher_batched`` available as ``strategy=`` names in this process."""
+    for cls in LAB_STRATEGIES.values():
+        register_strategy(cls)

@@ -6,7 +6,7 @@ is never read. The references a user would pick instead (``frozen_lr``, ``full``
 ablations (``fisher``, ``random``) run in the same screen. One fresh process per fit; rows
 append as they come, failures included (``error``).
 
-A variant is ``{"method": strategy or reference, "lead": class in benchmarks.leads (optional),
+A variant is ``{"method": strategy or reference, "lead": class in benchmarks.research.leads (optional),
 "params": estimator parameters, "attrs": class attributes of the lead}``.
 """
 
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-
-from .common import MODEL, append_row, how_run, in_fresh_process, peak_memory
+from ..common import MODEL, append_row, how_run, in_fresh_process, peak_memory
 from .dev_variants import train_dev
 
 
@@ -25,8 +24,10 @@ def one_screen(spec, queue):
 
     from sksparseft import TokenSparseClassifier
 
+    from ..compare import REFERENCES, reference
     from . import leads
-    from .compare import REFERENCES, reference
+
+    leads.register_lab_strategies()  # token_layers and fisher_batched, in this fit's process only
 
     X, y, Xd, yd = train_dev(spec["dataset"], spec["regime"], spec["seed"], spec["dev_size"], spec["dev_fraction"])
     torch.manual_seed(spec["seed"])
