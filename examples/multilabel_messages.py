@@ -34,19 +34,18 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=8)
     args = parser.parse_args(argv)
 
-    X, y = load_banking77("train", return_X_y=True)
-    X_test, y_test = load_banking77("test", return_X_y=True)
     rng = np.random.default_rng(args.seed)
-    intents = sorted(str(c) for c in rng.choice(sorted(set(y)), args.intents, replace=False))
-    train = np.concatenate([rng.choice(np.flatnonzero(y == c), args.per_class, replace=False) for c in intents])
-    test = np.flatnonzero(np.isin(y_test, intents))
+    intents = sorted(str(c) for c in rng.choice(sorted(load_banking77().target_names), args.intents, replace=False))
+    X_train, y_train = load_banking77("train", return_X_y=True, classes=intents, n_per_class=args.per_class,
+                                      random_state=rng)
+    X_test, y_test = load_banking77("test", return_X_y=True, classes=intents)
 
     def table(pairs):
         texts = [t for t, _ in pairs]
         return texts, pd.DataFrame([[int(c in s) for c in intents] for _, s in pairs], columns=intents)
 
-    X_fit, Y_fit = table(messages([X[i] for i in train], y[train], rng))
-    X_eval, Y_eval = table(messages([X_test[i] for i in test], y_test[test], rng))
+    X_fit, Y_fit = table(messages(X_train, y_train, rng))
+    X_eval, Y_eval = table(messages(X_test, y_test, rng))
 
     clf = TokenSparseClassifier(random_state=args.seed, max_epochs=args.max_epochs).fit(X_fit, Y_fit)
     pred = clf.predict(X_eval)  # 0/1, one column per intent (clf.label_names_)

@@ -24,15 +24,12 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=8)
     args = parser.parse_args(argv)
 
-    X, y = load_banking77("train", return_X_y=True)
-    X_test, y_test = load_banking77("test", return_X_y=True)
     rng = np.random.default_rng(args.seed)
-    intents = sorted(str(c) for c in rng.choice(sorted(set(y)), args.intents, replace=False))
+    intents = sorted(str(c) for c in rng.choice(sorted(load_banking77().target_names), args.intents, replace=False))
     important = intents[:3]
-    train = np.concatenate([rng.choice(np.flatnonzero(y == c), args.per_class, replace=False) for c in intents])
-    test = np.flatnonzero(np.isin(y_test, intents))
-    X_fit, y_fit = [X[i] for i in train], y[train]
-    X_eval, y_eval = [X_test[i] for i in test], y_test[test]
+    X_fit, y_fit = load_banking77("train", return_X_y=True, classes=intents, n_per_class=args.per_class,
+                                  random_state=rng)
+    X_eval, y_eval = load_banking77("test", return_X_y=True, classes=intents)
 
     weights = np.where(np.isin(y_fit, important), args.weight, 1.0)
     for name, w in (("unweighted", None), (f"important x{args.weight:g}", weights)):

@@ -23,16 +23,14 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=8)
     args = parser.parse_args(argv)
 
-    X, y = load_banking77("train", return_X_y=True)
-    X_test, y_test = load_banking77("test", return_X_y=True)
     rng = np.random.default_rng(args.seed)
-    intents = sorted(set(y))
-    known = set(rng.choice(intents, args.known, replace=False))
-    train = np.concatenate([rng.choice(np.flatnonzero(y == c), args.per_class, replace=False) for c in sorted(known)])
+    known = set(rng.choice(sorted(load_banking77().target_names), args.known, replace=False))
+    X, y = load_banking77("train", return_X_y=True, classes=sorted(known), n_per_class=args.per_class, random_state=rng)
+    X_test, y_test = load_banking77("test", return_X_y=True)
     in_scope = np.asarray([c in known for c in y_test])
 
     clf = TokenSparseClassifier(unknown_label="unknown", random_state=args.seed, max_epochs=args.max_epochs)
-    clf.fit([X[i] for i in train], y[train])
+    clf.fit(X, y)
     print(f"threshold (out of fold on the training texts): {clf.unknown_threshold_:.3f}")
 
     pred = clf.predict(X_test)

@@ -6,6 +6,11 @@ cannot reach, and pytest advises against importing conftest.py.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+
+import numpy as np
+import pytest
 from skorch.callbacks import Callback
 
 from sksparseft.strategies import STRATEGIES
@@ -62,3 +67,22 @@ def tiny_batch(tok):
 
     e = encode(tok, ["my card is late", "refund please", "pin"], 16)
     return torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"]), e
+
+
+#: Marks a test that runs an exported ONNX graph.
+NEEDS_ONNX = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
+    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+
+
+def run_onnx(path, clf, texts):
+    """``(metadata, outputs)`` of the ONNX graph at ``path`` run by onnxruntime on ``texts``, tokenised as ``clf`` does."""
+    import onnx
+    import onnxruntime as ort
+
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["sksparseft"])
+    enc = clf.tokenizer_(list(texts), padding=True, truncation=True, max_length=clf.max_length, return_tensors="np")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                              "attention_mask": enc["attention_mask"].astype(np.int64)})
+    return meta, outputs

@@ -18,3 +18,19 @@ def test_banking77_splits():
 def test_unknown_split():
     with pytest.raises(ValueError, match="split"):
         load_banking77("validation")
+
+
+def test_banking77_few_shot_subsets():
+    X, y = load_banking77("train", return_X_y=True)
+    intents = ["card_arrival", "activate_my_card", "age_limit"]
+    X_few, y_few = load_banking77("train", return_X_y=True, classes=intents, n_per_class=5, random_state=0)
+    assert list(y_few) == [c for c in intents for _ in range(5)]  # five of each, in the order given
+    pairs = set(zip(X, y))
+    assert all((t, c) in pairs for t, c in zip(X_few, y_few)) and len(set(X_few)) == 15  # drawn without replacement
+    again, _ = load_banking77("train", return_X_y=True, classes=intents, n_per_class=5, random_state=0)
+    other, _ = load_banking77("train", return_X_y=True, classes=intents, n_per_class=5, random_state=1)
+    assert again == X_few and other != X_few
+    X_test, y_test = load_banking77("test", return_X_y=True, classes=intents)
+    assert set(y_test) == set(intents) and len(y_test) == 120  # every test text of those intents (40 each)
+    with pytest.raises(ValueError, match="not BANKING77 intents"):
+        load_banking77(classes=["no_such_intent"])

@@ -1,13 +1,12 @@
 """Exports: a Hugging Face folder that predicts without sksparseft, and ONNX."""
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from cases import EXPORTABLE, NOT_EXPORTABLE
+from cases import EXPORTABLE, NEEDS_ONNX, NOT_EXPORTABLE, run_onnx
 from cases import FAST as BASE
 from sksparseft import TokenSparseClassifier
 
@@ -55,19 +54,13 @@ def test_strategies_without_a_plain_backbone_refuse_export(tiny_model, toy_data,
     assert not (tmp_path / "p").exists() and not (tmp_path / "p.onnx").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
-                    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+@NEEDS_ONNX
 def test_onnx_probabilities_match_predict_proba(tiny_model, toy_data, tmp_path):
-    import onnxruntime as ort
-
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, **FAST).fit(X, y)
     path = clf.to_onnx(tmp_path / "m.onnx")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     texts = X[:7] + ["a longer text than the others so that the batch is padded somewhat"]
-    enc = clf.tokenizer_(texts, padding=True, truncation=True, max_length=clf.max_length, return_tensors="np")
-    (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                               "attention_mask": enc["attention_mask"].astype(np.int64)})
+    _, (proba,) = run_onnx(path, clf, texts)
     np.testing.assert_allclose(proba, clf.predict_proba(texts), atol=1e-4)
 
 
@@ -78,12 +71,7 @@ def test_every_pooling_of_an_encoder_exports_as_it_predicts(tiny_model, toy_data
     expected = clf.predict_proba(X[:10])
     folder = clf.to_huggingface(tmp_path / "hf")
     np.testing.assert_allclose(_exported_proba(folder, X[:10]), expected, atol=1e-5)
-    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None:
+    if NEEDS_ONNX.args[0]:  # no onnxruntime here: the Hugging Face folder alone
         return
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(clf.to_onnx(tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
-    enc = clf.tokenizer_(X[:10], padding=True, truncation=True, max_length=clf.max_length, return_tensors="np")
-    (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                               "attention_mask": enc["attention_mask"].astype(np.int64)})
+    _, (proba,) = run_onnx(clf.to_onnx(tmp_path / "m.onnx"), clf, X[:10])
     np.testing.assert_allclose(proba, expected, atol=1e-4)

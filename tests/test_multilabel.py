@@ -1,14 +1,13 @@
 """Multi-label classification: a 2-D 0/1 indicator ``y`` through fit, predict, save, explain, exports and the CLI."""
 
 import csv
-import importlib.util
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cases import FAST
+from cases import FAST, NEEDS_ONNX, run_onnx
 from sksparseft import TokenSparseClassifier
 from sksparseft.cli import EXIT_OK, main
 
@@ -131,20 +130,11 @@ def test_huggingface_export_predicts_label_sets(fitted, joined, tmp_path):
     assert scope["predict"](X[:6]) == expected
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
-                    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+@NEEDS_ONNX
 def test_onnx_export_gives_per_label_probabilities_and_thresholds(fitted, joined, tmp_path):
-    import onnx
-    import onnxruntime as ort
-
     X, _ = joined
-    path = fitted.to_onnx(tmp_path / "m.onnx")
-    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["sksparseft"])
+    meta, (proba,) = run_onnx(fitted.to_onnx(tmp_path / "m.onnx"), fitted, X[:5])
     assert meta["multilabel"] and meta["classes"] == LABELS and len(meta["thresholds"]) == 3
-    enc = fitted.tokenizer_(X[:5], padding=True, truncation=True, max_length=fitted.max_length, return_tensors="np")
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (proba,) = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                               "attention_mask": enc["attention_mask"].astype(np.int64)})
     np.testing.assert_allclose(proba, fitted.predict_proba(X[:5]), atol=1e-4)
 
 

@@ -1,7 +1,6 @@
 """Unknown-intent rejection: ``unknown_label`` / ``unknown_threshold`` through fit, predict, save, exports and the CLI."""
 
 import csv
-import importlib.util
 import json
 import pickle
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cases import FAST
+from cases import FAST, NEEDS_ONNX, run_onnx
 from sksparseft import TokenSparseClassifier
 from sksparseft.cli import EXIT_OK, main
 
@@ -160,21 +159,13 @@ def test_cli_sets_the_unknown_label_and_reports_rejection(tiny_model, toy_data, 
     assert 0.0 <= report["rejected"] <= 1.0 and "unknown_recall" in report and "in_scope_accuracy" in report
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnxscript") is None,
-                    reason="needs onnx, onnxscript and onnxruntime (pip install 'sksparseft[onnx]')")
+@NEEDS_ONNX
 def test_onnx_export_carries_the_unknown_label_threshold_and_rejection_score(rejecting, toy_data, tmp_path):
-    import onnx
-    import onnxruntime as ort
-
     X, _ = toy_data
-    path = rejecting.to_onnx(tmp_path / "m.onnx")
-    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["sksparseft"])
+    meta, (proba, score) = run_onnx(rejecting.to_onnx(tmp_path / "m.onnx"), rejecting, X[:6])
     assert meta["unknown_label"] == "oos" and meta["unknown_threshold"] == rejecting.unknown_threshold_
     assert meta["classes"] == [str(c) for c in rejecting.classes_] and not meta["multilabel"]
     assert meta["rejection_score"] == "frozen_probe"
-    enc = rejecting.tokenizer_(list(X[:6]), padding=True, return_tensors="np")
-    proba, score = ort.InferenceSession(str(path)).run(
-        None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})
     np.testing.assert_allclose(proba, rejecting.predict_proba(X[:6]), atol=1e-4)
     np.testing.assert_allclose(score, rejecting.rejection_score(X[:6]), atol=1e-4)
 

@@ -3,9 +3,11 @@
 Each lead changes one thing of ``TokenSparseClassifier()`` and is scored on a development
 split carved from the training set (``benchmarks/research/dev_screen.py``). What wins moves
 into the package; what loses stays here, so that the screen's rows can be reproduced. A lead
-overrides whole ``stage_<name>`` methods (``OVERRIDES`` names them) and runs lab code in them
-(``stages``: copies of the package's stage bodies with one seam; ``views``: token views); it
-patches nothing in the package, and what it fits is the package's own ``ClassifierModule``.
+overrides methods of the package's fit (``OVERRIDES`` names them): a whole ``stage_<name>``
+that it wraps around the package's own (``super()``), or one of the steps a stage offers a
+subclass (``_training_net``, ``_training_data``, ``_contrastive_losses``), which it calls and
+changes; lab code (``views``: token views) runs only through them. It copies no stage, patches
+nothing in the package, and what it fits is the package's own ``ClassifierModule``.
 
 ``TokenViews``     cross-entropy on training views that keep the token groups and drop other tokens
                    (attention off), drawn per batch where the batch is collated
@@ -29,6 +31,8 @@ fit processes call it, nothing does on import):
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
@@ -44,8 +48,7 @@ from sksparseft.strategies import register_strategy
 from sksparseft.strategies.base import backbone_shapes, budget
 from sksparseft.strategies.token_sparse import TokenSparse, _embedding_rows
 
-from .stages import contrastive_stage, training_stage
-from .views import ViewCollate, kept_positions, train_contrastive_views
+from .views import ViewCollate, _view_features, kept_positions
 
 
 # -- token-group-aware views ---------------------------------------------------------------
@@ -56,18 +59,18 @@ class TokenViews(TokenSparseClassifier):
     special tokens). Validation, the probe and predict see whole texts.
     """
 
-    OVERRIDES = ("stage_training",)
+    OVERRIDES = ("_training_net", "_training_data")
     view_drop = 0.2
     views_keep_groups = True
 
-    def stage_training(self, state):
-        keep = kept_positions(state, groups=self.views_keep_groups)
-        drop = self.view_drop
+    def _training_net(self, state, extra_callbacks=()):
+        # The package's net, its training batches collated into views.
+        net = super()._training_net(state, extra_callbacks)
+        return net.set_params(iterator_train__collate_fn=ViewCollate(self.view_drop))
 
-        def views(net):
-            return net.set_params(iterator_train__collate_fn=ViewCollate(drop))
-
-        training_stage(self, state, encodings={**state.train_encodings, "keep": keep}, adapt_net=views)
+    def _training_data(self, state):
+        # The training part with what a view keeps (``ViewCollate`` takes it out of the batch).
+        return {**super()._training_data(state), "keep": kept_positions(state, groups=self.views_keep_groups)}
 
 
 # -- supervised contrastive pre-finetuning ----------------------------------------------------
@@ -127,12 +130,25 @@ class _BalancedBatches(torch.utils.data.Sampler):
 class SupConNet(SparseNet):
     """The package's net, its training loss plus ``supcon_weight`` x the supervised contrastive loss.
 
-    ``features`` holds the pooled features of the last training forward (see ``JointContrastive``).
+    While it trains, a forward hook on the module's head dropout (which receives the pooled
+    features) keeps the pooled features of the last training forward for the loss.
     """
 
-    def __init__(self, *args, supcon_weight=1.0, supcon_tau=0.05, features=None, **kwargs):
+    def __init__(self, *args, supcon_weight=1.0, supcon_tau=0.05, **kwargs):
         super().__init__(*args, **kwargs)
-        self.supcon_weight, self.supcon_tau, self.features = supcon_weight, supcon_tau, features
+        self.supcon_weight, self.supcon_tau, self.features = supcon_weight, supcon_tau, {}
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        def keep_features(dropout, args, out):
+            if dropout.training:
+                self.features["last"] = args[0]
+
+        handle = self.module_.dropout.register_forward_hook(keep_features)
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            handle.remove()
+            self.features.clear()  # no graph of the last batch outlives training
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
@@ -143,31 +159,23 @@ class SupConNet(SparseNet):
 
 
 class JointContrastive(TokenSparseClassifier):
-    """Cross-entropy plus ``supcon_weight`` x the supervised contrastive loss, in class-balanced batches."""
+    """Cross-entropy plus ``supcon_weight`` x the supervised contrastive loss, in class-balanced batches.
 
-    OVERRIDES = ("stage_training",)
+    ``balanced_batches=False`` keeps the package's training batches.
+    """
+
+    OVERRIDES = ("_training_net",)
     supcon_weight = 1.0
     con_tau = 0.05
+    balanced_batches = True
 
-    def stage_training(self, state):
-        module, features = state.module, {}
-
-        def keep_features(dropout, args, out):
-            # The head's dropout receives the pooled features: keep them for the loss while training.
-            if dropout.training:
-                features["last"] = args[0]
-
-        def joint(net):
-            # The package's net rebuilt as a SupConNet from its parameters (as sklearn's clone does).
-            params = dict(net.get_params(deep=False), iterator_train=BalancedLoader)
-            params.pop("_params_to_validate", None)
-            return SupConNet(supcon_weight=self.supcon_weight, supcon_tau=self.con_tau, features=features, **params)
-
-        handle = module.dropout.register_forward_hook(keep_features)
-        try:
-            training_stage(self, state, adapt_net=joint)
-        finally:
-            handle.remove()
+    def _training_net(self, state, extra_callbacks=()):
+        # The package's net rebuilt as a SupConNet from its parameters (as sklearn's clone does).
+        params = dict(super()._training_net(state, extra_callbacks).get_params(deep=False))
+        if self.balanced_batches:
+            params["iterator_train"] = BalancedLoader
+        params.pop("_params_to_validate", None)
+        return SupConNet(supcon_weight=self.supcon_weight, supcon_tau=self.con_tau, **params)
 
 
 # -- token focus at every layer: per-example Fisher through hooks ------------------------------
@@ -293,18 +301,20 @@ class CachedNoise(TokenSparseClassifier):
 class ContrastiveViews(Contrastive, TokenViews):
     """Contrastive pre-finetuning, then cross-entropy on token views."""
 
+    OVERRIDES = Contrastive.OVERRIDES + TokenViews.OVERRIDES
     views_keep_groups = False
 
 
 class ContrastiveGroupViews(TokenSparseClassifier):
     """The contrastive stage on views that keep the token groups (and special tokens) and drop other tokens."""
 
-    OVERRIDES = ("stage_contrastive",)
+    OVERRIDES = ("_contrastive_losses",)
     view_drop = 0.3
 
-    def stage_contrastive(self, state):
-        contrastive_stage(self, state, train=train_contrastive_views, keep=kept_positions(state),
-                          view_drop=self.view_drop)
+    def _contrastive_losses(self, state, **options):
+        # The package's contrastive training, each batch's features taken from views of its texts.
+        features = partial(_view_features, keep=kept_positions(state), view_drop=self.view_drop)
+        return super()._contrastive_losses(state, **dict(options, features=features))
 
 
 #: every lead a dev_screen variant may name

@@ -31,7 +31,7 @@ def _data_dir():
     return resources.files("sksparseft.datasets").joinpath("data", "banking77")
 
 
-def load_banking77(split="train", *, return_X_y=False):
+def load_banking77(split="train", *, return_X_y=False, classes=None, n_per_class=None, random_state=None):
     """Load a split of the BANKING77 intent-detection dataset (bundled, offline).
 
     Parameters
@@ -40,6 +40,13 @@ def load_banking77(split="train", *, return_X_y=False):
         The official split to load.
     return_X_y : bool, default=False
         If True, return ``(texts, labels)`` instead of a Bunch.
+    classes : list of str or None, default=None
+        Keep only the texts of these intents.
+    n_per_class : int or None, default=None
+        Draw this many texts of each intent (of ``classes``, in their order; all 77 when
+        None) without replacement, for few-shot experiments; None keeps every text.
+    random_state : int, numpy Generator or None, default=None
+        Seeds the draw of ``n_per_class``.
 
     Returns
     -------
@@ -57,6 +64,8 @@ def load_banking77(split="train", *, return_X_y=False):
         rows = list(csv.DictReader(fh))
     texts = [row["text"] for row in rows]
     labels = np.asarray([row["category"] for row in rows], dtype=object)
+    if classes is not None or n_per_class is not None:
+        texts, labels = _subset(texts, labels, classes, n_per_class, random_state)
     if return_X_y:
         return texts, labels
     target_names = json.loads(root.joinpath("categories.json").read_text(encoding="utf-8"))
@@ -67,3 +76,17 @@ def load_banking77(split="train", *, return_X_y=False):
         DESCR=DESCR,
         licence_path=str(root.joinpath("LICENSE")),
     )
+
+
+def _subset(texts, labels, classes, n_per_class, random_state):
+    known = sorted(set(labels))
+    classes = known if classes is None else list(classes)
+    unknown = sorted(set(classes) - set(known))
+    if unknown:
+        raise ValueError(f"classes {unknown[:3]} are not BANKING77 intents")
+    if n_per_class is None:
+        rows = np.flatnonzero(np.isin(labels, classes))
+    else:
+        rng = np.random.default_rng(random_state)
+        rows = np.concatenate([rng.choice(np.flatnonzero(labels == c), n_per_class, replace=False) for c in classes])
+    return [texts[i] for i in rows], labels[rows]

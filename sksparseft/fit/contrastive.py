@@ -56,7 +56,8 @@ def supcon_loss(features, labels, temperature):
 _CHUNK = 8
 
 
-def _features(module, encodings, rows, device):
+def pooled_features(module, encodings, rows, device):
+    """The module's pooled features of the encoded texts ``rows`` (with gradients): what the loss compares."""
     b = to_batch(encodings, rows, device)
     return module.features(b["input_ids"], b["attention_mask"])
 
@@ -90,7 +91,7 @@ def class_batches(y, classes_per_batch, per_class, rng):
 
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
-                      temperature=0.05, per_class=4, random_state=None, progress=None):
+                      temperature=0.05, per_class=4, random_state=None, progress=None, features=pooled_features):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch visits every text once (:func:`class_batches`), in batches of about
@@ -98,6 +99,8 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     groups to a batch. AdamW, gradients clipped to norm 1, constant rate. Returns the
     mean loss of each epoch (an empty list when no class has two texts). A 2-D 0/1 ``y``
     (multi-label) draws batches by each text's first label; texts sharing any label are positives.
+    ``features(module, encodings, rows, device)`` makes the compared vectors (a view of each text,
+    an augmentation: pass your own).
     """
     rng = np.random.default_rng(random_state)
     y = np.asarray(y)
@@ -119,9 +122,9 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
             total = 0.0
             for rows in progress(batches) if progress else batches:
                 rows = rows[np.argsort(lengths[rows], kind="stable")]
-                features = torch.cat([_features(module, encodings, part, device)
-                                      for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
-                loss = supcon_loss(features, torch.as_tensor(y[rows], device=device), temperature)
+                vectors = torch.cat([features(module, encodings, part, device)
+                                     for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
+                loss = supcon_loss(vectors, torch.as_tensor(y[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -211,18 +211,13 @@ class FitStages:
 
     # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
     def stage_contrastive(self, state):
-        module = state.module
         if state.accelerator is not None and state.accelerator.num_processes > 1:
             # Known gap: after this stage the processes' data-parallel epochs fell out of step (a hang).
             warnings.warn("the contrastive stage is skipped in data-parallel fits over several processes "
                           "(contrastive_epochs needs a single-process fit for now)", stacklevel=4)
             return
         with self._oom_advice("contrastive training"):
-            losses = train_contrastive(
-                module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
-                batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
-                device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
-            )
+            losses = self._contrastive_losses(state)
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
         if not all(np.isfinite(losses)):
@@ -236,6 +231,17 @@ class FitStages:
         if self.head_init == "linear_probe":
             self._fit_probe(state)  # training starts from a probe on the features it will finetune
 
+    def _contrastive_losses(self, state, **options):
+        """Run the contrastive training (a step a subclass may override); the mean loss of each epoch.
+
+        ``options`` go to :func:`~sksparseft.fit.contrastive.train_contrastive` (e.g. ``features``).
+        """
+        return train_contrastive(
+            state.module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
+            batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
+            device=state.device, random_state=state.seed, progress=self._progress("contrastive"), **options,
+        )
+
     # -- training ------------------------------------------------------------------------
     def stage_training(self, state):
         extra, resume_state = [], None
@@ -245,19 +251,12 @@ class FitStages:
         if self.checkpoint_path is not None:
             resume, resume_state = resume_callbacks(self.checkpoint_path, fingerprint(state))
             extra.extend(resume)
-        lr = state.learning_rate
-        state.net = build_net(
-            state.module, n_train=len(state.train_idx), lr=lr, head_lr=self.head_learning_rate or lr,
-            weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
-            device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
-            patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra,
-            accelerator=state.accelerator, kind=state.kind,
-        )
+        state.net = self._training_net(state, extra)
         # Where training starts (the linear probe): one end of the line along which the
         # interpolation stage chooses the fitted weights.
         state.start_state = state.module.trainable_state()
         with self._oom_advice("training"):
-            fit_or_resume(state.net, state.train_encodings, state.y_train, resume_state,
+            fit_or_resume(state.net, self._training_data(state), state.y_train, resume_state,
                           max_epochs=self.max_epochs, patience=self.patience)
         net = state.net
         state.module = net.module_
@@ -278,6 +277,21 @@ class FitStages:
         state.average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
         if state.average is not None:
             state.module.load_trainable_state_(state.average)  # the finetuned end: the epochs' average
+
+    def _training_net(self, state, extra_callbacks=()):
+        """The skorch net that trains ``state.module`` (a step a subclass may override)."""
+        lr = state.learning_rate
+        return build_net(
+            state.module, n_train=len(state.train_idx), lr=lr, head_lr=self.head_learning_rate or lr,
+            weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
+            device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
+            patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra_callbacks,
+            accelerator=state.accelerator, kind=state.kind,
+        )
+
+    def _training_data(self, state):
+        """The encodings the net trains on (a step a subclass may override): the training part."""
+        return state.train_encodings
 
     # -- interpolation: where on the line from the probe to the finetune -------------------
     def stage_interpolation(self, state):

@@ -1,5 +1,5 @@
-"""The research lab (benchmarks/research/): its leads fit, its copies of stage bodies match the package's,
-and the package neither imports it nor carries its names."""
+"""The research lab (benchmarks/research/): its leads fit, each changes the package's fit only where it says
+(with its change turned off it fits what the package fits), and the package neither imports it nor carries its names."""
 
 from __future__ import annotations
 
@@ -17,14 +17,13 @@ from sksparseft import TokenSparseClassifier
 ROOT = Path(__file__).resolve().parents[2]
 leads = pytest.importorskip("benchmarks.research.leads", reason="run from the repository root (python -m pytest)")
 dev_variants = pytest.importorskip("benchmarks.research.dev_variants")
-stages = pytest.importorskip("benchmarks.research.stages")
 views = pytest.importorskip("benchmarks.research.views")
 run = pytest.importorskip("benchmarks.run")
 render = pytest.importorskip("benchmarks.render")
 
 SETTINGS = dict(FAST, random_state=0, validation_fraction=0.25, max_epochs=3)
 #: Identifiers only the lab uses: none may appear in the package.
-LAB_NAMES = ("view_drop", "view_mask", "ViewCollate", "kept_positions", "train_contrastive_views", "token_layers",
+LAB_NAMES = ("view_drop", "view_mask", "ViewCollate", "kept_positions", "_view_features", "token_layers",
              "fisher_batched", "LayerFocus", "BatchedFisher", "register_lab_strategies", "TokenViews",
              "ContrastiveViews", "JointContrastive", "SupConNet", "BalancedLoader", "CachedNoise",
              "ContrastiveGroupViews", "DevScoredEnding")
@@ -89,8 +88,12 @@ def test_the_lab_strategies_stay_out_of_the_registry_until_asked(lab_strategies)
 
 
 # -- the leads ------------------------------------------------------------------------------
+#: The steps of a stage that a lead may override besides whole stages (sksparseft/fit/stages.py).
+STEPS = ("_training_net", "_training_data", "_contrastive_losses")
+
+
 @pytest.mark.parametrize("name", sorted(leads.LEADS))
-def test_every_lead_is_an_estimator_that_overrides_whole_stages(name):
+def test_every_lead_is_an_estimator_that_overrides_stages_or_their_steps(name):
     from sklearn.base import clone
 
     from sksparseft.fit.stages import STAGES, FitStages
@@ -100,7 +103,7 @@ def test_every_lead_is_an_estimator_that_overrides_whole_stages(name):
     assert isinstance(clf, TokenSparseClassifier) and clf.max_epochs == 1
     assert cls.OVERRIDES
     for method in cls.OVERRIDES:
-        assert method.removeprefix("stage_") in STAGES, method
+        assert method.removeprefix("stage_") in STAGES or method in STEPS, method
         own = getattr(cls, method)
         assert own is not getattr(FitStages, method) and own.__module__.startswith("benchmarks.research."), method
 
@@ -115,22 +118,44 @@ def test_every_dev_screen_variant_names_a_lead_or_strategy_that_fits(lab_strateg
         assert variant.get("lead") in (None, *leads.LEADS), name
 
 
-class _StageCopies(TokenSparseClassifier):
-    """The lab's copies of the contrastive and training stages and of the contrastive loop, with no change."""
+#: Each lead's change turned off (class attributes, as dev_screen's ``attrs`` set them).
+CHANGE_OFF = {
+    "TokenViews": {"view_drop": 0.0},
+    "Contrastive": {"con_epochs": 0},
+    "ContrastiveViews": {"con_epochs": 0, "view_drop": 0.0},
+    "JointContrastive": {"supcon_weight": 0.0, "balanced_batches": False},
+    "CachedNoise": {"cache_dropout": 0.0},
+    "ContrastiveGroupViews": {"view_drop": 0.0},
+}
+#: The cost mode, where CachedNoise's change has cached activations to act on.
+CACHE_MODE = dict(strategy="token_sparse", strategy_options={"min_layer": 1, "cache_frozen": True})
 
-    def stage_contrastive(self, state):
-        stages.contrastive_stage(self, state, train=views.train_contrastive_views)  # no keep, no view_drop
 
-    def stage_training(self, state):
-        stages.training_stage(self, state)
-
-
-def test_the_lab_copies_of_the_stages_fit_what_the_package_fits(tiny_model, toy_data, default):
-    # When the package's stage changes, its lab copy must follow, or a lead's rows measure the drift.
+@pytest.fixture(scope="module")
+def default_cache_mode(tiny_model, toy_data):
     X, y = toy_data
-    clf = _StageCopies(tiny_model, **SETTINGS).fit(X, y)
-    assert clf.contrastive_epochs > 0 and clf.interpolation_ == default.interpolation_
-    np.testing.assert_array_equal(clf.predict_proba(X), default.predict_proba(X))
+    return TokenSparseClassifier(tiny_model, **SETTINGS, **CACHE_MODE).fit(X, y)
+
+
+def test_every_lead_has_a_way_to_turn_its_change_off():
+    assert set(CHANGE_OFF) == set(leads.LEADS)
+    for name, attrs in CHANGE_OFF.items():
+        assert all(hasattr(leads.LEADS[name], a) for a in attrs), name
+
+
+@pytest.mark.parametrize("name", sorted(CHANGE_OFF))
+def test_a_lead_with_its_change_turned_off_fits_what_the_package_fits(tiny_model, toy_data, default,
+                                                                      default_cache_mode, name):
+    # A lead changes the fit only through the steps it overrides: the rest is the package's own, so a
+    # difference in its rows is the lead's. With the change on, the fit differs (the package calls the step).
+    X, y = toy_data
+    cls = leads.LEADS[name]
+    params, package = (dict(SETTINGS, **CACHE_MODE), default_cache_mode) if name == "CachedNoise" else (SETTINGS, default)
+    off = type(name, (cls,), CHANGE_OFF[name])(tiny_model, **params).fit(X, y)
+    assert off.contrastive_epochs > 0 and off.interpolation_ == package.interpolation_
+    np.testing.assert_array_equal(off.predict_proba(X), package.predict_proba(X))
+    on = cls(tiny_model, **params).fit(X, y)
+    assert not np.array_equal(on.predict_proba(X), package.predict_proba(X))
 
 
 @pytest.mark.parametrize("name", sorted(leads.LEADS))
