@@ -1,5 +1,9 @@
 """Atomic writes: a crash leaves either the old file (folder) or the complete new one.
 
+The file or folder gets the permissions a plain ``open(path, "w")`` / ``os.mkdir(path)`` would
+give under the current umask (the temporary one is private until then); a file written over
+an existing one keeps that file's mode, as a write in place would.
+
 A write that fails on a full disk raises ``OSError`` (errno ENOSPC) that names the path and
 says so, whatever the writing library reported; the temporary file or folder is removed.
 """
@@ -9,12 +13,49 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 # Below this many free bytes a failed write is taken for a full disk: some writers (torch.save)
 # report it without errno or message.
 _NEARLY_FULL = 1 << 20
+
+
+# Where Linux states a process's umask without changing it (Linux 4.7 and later).
+_STATUS = "/proc/self/status"
+
+
+def _umask():
+    """The process's umask."""
+    try:
+        with open(_STATUS, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the umask can only be read by setting it. It is process-wide: a thread creating a
+    # file between these two calls gets the temporary value, so that value is the most private one.
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def _file_mode(path):
+    """The mode of the file at ``path`` if there is one, else what ``open(path, "w")`` would create."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _chmod(path, mode):
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:  # a file system without modes (some FUSE/SMB mounts): its own rule stands
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def _disk_full(exc, folder):
@@ -46,6 +87,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        _chmod(tmp, _file_mode(path))  # mkstemp made it 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -74,6 +116,7 @@ def atomic_dir(path, write, replace=False):
         except Exception as exc:
             _raise_disk_full(exc, path)
             raise
+        _chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
         if replace and path.exists():
             shutil.rmtree(path)
         try:

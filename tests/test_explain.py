@@ -1,23 +1,13 @@
-"""Token-group tables, per-text explanations and plots."""
+"""Token-group tables and per-text explanations (the plots: tests/test_plotting.py)."""
 
-import matplotlib
 import numpy as np
 import pytest
 
-from cases import FAST as BASE
-from sksparseft import TokenSparseClassifier
-from sksparseft.plotting import mask_density_grid, plot_mask, plot_token_groups
-
-matplotlib.use("Agg")
 
 
-FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
-
-
-@pytest.fixture(scope="module")
-def fitted(tiny_model, toy_data):
-    X, y = toy_data
-    return TokenSparseClassifier(tiny_model, n_token_groups=12, **FAST).fit(X, y)
+@pytest.fixture
+def fitted(grouped_model):
+    return grouped_model
 
 
 def test_token_group_table_is_per_class_and_ranked(fitted):
@@ -46,13 +36,3 @@ def test_explain_measures_each_group_by_removing_it(fitted):
     assert g["effect"] == pytest.approx(expected, abs=1e-4)
     assert out[1]["groups"] == []  # no known group in it
 
-
-def test_plots_draw_groups_and_mask(fitted):
-    fig = plot_token_groups(fitted, top=3)
-    assert len([ax for ax in fig.axes if ax.get_title()]) == len(fitted.classes_)
-    fig = plot_mask(fitted)
-    layers, kinds, grid = mask_density_grid(fitted.mask_)
-    assert "layer.0" in layers and "attention" in kinds
-    assert np.nanmax(grid) > 0 and fig.axes
-    with pytest.raises(ValueError, match="not in classes_"):
-        plot_token_groups(fitted, classes=["nope"])

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -166,6 +167,7 @@ def fitted_from_json(obj):
         elif default is _MISSING:
             raise KeyError(key)
         else:
-            value = default(obj) if callable(default) else default
+            # A fresh copy per load: a mutable default ({} / []) is never shared between models.
+            value = default(obj) if callable(default) else copy.deepcopy(default)
         out[attr] = decode(value, obj)
     return out
