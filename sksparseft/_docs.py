@@ -65,13 +65,13 @@ def _cell(text):
 
 
 def parameter_table(obj=None):
-    """Markdown table ``parameter | default | meaning`` of ``obj``'s docstring (the estimator's by default)."""
+    """Markdown table ``parameter | accepts | default | meaning`` of ``obj``'s docstring (the estimator's by default)."""
     if obj is None:
         from .estimator import TokenSparseClassifier as obj
-    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    rows = ["| parameter | accepts | default | meaning |", "|---|---|---|---|"]
     for p in docstring_parameters(obj):
         default = f"`{p.default}`" if p.default is not None else ""
-        rows.append(f"| `{p.name}` | {_cell(default)} | {_cell(p.text)} |")
+        rows.append(f"| `{p.name}` | {_cell(_markdown(p.type))} | {_cell(default)} | {_cell(p.text)} |")
     return "\n".join(rows)
 
 

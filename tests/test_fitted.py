@@ -41,7 +41,7 @@ def test_set_fitted_assigns_every_attribute_and_returns_the_estimator():
     (lambda v: v.pop("rejector_"), "missing ['rejector_']"),
     (lambda v: v.update(extra_=1), "unknown ['extra_']"),
 ])
-def test_set_fitted_with_a_missing_or_unknown_attribute_assigns_none(change, named):
+def test_set_fitted_with_a_missing_or_unknown_attribute_raises_and_assigns_nothing(change, named):
     est = SimpleNamespace(classes_="before")
     values = {name: 1 for name in FITTED}
     change(values)

@@ -9,7 +9,7 @@ import pytest
 from sksparseft import TokenSparseClassifier
 from sksparseft.io import fitted as fitted_module
 from sksparseft.io.fitted import fitted_from_json, labels_to_json
-from sksparseft.io.older_files import FITTED, PARAMS, REJECTOR, with_older_params
+from sksparseft.io.older_files import FITTED, PARAMS, with_older_params
 
 # What a file lacking the field loads as: the decoded form of older_files.FITTED's value
 # (no added tokens is an empty list, no interpolation points an empty dict).
@@ -118,6 +118,3 @@ def test_two_loads_do_not_share_a_mutable_default():
     assert fitted_from_json(_oldest_json())["fit_stages_"] == {}
     assert {k: v for k, v in FITTED.items() if not callable(v)} == before
 
-
-def test_a_pickle_from_before_the_rejector_has_none():
-    assert REJECTOR is None

@@ -425,7 +425,7 @@ class FitStages:
         state.module.eval()
 
     def _fitted_values(self, state):
-        """The fitted attributes of this fit (see ``fitted_state.FITTED``)."""
+        """The fitted attributes of this fit (see ``sksparseft.io.fitted.FITTED``)."""
         return dict(
             classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
             strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,

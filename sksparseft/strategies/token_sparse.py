@@ -34,7 +34,7 @@ class TokenSparseOptions:
         "there (a cost lever, docs/gpu.md); None: every block", low=0)
     cache_frozen: bool = option(
         False, "with `min_layer`, run the blocks below it once per text, without dropout, not once per epoch: "
-        "faster, measured 1-2 points less accurate (docs/gpu.md)")
+        "faster; less accurate in the benchmarks page's `min_layer` rows (10-shot `token_sparse`)")
 
 
 class TokenSparse(MaskStrategy):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +82,13 @@ def test_nothing_in_the_benchmarks_patches_the_package():
     assert hits == []
 
 
-def test_the_lab_strategies_stay_out_of_the_registry_until_asked(lab_strategies):
-    from sksparseft.strategies import STRATEGIES
-
-    assert set(leads.LAB_STRATEGIES) <= set(STRATEGIES)
-    assert not set(leads.LAB_STRATEGIES) & set(run.STRATEGIES)  # "every strategy" means the package's
+def test_the_lab_strategies_stay_out_of_the_registry_until_asked():
+    # A fresh process: importing the lab registers nothing; asking registers both.
+    code = ("import benchmarks.research.leads as lab\nfrom sksparseft.strategies import STRATEGIES\n"
+            "on_import = sorted(set(lab.LAB_STRATEGIES) & set(STRATEGIES))\nlab.register_lab_strategies()\n"
+            "print(on_import, sorted(set(lab.LAB_STRATEGIES) - set(STRATEGIES)), len(lab.LAB_STRATEGIES))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "[]", str(len(leads.LAB_STRATEGIES))] and leads.LAB_STRATEGIES
 
 
 # -- the leads ------------------------------------------------------------------------------
