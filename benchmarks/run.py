@@ -164,6 +164,23 @@ CONFIGS = {
                        "con_only_rows_top3_cached_c4": {"method": "random_rows", "params": {"max_epochs": 0,
                            "contrastive_epochs": 4, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                    }},
+    "speed_screen": {"part": "dev_screen", "name": "speed_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                     "regime": "10shot", "dev_size": 1500,
+                     "about": "fast-default candidates (top blocks only, frozen prefix run once per text) against "
+                              "today's default, `full` and frozen-embedding LR on the 10-shot dev splits, seeds 0-2, "
+                              "0.7.0 code (the rule: docs/benchmarks.md, 'How the speed default is chosen')",
+                     "variants": {
+                         "frozen_lr": {"method": "frozen_lr"},
+                         "random_c2": {"method": "random"},
+                         "full_c2": {"method": "full"},
+                         "layers_c2": {"method": "layers"},
+                         "layers_c2_cached": {"method": "layers",
+                                              "params": {"strategy_options": {"cache_frozen": True}}},
+                         "layers3_c2_cached": {"method": "layers",
+                                               "params": {"strategy_options": {"n_layers": 3, "cache_frozen": True}}},
+                         "random_top3_c2_cached": {"method": "random", "params": {
+                             "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
+                     }},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},

@@ -21,15 +21,15 @@ from sksparseft.strategies.token_sparse import TokenSparse
 ROOT = Path(__file__).resolve().parents[1]
 RE_RENDER = 'python -c "from sksparseft._docs import render_reference_tables; render_reference_tables()"'
 
-# The options, defaults and their order as 0.6.0 declared them (dicts): describe() and so the
-# ``strategy_`` of saved files must stay what they were.
-OPTIONS_OF_0_6 = {
+# The options, defaults and their order (0.6.0's, plus min_layer and cache_frozen for random and
+# cache_frozen for layers in 0.7.0): describe(), and so the ``strategy_`` of saved files.
+OPTIONS = {
     "token_sparse": {"embedding_rows": True, "min_layer": None, "cache_frozen": False},
     "fisher": {"embedding_rows": False},
-    "random": {},
+    "random": {"min_layer": None, "cache_frozen": False},
     "random_rows": {"min_layer": None, "cache_frozen": False},
     "bitfit": {},
-    "layers": {"n_layers": 2},
+    "layers": {"n_layers": 2, "cache_frozen": False},
     "full": {},
     "lora": {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None},
     "prefix": {"n_prefix": 16},
@@ -79,8 +79,12 @@ def test_every_registered_strategy_is_in_the_strategy_table():
 
 
 def test_describe_is_what_it_was_and_old_descriptions_load():
-    for name, options in OPTIONS_OF_0_6.items():
+    for name, options in OPTIONS.items():
         assert list(get_strategy(name).describe().items()) == [("strategy", name), *options.items()]
+    # strategy_ as 0.6.0 wrote it for the strategies that gained options: the new ones at their defaults
+    assert from_description({"strategy": "random"}).describe() == {"strategy": "random", **OPTIONS["random"]}
+    assert from_description({"strategy": "layers", "n_layers": 3}).describe() == {
+        "strategy": "layers", "n_layers": 3, "cache_frozen": False}
     # strategy_ of the legacy files in tests/data (saved by 0.5.0)
     for old in ({"alpha": 16, "dropout": 0.1, "r": 2, "strategy": "lora", "target_modules": None},
                 {"cache_frozen": False, "embedding_rows": True, "min_layer": None, "strategy": "token_sparse"}):

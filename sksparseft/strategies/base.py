@@ -119,6 +119,22 @@ class MaskStrategy(Strategy):
         return mask
 
 
+def cached_prefix(module, first_trained, cache):
+    """How many bottom blocks to run once per text: those below ``first_trained`` when ``cache`` is on.
+
+    0 when nothing below can be cached (no ``cache``, no blocks, or ``first_trained`` past the
+    last block: ``select`` says what is wrong with it).
+    """
+    from ..model.layout import transformer_blocks
+
+    if not first_trained or not cache:
+        return 0
+    blocks = transformer_blocks(module.encoder)
+    if blocks is None or int(first_trained) >= len(blocks):
+        return 0
+    return int(first_trained)
+
+
 def backbone_shapes(module):
     return {n: tuple(p.shape) for n, p in module.encoder.named_parameters()}
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.layout import block_index, transformer_blocks
+from ..model.layout import block_index
 from ..model.mask import SparseMask
 from ..model.sensitivity import eligible_parameters, sensitivity_scores
 from ..text.tokens import group_token_ids
-from .base import MaskStrategy, backbone_shapes, budget
+from .base import MaskStrategy, backbone_shapes, budget, cached_prefix
 from .options import option
 
 
@@ -48,13 +48,7 @@ class TokenSparse(MaskStrategy):
     token_focus = True
 
     def frozen_blocks(self, module):
-        min_layer = self.settings.get("min_layer")
-        if not min_layer or not self.settings.get("cache_frozen"):
-            return 0
-        blocks = transformer_blocks(module.encoder)
-        if blocks is None or int(min_layer) >= len(blocks):
-            return 0  # select() says what is wrong with min_layer
-        return int(min_layer)
+        return cached_prefix(module, self.settings.get("min_layer"), self.settings.get("cache_frozen"))
 
     def select(self, module, ctx):
         names = eligible_parameters(module)
