@@ -153,20 +153,27 @@ def test_adapter_summary_counts_the_backbone_and_the_adapters(fitted):
     assert s["total"] == sum(p.numel() for p in clf.module_.encoder.parameters()) - s["added_parameters"]
 
 
-def test_token_sparse_min_layer_keeps_the_mask_above_it(tiny_model, toy_data):
+@pytest.mark.parametrize("strategy", ["token_sparse", "random", "random_rows"])
+def test_min_layer_keeps_the_mask_above_it(tiny_model, toy_data, strategy):
     from sksparseft.model.mask import layer_of
 
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"min_layer": 1},
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options={"min_layer": 1},
                                 **{**FAST, "max_epochs": 1}).fit(X, y)
     layers = {layer_of(n) for n in clf.mask_.indices}
     assert layers and layers <= {"layer.1"}  # no block 0, no embedding rows
     with pytest.raises(ValueError, match="min_layer=5 leaves no transformer block"):
-        TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"min_layer": 5}, **FAST).fit(X, y)
+        TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options={"min_layer": 5}, **FAST).fit(X, y)
+
+
+# Strategies that train the top blocks only and can run the ones below once per text.
+CACHING = [("token_sparse", {"min_layer": 1}), ("random", {"min_layer": 1}), ("random_rows", {"min_layer": 1}),
+           ("layers", {"n_layers": 1})]
 
 
 @pytest.mark.parametrize("backbone", ["tiny_model", "tiny_decoder"])
-def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, request, monkeypatch):
+@pytest.mark.parametrize("strategy,options", CACHING, ids=[c[0] for c in CACHING])
+def test_the_frozen_blocks_run_once_per_text(backbone, strategy, options, toy_data, request, monkeypatch):
     from sksparseft.model.module import ClassifierModule
 
     model = request.getfixturevalue(backbone)
@@ -181,10 +188,12 @@ def test_min_layer_runs_the_frozen_blocks_once_per_text(backbone, toy_data, requ
     monkeypatch.setattr(ClassifierModule, "clear_block_cache", record)
     fits = {}
     for cache in (True, False):
-        options = {"min_layer": 1, "cache_frozen": cache}
-        fits[cache] = TokenSparseClassifier(model, strategy="token_sparse", strategy_options=options, **FAST).fit(X, y)
+        settings = {**options, "cache_frozen": cache}
+        fits[cache] = TokenSparseClassifier(model, strategy=strategy, strategy_options=settings, **FAST).fit(X, y)
     assert seen == [len(set(X)), 0]  # every distinct text once; nothing without the cache
     assert "_block_cache" not in fits[True].module_.__dict__ and not fits[True].module_.cached_blocks
+    trained = {n for n in fits[True].mask_.indices}
+    assert trained and all("layers.1." in n or "layer.1." in n for n in trained)  # only above the cache
     if backbone == "tiny_decoder":
         # No dropout in this backbone: reusing the blocks changes nothing but float noise.
         np.testing.assert_allclose(fits[True].predict_proba(X), fits[False].predict_proba(X), atol=1e-4)
