@@ -8,7 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .explain import explain, token_group_table
@@ -126,6 +126,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "auto" chooses one threshold per label on the validation split (best F1).
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...).
+    memory : str, path, joblib.Memory or None, default=None
+        Folder (or ``joblib.Memory``, as in ``Pipeline``) where fits keep what the frozen backbone
+        computed per text (probe features; cached frozen blocks), for the folds and candidates of
+        a search to reuse; processes may share it (docs/speed.md). None keeps nothing.
     checkpoint_path : str or None, default=None
         File to which a resumable checkpoint is written atomically after every epoch; a
         later fit with the same parameters, data and ``random_state`` resumes from it.
@@ -183,16 +187,12 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Where on the line from the probe (0) to the finetune (1) the model sits.
     interpolation_scores_ : dict
         Validation ``(accuracy, log-loss)`` of each point measured when choosing it.
-    fit_time_ : float
-        Wall time of ``fit`` in seconds.
-    fit_stages_ : dict
-        Wall time in seconds of each stage of ``fit`` that ran.
+    fit_time_, fit_stages_ : float, dict
+        Wall time of ``fit`` and of each of its stages that ran, in seconds.
     module_ : ClassifierModule
         The fitted torch module (backbone with the delta merged in, head).
-    tokenizer_ : transformers tokenizer
-        The tokenizer (with any added tokens).
-    device_ : torch.device
-        Where the model runs.
+    tokenizer_, device_ : transformers tokenizer, torch.device
+        The tokenizer (with any added tokens) and where the model runs.
     """
 
     def __init__(
@@ -201,8 +201,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         head_learning_rate=None, weight_decay=0.01, max_epochs=8, batch_size=32, max_length=128, pooling="auto",
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=3,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2, unknown_label=None,
-        unknown_threshold="auto", multilabel_threshold=0.5, callbacks=None, checkpoint_path=None, device="auto",
-        accelerate=False, random_state=None, verbose=0,
+        unknown_threshold="auto", multilabel_threshold=0.5, callbacks=None, memory=None, checkpoint_path=None,
+        device="auto", accelerate=False, random_state=None, verbose=0,
     ):
         self.model = model
         self.strategy = strategy
@@ -233,6 +233,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.unknown_threshold = unknown_threshold
         self.multilabel_threshold = multilabel_threshold
         self.callbacks = callbacks
+        self.memory = memory
         self.checkpoint_path = checkpoint_path
         self.device = device
         self.accelerate = accelerate
@@ -270,6 +271,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "unknown_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],
         "multilabel_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],
         "callbacks": [list, tuple, None],
+        "memory": [str, os.PathLike, HasMethods(["cache"]), None],
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str, torch.device, None],
         "accelerate": ["boolean"],

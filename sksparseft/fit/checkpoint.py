@@ -181,7 +181,7 @@ def fingerprint(state):
     """Identifies a fit (a checkpoint of another is never resumed): the parameters that shape
     training, the data and the selected mask of a :class:`~sksparseft.fit.state.FitState`."""
     h = hashlib.sha256()
-    skip = {"callbacks", "verbose", "device", "checkpoint_path"}
+    skip = {"callbacks", "verbose", "device", "checkpoint_path", "memory"}
     h.update(repr(sorted((k, repr(v)) for k, v in state.params.items() if k not in skip)).encode())
     for t in state.texts:
         h.update(t.encode("utf-8", "replace") + b"\x00")

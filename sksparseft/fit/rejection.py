@@ -96,6 +96,27 @@ def conformal_threshold(scores, accepted=UNKNOWN_ACCEPTED):
     return float(scores[k - 1]) if k >= 1 else 0.0
 
 
+def fit_rejector(rejector, features, y_enc, *, threshold, unknown=(), class_weight=None, sample_weight=None, seed=0,
+                 sync=None):
+    """Fit ``rejector``'s head as the linear probe on ``features``; the rejection threshold.
+
+    ``threshold="auto"``: the conformal threshold of the out-of-fold scores of the in-scope
+    texts (every text when all are labelled unknown). ``sync`` makes every process of a
+    data-parallel fit reject alike, whatever its float noise (process 0's head and threshold).
+    """
+    fit_linear_probe(rejector.head, features, y_enc, class_weight=class_weight, sample_weight=sample_weight)
+    if sync is not None:
+        rejector.head.load_state_dict(sync({k: v.cpu() for k, v in rejector.head.state_dict().items()}))
+    if threshold != "auto":
+        return float(threshold)
+    n_classes = rejector.head.out_features
+    scores = out_of_fold_scores(features, y_enc, n_classes, unknown=unknown, class_weight=class_weight,
+                                sample_weight=sample_weight, seed=seed)
+    in_scope = ~np.isin(y_enc, unknown)
+    threshold = conformal_threshold(scores[in_scope] if in_scope.any() else scores)
+    return sync(threshold) if sync is not None else threshold
+
+
 def reject(labels, scores, unknown_label, threshold):
     """``labels`` with ``unknown_label`` wherever the score is below ``threshold`` or the label is already it."""
     rejected = scores < threshold

@@ -18,9 +18,10 @@ from ..model.backbone import default_pooling, load_backbone
 from .checkpoint import fingerprint, fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
 from ..model.devices import broadcast_from_main, oom_advice
+from .frozen import FrozenWork
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from ..model.module import ClassifierModule
-from .rejection import conformal_threshold, frozen_copy, out_of_fold_scores
+from .rejection import fit_rejector, frozen_copy
 from .targets import best_f1_thresholds
 from ..strategies import FitContext
 from ..text.tokens import content_sequences, discover_token_groups, encode, group_positions
@@ -35,11 +36,8 @@ STAGES = ("load", "token_groups", "rejection", "linear_probe", "selection", "con
           "thresholds", "head_refit", "finalize")
 
 
-class FitStages:
+class FitStages(FrozenWork):
     """Mixin of TokenSparseClassifier: one method ``stage_<name>`` per entry of :data:`STAGES`."""
-
-    # Activations of frozen blocks kept per text: at most this many bytes.
-    _BLOCK_CACHE_BYTES = 2**30
 
     def _stages(self, state=None):
         """The stages this fit runs, in order (``rejection`` with ``unknown_label``, ``thresholds`` for multi-label)."""
@@ -103,28 +101,16 @@ class FitStages:
     # -- rejection: the frozen backbone's probe that decides what is out of scope ---------
     def stage_rejection(self, state):
         """The rejector (a frozen copy of the backbone with its linear probe) and ``unknown_threshold_``."""
-        n_classes = len(state.classes)
-        weight = state.encodings.get("sample_weight")
         with torch.random.fork_rng(devices=[]):  # the fit's own random draws stay as without rejection
-            state.rejector = frozen_copy(state.encoder, n_classes, state.pooling).to(state.device)
+            state.rejector = frozen_copy(state.encoder, len(state.classes), state.pooling).to(state.device)
         with self._oom_advice("feature extraction"):
-            features = run_inference(state.rejector, state.encodings, self._eval_batch(), state.device,
-                                     what="features", progress=self._progress("rejection features"))
-        fit_linear_probe(state.rejector.head, features, state.y_enc, class_weight=state.class_weight,
-                         sample_weight=weight)
-        if state.accelerator is not None:  # every process must reject alike, whatever its float noise
-            head = broadcast_from_main({k: v.cpu() for k, v in state.rejector.head.state_dict().items()})
-            state.rejector.head.load_state_dict(head)
-        if self.unknown_threshold != "auto":
-            state.unknown_threshold = float(self.unknown_threshold)
-            return
-        unknown = [i for i, c in enumerate(state.classes.tolist()) if c == self.unknown_label]
-        scores = out_of_fold_scores(features, state.y_enc, n_classes, unknown=unknown, class_weight=state.class_weight,
-                                    sample_weight=weight, seed=state.seed)
-        in_scope = ~np.isin(state.y_enc, unknown)
-        state.unknown_threshold = conformal_threshold(scores[in_scope] if in_scope.any() else scores)
-        if state.accelerator is not None:  # every process must reject alike, whatever its float noise
-            state.unknown_threshold = broadcast_from_main(state.unknown_threshold)
+            features = self._frozen_features(state, state.rejector, state.encodings,
+                                             progress=self._progress("rejection features"))
+        state.unknown_threshold = fit_rejector(
+            state.rejector, features, state.y_enc, threshold=self.unknown_threshold,
+            unknown=[i for i, c in enumerate(state.classes.tolist()) if c == self.unknown_label],
+            class_weight=state.class_weight, sample_weight=state.encodings.get("sample_weight"), seed=state.seed,
+            sync=broadcast_from_main if state.accelerator is not None else None)
 
     # -- the module and its head (LP-FT) ----------------------------------------------
     def _sparse_backward(self, state):
@@ -139,7 +125,7 @@ class FitStages:
         ).to(state.device)
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
-            self._fit_probe(state)
+            self._fit_probe(state, frozen=True)
             state.probe_head = {k: v.detach().clone() for k, v in state.module.head.state_dict().items()}
         else:  # the head starts at random; the floor still needs the probe
             head = copy.deepcopy(state.module.head)
@@ -150,25 +136,20 @@ class FitStages:
                              sample_weight=state.train_encodings.get("sample_weight"), kind=state.kind)
             state.probe_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
 
-    def _fit_probe(self, state):
-        """The head as a logistic regression on the module's features of the training part (LP-FT)."""
-        with self._oom_advice("feature extraction"):
-            fit_head_on_features(state.module, state.train_encodings, state.y_train, self._eval_batch(), state.device,
-                                 class_weight=state.class_weight, progress=self._progress("features"), kind=state.kind)
+    def _fit_probe(self, state, frozen=False):
+        """The head as a logistic regression on the module's features of the training part (LP-FT).
 
-    def _cache_frozen_blocks(self, state):
-        """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
-        module = state.module
-        k = state.strategy.frozen_blocks(module)
-        if not k:
-            return
-        size = int(state.encodings["attention_mask"].sum()) * module.encoder.config.hidden_size * 4
-        if size > self._BLOCK_CACHE_BYTES:
-            if self.verbose:
-                print(f"not caching the {k} frozen blocks: {size / 2**20:.0f} MiB of activations is over the "
-                      f"{self._BLOCK_CACHE_BYTES / 2**20:.0f} MiB limit")
-            return
-        module.cache_frozen_blocks(k)
+        ``frozen``: the module is still the pretrained backbone, whose features ``memory`` may hold.
+        """
+        train = state.train_encodings
+        with self._oom_advice("feature extraction"):
+            if frozen and self._store(state, "features") is not None:
+                fit_linear_probe(state.module.head, self._frozen_features(state, state.module, train), state.y_train,
+                                 class_weight=state.class_weight, sample_weight=train.get("sample_weight"),
+                                 kind=state.kind)
+                return
+            fit_head_on_features(state.module, train, state.y_train, self._eval_batch(), state.device,
+                                 class_weight=state.class_weight, progress=self._progress("features"), kind=state.kind)
 
     # -- selection: what the strategy trains ------------------------------------------
     def stage_selection(self, state):
@@ -305,6 +286,7 @@ class FitStages:
                 self._choose_blend(state)
         self._keep_floor_if_better(state)
         # The last stage that reads the cached frozen blocks; the head refit and export see plain blocks.
+        self._keep_block_cache(state)
         state.module.clear_block_cache()
 
     def _start_scores(self, state):

@@ -59,6 +59,9 @@ class FitState:
     added: list = field(default_factory=list)
     min_count: int = 1
     focus: np.ndarray | None = None
+    # memory
+    backbone_key: str | None = None  # the frozen backbone's namespace in ``memory``
+    prefix_store: tuple | None = None  # (store, keys it gave) of the frozen blocks' outputs
     # rejection
     rejector: object = None  # frozen backbone + linear probe whose confidence decides rejection
     # module and probe

@@ -34,6 +34,8 @@ def params_to_json(est):
         if k == "callbacks" and v:
             warnings.warn("the callbacks parameter is not saved (callbacks are code); the loaded model has callbacks=None", stacklevel=3)
             v = None
+        if k == "memory":
+            v = None  # where fits kept frozen outputs: a resource of this machine, not part of the model
         if k == "class_weight" and isinstance(v, dict):
             v = {"__pairs__": [[json_default(a) if isinstance(a, np.generic) else a, float(b)] for a, b in v.items()]}
         out[k] = v

@@ -1,0 +1,82 @@
+"""The frozen backbone's work in a fit (sksparseft/fit/frozen.py): ``memory`` keeps it across fits, never stale."""
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from cases import FAST
+from sksparseft import TokenSparseClassifier
+from sksparseft.fit import frozen
+from sksparseft.model.frozen_store import FOLDER
+
+CACHED = dict(FAST, strategy="layers", strategy_options={"n_layers": 1, "cache_frozen": True}, random_state=0)
+
+
+def _entries(folder):
+    return {p.parent.parent.name: len(list(p.parent.parent.glob("*/*.pt")))
+            for p in (folder / FOLDER).glob("*/*/*.pt")} if (folder / FOLDER).exists() else {}
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """How many texts each fit took from memory (block cache rows given by the store)."""
+    given = []
+    fill = frozen.fill_block_cache
+
+    def record(module, store, encodings, device):
+        keys = fill(module, store, encodings, device)
+        given.append(len(keys))
+        return keys
+
+    monkeypatch.setattr(frozen, "fill_block_cache", record)
+    return given
+
+
+def test_a_fit_keeps_its_frozen_outputs_and_the_next_fit_reuses_them(tiny_model, toy_data, tmp_path, spy):
+    X, y = toy_data
+    plain = TokenSparseClassifier(tiny_model, **CACHED).fit(X, y)
+    first = TokenSparseClassifier(tiny_model, memory=tmp_path, **CACHED).fit(X, y)
+    stored = _entries(tmp_path)
+    assert sorted(stored.values()) == [len(set(X))] * 2  # the block cache's rows and the probe's features
+    second = TokenSparseClassifier(tiny_model, memory=tmp_path, **CACHED).fit(X, y)
+    assert spy == [0, len(set(X))] and _entries(tmp_path) == stored  # all from memory, nothing new
+    # An empty memory changes nothing; a full one gives the rows this fit would compute.
+    np.testing.assert_array_equal(first.predict_proba(X), plain.predict_proba(X))
+    np.testing.assert_allclose(second.predict_proba(X), plain.predict_proba(X), atol=1e-5)
+
+
+def test_another_fold_or_candidate_reuses_what_it_shares(tiny_model, toy_data, tmp_path, spy):
+    X, y = toy_data
+    TokenSparseClassifier(tiny_model, memory=joblib.Memory(tmp_path, verbose=0), **CACHED).fit(X[::2], y[::2])
+    TokenSparseClassifier(tiny_model, memory=str(tmp_path), **dict(CACHED, learning_rate=1e-3)).fit(X, y)
+    assert spy == [0, len(set(X[::2]))]  # the shared half came from memory
+
+
+def test_nothing_stale_is_reused(tiny_model, tiny_decoder, toy_data, tmp_path):
+    X, y = toy_data
+    TokenSparseClassifier(tiny_model, memory=tmp_path, **CACHED).fit(X, y)
+    before = _entries(tmp_path)
+    TokenSparseClassifier(tiny_model, memory=tmp_path, **dict(CACHED, max_length=4)).fit(X, y)  # other tokens
+    after_length = _entries(tmp_path)
+    assert set(after_length) == set(before) and sum(after_length.values()) > sum(before.values())
+    TokenSparseClassifier(tiny_model, memory=tmp_path, **dict(CACHED, pooling="cls")).fit(X, y)  # other features
+    TokenSparseClassifier(tiny_decoder, memory=tmp_path, **CACHED).fit(X, y)  # another backbone
+    assert len(_entries(tmp_path)) == len(before) + 3  # cls features; the decoder's rows and features
+
+
+def test_memory_is_not_part_of_the_model_file(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    clf = TokenSparseClassifier(tiny_model, memory=joblib.Memory(tmp_path / "m", verbose=0), **CACHED).fit(X, y)
+    back = TokenSparseClassifier.load(clf.save(tmp_path / "model.safetensors"), device="cpu")
+    assert back.memory is None
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_search_shares_one_memory(tiny_model, toy_data, tmp_path, spy):
+    X, y = toy_data
+    search = GridSearchCV(TokenSparseClassifier(tiny_model, memory=tmp_path, **dict(CACHED, max_epochs=1)),
+                          {"learning_rate": [1e-3, 1e-2]}, cv=2).fit(X, y)
+    assert search.best_estimator_.memory == tmp_path
+    # Every text is computed once: from the second fit on, every text of a fold comes from memory.
+    assert spy[0] == 0 and all(n > 0 for n in spy[1:]) and spy[-1] == len(set(X))
