@@ -259,6 +259,46 @@ def _dev_screen(files, plots):
     return lines
 
 
+#: The speed screen's reference points (docs/benchmarks.md, "How the speed default is chosen").
+SPEED_REFERENCES = {"default": "random_c2", "full": "full_c2", "frozen": "frozen_lr"}
+
+
+def _speed_screen(files, plots):
+    """The speed screen: each candidate against today's default, `full` and frozen LR, with the rule's tests."""
+    groups = defaultdict(list)
+    for r in files.get("speed_screen", []):
+        if r.get("dev_accuracy") is not None:
+            groups[(r["dataset"], r["variant"])].append(r)
+    lines = []
+    for dataset in sorted({d for d, _ in groups}):
+        def accs(variant):
+            return [r["dev_accuracy"] for r in groups.get((dataset, variant), [])]
+
+        means = {v: np.mean(accs(v)) for d, v in groups if d == dataset}
+        ref = {k: means.get(v) for k, v in SPEED_REFERENCES.items()}
+        rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
+        ex = rows[0]
+        lines += [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+                  f"`python -m benchmarks.run --config speed_screen`; written by {provenance(rows)}; {ex['device']}, "
+                  f"torch {ex['torch']}. Fit seconds: median over the seeds run, with other work on the CPU at times "
+                  "(indicative only; the rule decides on idle timings).", "",
+                  "| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | accuracy tests of the rule | fit s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for variant in sorted(means, key=lambda v: -means[v]):
+            g = groups[(dataset, variant)]
+            m = means[variant]
+            tests = ""
+            if variant not in SPEED_REFERENCES.values() and None not in ref.values():
+                ok = m >= ref["full"] and m >= ref["default"] - 0.003 and m > ref["frozen"]
+                tests = ("pass" if ok else "fail") + ("" if len(g) == 3 else f" ({len(g)} of 3 seeds)")
+            lines.append("| " + " | ".join([
+                variant, ", ".join(str(r["seed"]) for r in g), _ms(accs(variant)),
+                *(f"{m - ref[k]:+.4f}" if ref[k] is not None else "" for k in ("default", "full", "frozen")),
+                tests, f"{np.median([r['fit_s'] for r in g]):.0f}"]) + " |")
+        lines.append("")
+    return lines or ["No rows yet: `python -m benchmarks.run --config speed_screen`.", ""]
+
+
 # ----------------------------------------------------------------------------- cost and exports
 def _variant(row):
     if row.get("variant"):
@@ -482,6 +522,7 @@ BLOCKS = {
     "interpolation": _interpolation,
     "dev-variants": _dev_variants,
     "dev-screen": _dev_screen,
+    "speed-screen": _speed_screen,
     "cost": _cost,
     "exports": _exports,
 }
