@@ -80,3 +80,14 @@ def test_a_search_shares_one_memory(tiny_model, toy_data, tmp_path, spy):
     assert search.best_estimator_.memory == tmp_path
     # Every text is computed once: from the second fit on, every text of a fold comes from memory.
     assert spy[0] == 0 and all(n > 0 for n in spy[1:]) and spy[-1] == len(set(X))
+
+
+def test_an_empty_memory_changes_nothing_with_rejection_too(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    y = np.where(np.arange(len(y)) % 7 == 0, "oos", y)  # some labelled out-of-scope texts
+    settings = dict(CACHED, unknown_label="oos")
+    plain = TokenSparseClassifier(tiny_model, **settings).fit(X, y)
+    kept = TokenSparseClassifier(tiny_model, memory=tmp_path, **settings).fit(X, y)
+    assert kept.unknown_threshold_ == plain.unknown_threshold_
+    np.testing.assert_array_equal(kept.predict_proba(X), plain.predict_proba(X))
+    np.testing.assert_array_equal(kept.rejection_score(X), plain.rejection_score(X))

@@ -51,6 +51,9 @@ def test_an_unreadable_or_foreign_entry_is_computed_again(tmp_path):
     path_b.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"key": torch.tensor([9], dtype=torch.uint8), "value": torch.ones(1)}, path_b)  # another text's
     assert store.get([a, b]) == {}
+    assert not store._path(a).exists() and not path_b.exists()  # removed, so that they are stored anew
+    store.put({a: torch.zeros(2), b: torch.zeros(1)})
+    assert set(store.get([a, b])) == {a, b}
 
 
 def test_namespaces_differ_by_weights_and_by_what_is_stored():

@@ -26,13 +26,17 @@ class FrozenWork:
             return None
         if state.backbone_key is None:  # the pretrained weights (and any added tokens), before anything trains
             state.backbone_key = backbone_namespace(state.encoder, state.device.type)
-        detail = f"features pooled {state.pooling}" if what == "features" else what
+        detail = f"{what} pooled {state.pooling}" if what.endswith("features") else what
         return FrozenStore(folder, f"{state.backbone_key}-{hashlib.sha256(detail.encode()).hexdigest()[:12]}")
 
-    def _frozen_features(self, state, module, encodings, progress=None):
-        """The frozen backbone's pooled features of ``encodings``: from ``memory`` where it has them."""
+    def _frozen_features(self, state, module, encodings, progress=None, what="features"):
+        """The frozen backbone's pooled features of ``encodings``: from ``memory`` where it has them.
+
+        The rejector's are kept apart from the probe's (``what``): each stage then reads rows computed
+        in its own batches, so a fit with an empty memory is exactly a fit without one.
+        """
         return frozen_features(module, encodings, eval_batch_size(self.batch_size), state.device,
-                               store=self._store(state, "features"),
+                               store=self._store(state, what),
                                progress=progress)
 
     def _keep_block_cache(self, state):

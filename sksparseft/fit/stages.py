@@ -104,7 +104,7 @@ class FitStages(FrozenWork):
         with torch.random.fork_rng(devices=[]):  # the fit's own random draws stay as without rejection
             state.rejector = frozen_copy(state.encoder, len(state.classes), state.pooling).to(state.device)
         with self._oom_advice("feature extraction"):
-            features = self._frozen_features(state, state.rejector, state.encodings,
+            features = self._frozen_features(state, state.rejector, state.encodings, what="rejector features",
                                              progress=self._progress("rejection features"))
         state.unknown_threshold = fit_rejector(
             state.rejector, features, state.y_enc, threshold=self.unknown_threshold,

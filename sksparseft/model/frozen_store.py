@@ -5,8 +5,8 @@ cache); a fit's linear probe reads the frozen backbone's pooled features. Both d
 text and the frozen weights alone, so the folds and candidates of a search can share them.
 Entries are keyed by everything that changes them: the backbone's weights (a fingerprint of
 every tensor: another model or an adapted vocabulary is another namespace), what is stored
-(the input of block ``k``, or features pooled one way) and the text's token ids (so the
-tokenizer and ``max_length`` are part of the key). One file per text, written atomically:
+(the input of block ``k``, or features pooled one way), the device type and the text's token
+ids (so the tokenizer and ``max_length`` are part of the key). One file per text, written atomically:
 processes may share a folder (two writing one entry write the same values; the last rename
 wins), and a reader never sees half a file.
 """
@@ -50,7 +50,7 @@ def text_keys(input_ids, attention_mask):
 
 
 def backbone_namespace(encoder, what):
-    """The namespace of ``what`` (e.g. ``"block 4 input"``) computed by this backbone's weights."""
+    """A namespace for what this backbone's weights compute, qualified by ``what`` (e.g. the device type)."""
     from ..io.model_file import backbone_fingerprint
 
     h = hashlib.sha256(f"{type(encoder).__name__}|{what}|".encode())
@@ -69,18 +69,22 @@ class FrozenStore:
         return self.root / h[:2] / f"{h}.pt"
 
     def get(self, keys, device=None):
-        """``{key: tensor}`` of the keys stored (a missing, unreadable or foreign file is left out)."""
+        """``{key: tensor}`` of the keys stored; a damaged or foreign entry is removed (computed and stored again)."""
         out = {}
         for key in keys:
+            path = self._path(key)
             try:
-                entry = torch.load(self._path(key), map_location=device or "cpu", weights_only=True)
+                entry = torch.load(path, map_location="cpu", weights_only=True)
+                ok = (isinstance(entry, dict) and torch.is_tensor(entry.get("key")) and torch.is_tensor(entry.get("value"))
+                      and entry["key"].numpy().tobytes() == key)
             except FileNotFoundError:
                 continue  # not there yet: computed, then stored
             except Exception:  # noqa: BLE001 - a damaged file fails in many ways inside torch's unpickler
-                self._path(key).unlink(missing_ok=True)  # unreadable: computed again, and stored anew
+                ok = False
+            if not ok:
+                path.unlink(missing_ok=True)
                 continue
-            if isinstance(entry, dict) and entry.get("key", torch.empty(0)).numpy().tobytes() == key:
-                out[key] = entry["value"]
+            out[key] = entry["value"] if device is None else entry["value"].to(device)
         return out
 
     def put(self, items):
