@@ -8,7 +8,6 @@ tensors fit the module they are loaded into. :mod:`.persistence` maps an estimat
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import platform
 import tempfile
@@ -16,7 +15,12 @@ from pathlib import Path
 
 import torch
 
+from ..model.backbone import backbone_fingerprint, tensors_sha256
 from .fitted import json_default
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "backbone_fingerprint", "check_tensors", "check_tokenizer",
+           "digest", "dumps", "json_object", "read_file", "tensors_sha256", "tokenizer_files", "tokenizer_from_files",
+           "versions"]
 
 FORMAT = "sksparseft"
 FORMAT_VERSION = 1
@@ -75,28 +79,9 @@ def check_tokenizer(path, tokenizer, base, added, n_embeddings):
 
 
 # -- digest and fingerprint ------------------------------------------------------------
-def tensors_sha256(tensors, header=b"", with_dtype=True):
-    """SHA-256 over ``header`` and each tensor's name, (dtype,) shape and bytes, in name order.
-
-    The one hash of named tensors: the file's digest and the backbone's fingerprint.
-    """
-    h = hashlib.sha256(header)
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update((f"{name}|{t.dtype}|{tuple(t.shape)}" if with_dtype else f"{name}|{tuple(t.shape)}").encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def digest(tensors, metadata):
     """The file's integrity digest: its metadata (the digest itself left out) and every tensor."""
     return tensors_sha256(tensors, dumps({k: v for k, v in metadata.items() if k != "digest"}).encode())
-
-
-def backbone_fingerprint(encoder):
-    """SHA-256 over the backbone's tensor names, shapes and float32 bytes."""
-    state = {name: p.detach().to("cpu", torch.float32) for name, p in encoder.state_dict().items()}
-    return tensors_sha256(state, with_dtype=False)
 
 
 def versions():

@@ -6,6 +6,7 @@ Backbones are bidirectional encoders (BERT-style) or decoder-only causal LMs
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -241,3 +242,22 @@ def pool(hidden, attention_mask, pooling):
     if pooling == "cls":
         return hidden[:, 0]
     raise ValueError(f"unknown pooling {pooling!r}")
+
+
+def tensors_sha256(tensors, header=b"", with_dtype=True):
+    """SHA-256 over ``header`` and each tensor's name, (dtype,) shape and bytes, in name order.
+
+    The one hash of named tensors: the file's digest and the backbone's fingerprint.
+    """
+    h = hashlib.sha256(header)
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update((f"{name}|{t.dtype}|{tuple(t.shape)}" if with_dtype else f"{name}|{tuple(t.shape)}").encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def backbone_fingerprint(encoder):
+    """SHA-256 over the backbone's tensor names, shapes and float32 bytes."""
+    state = {name: p.detach().to("cpu", torch.float32) for name, p in encoder.state_dict().items()}
+    return tensors_sha256(state, with_dtype=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .backbone import backbone_fingerprint
 from .inference import run_inference
 
 
@@ -51,8 +52,6 @@ def text_keys(input_ids, attention_mask):
 
 def backbone_namespace(encoder, what):
     """A namespace for what this backbone's weights compute, qualified by ``what`` (e.g. the device type)."""
-    from ..io.model_file import backbone_fingerprint
-
     h = hashlib.sha256(f"{type(encoder).__name__}|{what}|".encode())
     h.update(backbone_fingerprint(encoder).encode())
     return h.hexdigest()[:32]

@@ -107,6 +107,10 @@ class Strategy:
 class MaskStrategy(Strategy):
     """A strategy that trains a subset of the existing backbone entries (no new parameters)."""
 
+    def frozen_blocks(self, module):
+        """With the options ``min_layer`` and ``cache_frozen``: the blocks below ``min_layer``."""
+        return cached_prefix(module, self.settings.get("min_layer"), self.settings.get("cache_frozen"))
+
     def select(self, module, ctx):
         """The :class:`SparseMask` of backbone entries to train."""
         raise NotImplementedError

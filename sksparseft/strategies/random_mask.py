@@ -7,7 +7,7 @@ import torch
 from ..model.layout import block_index
 from ..model.mask import SparseMask
 from ..model.sensitivity import eligible_parameters
-from .base import MaskStrategy, backbone_shapes, budget, cached_prefix
+from .base import MaskStrategy, backbone_shapes, budget
 from .options import options_from
 from .token_sparse import TokenSparseOptions
 
@@ -19,9 +19,6 @@ class RandomMask(MaskStrategy):
     trains = "`density` backbone entries drawn at random (seeded by `random_state`): the sensitivity ablation"
     default_learning_rate = 1e-3
     options = RandomMaskOptions
-
-    def frozen_blocks(self, module):
-        return cached_prefix(module, self.settings.get("min_layer"), self.settings.get("cache_frozen"))
 
     def select(self, module, ctx):
         g = torch.Generator().manual_seed(0 if ctx.random_state is None else int(ctx.random_state))

@@ -10,7 +10,7 @@ from ..model.layout import block_index
 from ..model.mask import SparseMask
 from ..model.sensitivity import eligible_parameters, sensitivity_scores
 from ..text.tokens import group_token_ids
-from .base import MaskStrategy, backbone_shapes, budget, cached_prefix
+from .base import MaskStrategy, backbone_shapes, budget
 from .options import option
 
 
@@ -46,9 +46,6 @@ class TokenSparse(MaskStrategy):
     default_learning_rate = 1e-3
     options = TokenSparseOptions
     token_focus = True
-
-    def frozen_blocks(self, module):
-        return cached_prefix(module, self.settings.get("min_layer"), self.settings.get("cache_frozen"))
 
     def select(self, module, ctx):
         names = eligible_parameters(module)
