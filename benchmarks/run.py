@@ -34,6 +34,13 @@ STRATEGIES_0_2 = ["token_sparse", "fisher", "random", "bitfit", "layers", "full"
 BOTH = list(DATASETS)
 SEEDS = [0, 1, 2]
 
+#: The speed screen's candidates that cache the frozen blocks: strategy and its options.
+SPEED_CANDIDATES = {
+    "layers_c2_cached": ("layers", {"cache_frozen": True}),
+    "layers3_c2_cached": ("layers", {"n_layers": 3, "cache_frozen": True}),
+    "random_top3_c2_cached": ("random", {"min_layer": 3, "cache_frozen": True}),
+}
+
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
     "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
@@ -169,18 +176,12 @@ CONFIGS = {
                      "about": "fast-default candidates (top blocks only, frozen prefix run once per text) against "
                               "today's default, `full` and frozen-embedding LR on the 10-shot dev splits, seeds 0-2, "
                               "0.7.0 code (the rule: docs/benchmarks.md, 'How the speed default is chosen')",
-                     "variants": {
-                         "frozen_lr": {"method": "frozen_lr"},
-                         "random_c2": {"method": "random"},
-                         "full_c2": {"method": "full"},
-                         "layers_c2": {"method": "layers"},
-                         "layers_c2_cached": {"method": "layers",
-                                              "params": {"strategy_options": {"cache_frozen": True}}},
-                         "layers3_c2_cached": {"method": "layers",
-                                               "params": {"strategy_options": {"n_layers": 3, "cache_frozen": True}}},
-                         "random_top3_c2_cached": {"method": "random", "params": {
-                             "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
-                     }},
+                     # The references by name, then each candidate: (strategy, its strategy_options).
+                     "variants": {**{name: {"method": method} for name, method in (
+                         ("frozen_lr", "frozen_lr"), ("random_c2", "random"), ("full_c2", "full"),
+                         ("layers_c2", "layers"))},
+                         **{name: {"method": method, "params": {"strategy_options": options}}
+                            for name, (method, options) in SPEED_CANDIDATES.items()}}},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},
