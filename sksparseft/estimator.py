@@ -23,7 +23,6 @@ from .io.pickling import module_state_to_bytes, restore_modules
 from .model.backbone import DEFAULT_MODEL, POOLINGS
 from .model.devices import oom_advice
 from .model.inference import predict_logits, progress_bar
-from .strategies import get_strategy
 from .validation import validate_texts
 
 
@@ -307,10 +306,6 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
             with state.timed(name):
                 getattr(self, f"stage_{name}")(state)
         return set_fitted(self, **self._fitted_values(state))
-
-    def _strategy(self):
-        """The strategy named by ``strategy`` with ``strategy_options`` (values checked here)."""
-        return get_strategy(self.strategy, self.strategy_options)
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X, module=None):

@@ -32,6 +32,7 @@ if MODE == "child":
         torch.set_num_threads(int(os.environ["THREADS"]))
     from reference_cases import CASES, QUERIES, toy_texts
     from sksparseft import TokenSparseClassifier
+    from sksparseft.strategies import get_strategy
     folder, scale, out = sys.argv[2], float(sys.argv[3]), sys.argv[4]
     X, y = toy_texts()
     res = {}
@@ -39,7 +40,7 @@ if MODE == "child":
         p = dict(params)
         if scale != 1.0:
             clf0 = TokenSparseClassifier(folder, **params)
-            p["learning_rate"] = scale * clf0._strategy().default_learning_rate
+            p["learning_rate"] = scale * get_strategy(clf0.strategy, clf0.strategy_options).default_learning_rate
         clf = TokenSparseClassifier(folder, **p).fit(X, y)
         res[name] = clf.predict_proba(QUERIES).tolist()
     json.dump(res, open(out, "w"))
