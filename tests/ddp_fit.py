@@ -1,35 +1,87 @@
-"""Run by tests/test_accelerate.py under torchrun: a data-parallel fit on CPU processes (gloo)."""
+"""Run by tests/test_accelerate.py under torchrun: data-parallel work on CPU processes (gloo).
+
+``fit``: a whole data-parallel fit, every stage included. ``contrastive``: one epoch of the
+contrastive stage alone, without dropout, so that the test can compare it with one process.
+"""
 
 import json
 import sys
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
 from sksparseft import TokenSparseClassifier
 
+CUES = {"card": ["my card has not arrived", "where is my new card", "card delivery is late"],
+        "refund": ["i want a refund please", "refund my payment", "refund not received"],
+        "pin": ["i forgot my pin", "change my pin code", "pin is blocked"]}
 
-def main(model, out):
+
+def toy_texts():
     texts, labels = [], []
-    cues = {"card": ["my card has not arrived", "where is my new card", "card delivery is late"],
-            "refund": ["i want a refund please", "refund my payment", "refund not received"],
-            "pin": ["i forgot my pin", "change my pin code", "pin is blocked"]}
-    for label, sents in cues.items():
+    for label, sents in CUES.items():
         for i in range(6):
             for s in sents:
                 texts.append(f"{s} {i}")
                 labels.append(label)
-    clf = TokenSparseClassifier(model, strategy="token_sparse", accelerate=True, device="cpu", max_epochs=2, batch_size=8,
+    return texts, labels
+
+
+def contrastive_weights(model, distributed):
+    """The top block's weights after one contrastive epoch (dropout off), as lists by name."""
+    from sksparseft.fit.contrastive import train_contrastive
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.model.module import ClassifierModule
+    from sksparseft.text.tokens import encode
+
+    texts, labels = toy_texts()
+    tokenizer, encoder, _ = load_backbone(model)
+    torch.manual_seed(0)
+    module = ClassifierModule(encoder, 3, pooling="mean", dropout=0.0)
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    top = [n for n, p in module.encoder.named_parameters() if ".layer.1." in n]
+    for n, p in module.encoder.named_parameters():
+        p.requires_grad_(n in top)
+    y = np.asarray([sorted(CUES).index(c) for c in labels])
+    losses = train_contrastive(module, encode(tokenizer, texts, 32), y, epochs=1, batch_size=8, learning_rate=1e-3,
+                               weight_decay=0.0, device=torch.device("cpu"), random_state=0, distributed=distributed)
+    weights = dict(module.encoder.named_parameters())
+    return {"losses": losses, "weights": {n: weights[n].detach().flatten().tolist() for n in top}}
+
+
+class RecordingClassifier(TokenSparseClassifier):
+    """Keeps the contrastive stage's losses (the step a subclass may override), to show the stage ran."""
+
+    def _contrastive_losses(self, state, **options):
+        self.contrastive_losses = super()._contrastive_losses(state, **options)
+        return self.contrastive_losses
+
+
+def fit(model):
+    texts, labels = toy_texts()
+    clf = RecordingClassifier(model, strategy="token_sparse", accelerate=True, device="cpu", max_epochs=2, batch_size=8,
                                 n_sensitivity_samples=8, validation_fraction=0.2, random_state=0, learning_rate=1e-2,
-                                average_epochs=True)  # the averaging path under DDP too (the contrastive stage is skipped)
+                                contrastive_epochs=2, average_epochs=True)  # every stage, averaging too
     clf.fit(texts, labels)
-    rank, world = dist.get_rank(), dist.get_world_size()
     delta = {n: v.tolist() for n, (i, v) in clf.module_.delta().items()}
-    with open(f"{out}.{rank}", "w") as f:
-        json.dump({"world": world, "proba": np.round(clf.predict_proba(texts), 6).tolist(), "delta": delta,
-                   "epochs": len(clf.history_) - 1, "selected": clf.mask_.n_selected,
-                   "interpolation": clf.interpolation_}, f)
+    return {"world": dist.get_world_size(), "proba": np.round(clf.predict_proba(texts), 6).tolist(), "delta": delta,
+            "epochs": len(clf.history_) - 1, "selected": clf.mask_.n_selected, "interpolation": clf.interpolation_,
+            "contrastive_losses": getattr(clf, "contrastive_losses", None)}
+
+
+def main(mode, model, out):
+    if mode == "contrastive":
+        dist.init_process_group("gloo")
+        result = contrastive_weights(model, distributed=True)
+        result["world"] = dist.get_world_size()
+    else:
+        result = fit(model)
+    with open(f"{out}.{dist.get_rank()}", "w") as f:
+        json.dump(result, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

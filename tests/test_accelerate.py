@@ -25,24 +25,53 @@ def test_single_process_accelerate_fits_like_a_plain_fit(tiny_model, toy_data):
     np.testing.assert_allclose(acc.predict_proba(X), plain.predict_proba(X), atol=1e-4)
 
 
-def test_two_processes_train_one_model(tiny_model, tmp_path):
+def _torchrun(mode, model, out, port):
     script = Path(__file__).with_name("ddp_fit.py")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
-    out = tmp_path / "result"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-         str(script), tiny_model, str(out)],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+         str(script), mode, model, str(out)],
         env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "contrastive stage is skipped" in proc.stderr  # said, not silent
-    r0, r1 = (json.loads(Path(f"{out}.{r}").read_text()) for r in (0, 1))
+    return proc, [json.loads(Path(f"{out}.{r}").read_text()) for r in (0, 1)]
+
+
+def test_two_processes_train_one_model_through_every_stage(tiny_model, tmp_path):
+    proc, (r0, r1) = _torchrun("fit", tiny_model, tmp_path / "result", 29531)
+    assert "skipped" not in proc.stderr
     assert r0["world"] == r1["world"] == 2
+    losses = r0["contrastive_losses"]
+    assert losses is not None and len(losses) == 2 and np.isfinite(losses).all()  # the contrastive stage ran
+    assert r1["contrastive_losses"] == losses  # one loss for both: each compared the whole batch
     assert r0["selected"] == r1["selected"] > 0
     assert r0["delta"] == r1["delta"]  # gradients averaged: both processes hold the same weights
     assert r0["interpolation"] == r1["interpolation"] > 0  # one point chosen for both, not the probe
     assert any(abs(v) > 0 for vals in r0["delta"].values() for v in vals)  # and training moved them
     np.testing.assert_allclose(r0["proba"], r1["proba"], atol=1e-6)
+
+
+def test_two_process_contrastive_epoch_takes_the_single_process_steps(tiny_model, tmp_path):
+    from tests.ddp_fit import contrastive_weights
+
+    _, (r0, r1) = _torchrun("contrastive", tiny_model, tmp_path / "result", 29532)
+    single = contrastive_weights(tiny_model, distributed=False)
+    assert r0["world"] == 2
+    assert r0["weights"] == r1["weights"]  # identical steps in both processes
+    np.testing.assert_allclose(r0["losses"], single["losses"], rtol=1e-5)
+    moved = False
+    for name, values in single["weights"].items():
+        np.testing.assert_allclose(r0["weights"][name], values, atol=1e-5, err_msg=name)
+    for name, values in single["weights"].items():
+        moved = moved or not np.allclose(values, _pretrained(tiny_model, name), atol=1e-6)
+    assert moved  # the epoch changed the weights it compares
+
+
+def _pretrained(model, name):
+    from sksparseft.model.backbone import load_backbone
+
+    _, encoder, _ = load_backbone(model)
+    return dict(encoder.named_parameters())[name].detach().flatten().tolist()
 
 
 def test_accelerate_must_be_a_bool(tiny_model, toy_data):

@@ -90,8 +90,58 @@ def class_batches(y, classes_per_batch, per_class, rng):
             for j in range(0, len(order), classes_per_batch)]
 
 
+def _process_group(distributed):
+    """``(world size, rank)`` of the data-parallel fit (``(1, 0)`` when not distributed)."""
+    if not distributed:
+        return 1, 0
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1, 0
+    return dist.get_world_size(), dist.get_rank()
+
+
+def _batch_vectors(module, encodings, rows, device, features):
+    """Features of ``rows`` (length-sorted), in chunks each trimmed to its own longest text."""
+    return torch.cat([features(module, encodings, part, device)
+                      for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
+
+
+def _gathered_vectors(module, encodings, shards, rank, device, features):
+    """The whole batch's features in every process, each process computing its own shard.
+
+    Other processes' features arrive without gradient; this process's keep theirs. The loss of
+    the whole batch is then the same number everywhere, each process's backward gives the
+    gradient through its own shard, and the sum over processes is the single-process gradient.
+    """
+    import torch.distributed as dist
+
+    own = shards[rank]
+    dim = module.head.in_features
+    local = (_batch_vectors(module, encodings, own, device, features) if len(own)
+             else torch.zeros((0, dim), device=device, requires_grad=True))
+    width = max(len(s) for s in shards)
+    padded = torch.zeros((width, local.shape[1]), dtype=local.dtype, device=local.device)
+    padded[: len(own)] = local.detach()
+    boxes = [torch.empty_like(padded) for _ in shards]
+    dist.all_gather(boxes, padded)
+    parts = [local if r == rank else boxes[r][: len(s)] for r, s in enumerate(shards)]
+    return torch.cat(parts)
+
+
+def _sum_gradients(params):
+    """Every process's gradients added up (each holds the gradient through its own shard)."""
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
-                      temperature=0.05, per_class=4, random_state=None, progress=None, features=pooled_features):
+                      temperature=0.05, per_class=4, random_state=None, progress=None, features=pooled_features,
+                      distributed=False):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch visits every text once (:func:`class_batches`), in batches of about
@@ -100,8 +150,12 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     mean loss of each epoch (an empty list when no class has two texts). A 2-D 0/1 ``y``
     (multi-label) draws batches by each text's first label; texts sharing any label are positives.
     ``features(module, encodings, rows, device)`` makes the compared vectors (a view of each text,
-    an augmentation: pass your own).
+    an augmentation: pass your own). ``distributed``: in a data-parallel fit (torch.distributed
+    initialised), every process draws the same batches (same ``random_state``), computes the
+    features of its share of each batch, and all compare the whole batch: the processes take
+    identical steps, each batch the single-process step.
     """
+    world, rank = _process_group(distributed)
     rng = np.random.default_rng(random_state)
     y = np.asarray(y)
     slots = y if y.ndim == 1 else np.where(y.any(axis=1), y.argmax(axis=1), y.shape[1])
@@ -122,11 +176,17 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
             total = 0.0
             for rows in progress(batches) if progress else batches:
                 rows = rows[np.argsort(lengths[rows], kind="stable")]
-                vectors = torch.cat([features(module, encodings, part, device)
-                                     for part in np.array_split(rows, math.ceil(len(rows) / _CHUNK))])
+                if world > 1:
+                    shards = [rows[r::world] for r in range(world)]
+                    vectors = _gathered_vectors(module, encodings, shards, rank, device, features)
+                    rows = np.concatenate(shards)  # the order of the gathered vectors
+                else:
+                    vectors = _batch_vectors(module, encodings, rows, device, features)
                 loss = supcon_loss(vectors, torch.as_tensor(y[rows], device=device), temperature)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if world > 1:
+                    _sum_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 total += float(loss.detach())

@@ -192,13 +192,12 @@ class FitStages(FrozenWork):
 
     # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
     def stage_contrastive(self, state):
-        if state.accelerator is not None and state.accelerator.num_processes > 1:
-            # Known gap: after this stage the processes' data-parallel epochs fell out of step (a hang).
-            warnings.warn("the contrastive stage is skipped in data-parallel fits over several processes "
-                          "(contrastive_epochs needs a single-process fit for now)", stacklevel=4)
-            return
         with self._oom_advice("contrastive training"):
             losses = self._contrastive_losses(state)
+        if state.accelerator is not None:
+            # Each process's dropout drew for its own share of the batches: put every process back on one
+            # random stream, or their data loaders would shuffle differently and their epochs fall out of step.
+            torch.set_rng_state(broadcast_from_main(torch.get_rng_state()))
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
         if not all(np.isfinite(losses)):
@@ -211,6 +210,9 @@ class FitStages(FrozenWork):
             return
         if self.head_init == "linear_probe":
             self._fit_probe(state)  # training starts from a probe on the features it will finetune
+            if state.accelerator is not None:  # one head in every process, whatever its float noise
+                head = state.module.head
+                head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in head.state_dict().items()}))
 
     def _contrastive_losses(self, state, **options):
         """Run the contrastive training (a step a subclass may override); the mean loss of each epoch.
@@ -220,7 +222,8 @@ class FitStages(FrozenWork):
         return train_contrastive(
             state.module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
             batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
-            device=state.device, random_state=state.seed, progress=self._progress("contrastive"), **options,
+            device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
+            distributed=state.accelerator is not None and state.accelerator.num_processes > 1, **options,
         )
 
     # -- training ------------------------------------------------------------------------
