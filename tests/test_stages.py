@@ -74,3 +74,29 @@ def test_an_error_in_a_stage_leaves_the_estimator_unfitted(tiny_model, toy_data)
     with pytest.raises(RuntimeError, match="broken stage"):
         clf.fit(*toy_data)
     assert not hasattr(clf, "module_") and not hasattr(clf, "classes_")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_head_refit_reads_the_cached_frozen_blocks(cache, tiny_model, toy_data, monkeypatch):
+    import torch
+
+    from sksparseft.model.layout import transformer_blocks
+
+    X, y = toy_data
+    runs = []
+    refit = FitStages.stage_head_refit
+
+    def counted(self, state):
+        # A layer inside the block: a skipped block is still called, its layers are not.
+        inner = next(m for m in transformer_blocks(state.module.encoder)[0].modules() if isinstance(m, torch.nn.Linear))
+        handle = inner.register_forward_hook(lambda *_: runs.append(1))
+        try:
+            refit(self, state)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(FitStages, "stage_head_refit", counted)
+    clf = TokenSparseClassifier(tiny_model, strategy="layers", strategy_options={"n_layers": 1, "cache_frozen": cache},
+                                **SETTINGS).fit(X, y)
+    assert (len(runs) == 0) == cache  # with the cache, the frozen block never runs again in the refit
+    assert "_block_cache" not in clf.module_.__dict__  # and it is gone once fit ends

@@ -288,9 +288,6 @@ class FitStages(FrozenWork):
             else:
                 self._choose_blend(state)
         self._keep_floor_if_better(state)
-        # The last stage that reads the cached frozen blocks; the head refit and export see plain blocks.
-        self._keep_block_cache(state)
-        state.module.clear_block_cache()
 
     def _start_scores(self, state):
         """Validation scores of where the cross-entropy finetune started (the linear probe)."""
@@ -406,6 +403,10 @@ class FitStages(FrozenWork):
 
     # -- finalize -----------------------------------------------------------------------
     def stage_finalize(self, state):
+        # Every stage before this one (the head refit included) read the frozen blocks' cached outputs;
+        # what is kept for later fits goes to ``memory`` now, and predict and export see plain blocks.
+        self._keep_block_cache(state)
+        state.module.clear_block_cache()
         state.module.merge_()
         state.module.eval()
 
