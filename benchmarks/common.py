@@ -52,6 +52,24 @@ def load(dataset, regime, seed):
     return list(X), y, list(Xt), np.asarray(yt, dtype=object), oos
 
 
+def train_dev(dataset, regime, seed, dev_size, dev_fraction):
+    """(fit texts, fit labels, dev texts, dev labels), all from the official training split."""
+    X_all, y_all, _, _, _ = load(dataset, "full", seed)
+    rng = np.random.default_rng(1000 + seed)
+    if regime == "10shot":
+        X, y, _, _, _ = load(dataset, "10shot", seed)
+        taken = set(X)
+        rest = np.array([i for i, t in enumerate(X_all) if t not in taken])
+        dev = rng.choice(rest, min(dev_size, len(rest)), replace=False)
+        return X, y, [X_all[i] for i in dev], y_all[dev]
+    dev = np.concatenate([
+        rng.choice(idx, max(1, int(round(dev_fraction * len(idx)))), replace=False)
+        for idx in (np.flatnonzero(y_all == c) for c in sorted(set(y_all)))
+    ])
+    keep = np.setdiff1d(np.arange(len(X_all)), dev)
+    return [X_all[i] for i in keep], y_all[keep], [X_all[i] for i in dev], y_all[dev]
+
+
 def banking77_sample(n, seed):
     """``n`` BANKING77 training texts drawn at random with ``seed`` (the cost and export parts' data)."""
     from sksparseft.datasets import load_banking77

@@ -196,6 +196,18 @@ CONFIGS = {
     "cost_cuda": {"part": "cost", "parts": ["ratio", "predict"], "n_train": 10003, "epochs": 3, "device": "cuda",
                   "variants": ["full", "token_sparse", "token_sparse_plain", "min_layer3"],
                   "about": "fit-time ratio to `full` and predict speed on a GPU, full BANKING77, 3 epochs"},
+    "search": {"part": "search", "datasets": ["banking77"], "seeds": [0], "folds": 5,
+               "grid": {"strategy_options": [{"n_layers": 1, "cache_frozen": True}, {"n_layers": 2, "cache_frozen": True}],
+                        "learning_rate": [1e-4, 3e-4]},
+               "runs": {"default_fit": {"kind": "fit"}, "full_fit": {"kind": "fit", "params": {"strategy": "full"}},
+                        "frozen_lr": {"kind": "reference", "method": "frozen_lr"},
+                        "search": {"kind": "search", "params": {"strategy": "layers"}},
+                        "search_memory": {"kind": "search", "params": {"strategy": "layers"}, "memory": True}},
+               "about": "GridSearchCV, 4 candidates (layers, 1 or 2 top blocks with cache_frozen, 2 learning rates) x 5 "
+                        "folds on 10-shot BANKING77 (dev split), with and without memory, beside one default fit, CPU"},
+    "processes": {"part": "processes", "datasets": ["banking77"], "seeds": [0, 1, 2], "processes": [1, 2],
+                  "about": "the default fit in one process and data-parallel over 2 (accelerate=True, every stage), "
+                           "10-shot BANKING77 (dev split), CPU"},
     "serving": {"part": "serving", "name": "serving", "n_train": 1000, "seconds": 10, "clients": [1, 2, 4, 8],
                 "texts_per_call": [1, 32], "torch_threads": ["all", 1],
                 "about": "one loaded model behind 1-8 client threads: texts/s and p50/p99 latency per call, CPU"},
@@ -211,6 +223,8 @@ PARTS = {
     "exports": "benchmarks.exports",
     "features": "benchmarks.features",
     "serving": "benchmarks.serving",
+    "search": "benchmarks.search",
+    "processes": "benchmarks.processes",
     "dev_variants": "benchmarks.research.dev_variants",
     "dev_screen": "benchmarks.research.dev_screen",
 }

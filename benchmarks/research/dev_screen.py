@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-from ..common import MODEL, append_row, how_run, in_fresh_process, peak_memory
-from .dev_variants import train_dev
+from ..common import MODEL, append_row, how_run, in_fresh_process, peak_memory, train_dev
 
 
 def one_screen(spec, queue):
