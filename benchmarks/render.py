@@ -299,6 +299,63 @@ def _speed_screen(files, plots):
     return lines or ["No rows yet: `python -m benchmarks.run --config speed_screen`.", ""]
 
 
+
+SEARCH_RUNS = {"default_fit": "one default fit", "full_fit": "one `full` fit", "frozen_lr": "frozen-embedding LR",
+               "search": "GridSearchCV, no memory", "search_memory": "GridSearchCV, memory (empty at the start)"}
+
+
+def _search(files, plots):
+    """What a cross-validated search costs, with and without memory, in units of one default fit."""
+    rows = [r for r in files.get("search", []) if r.get("dev_accuracy") is not None]
+    if not rows:
+        return ["No rows yet: `python -m benchmarks.run --config search`.", ""]
+    lines = []
+    for (dataset, seed) in sorted({(r["dataset"], r["seed"]) for r in rows}):
+        runs = {r["run"]: r for r in rows if (r["dataset"], r["seed"]) == (dataset, seed)}  # the last row of each
+        unit = runs.get("default_fit", {}).get("fit_s")
+        ex = next(iter(runs.values()))
+        grid = next((r["grid"] for r in runs.values() if r.get("grid")), None)
+        lines += [f"#### {dataset}, 10-shot, seed {seed}: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+                  f"`python -m benchmarks.run --config search`; written by {provenance(list(runs.values()))}; "
+                  f"{ex['device']}, torch {ex['torch']}; one run each, one after the other, nothing else on the CPU."
+                  + (f" Grid: `{json.dumps(grid)}`, 5-fold stratified, `n_jobs=1`." if grid else ""), "",
+                  "| run | fits | seconds | x one default fit | dev accuracy | chosen | memory folder |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in [n for n in SEARCH_RUNS if n in runs]:
+            r = runs[name]
+            chosen = ", ".join(f"{k}={v}" for k, v in (r.get("best_params") or {}).items())
+            folder = (f"{r['memory_files']:,} files, {r['memory_bytes'] / 2**20:.1f} MiB"
+                      if r.get("memory_files") is not None else "")
+            lines.append("| " + " | ".join([
+                SEARCH_RUNS[name], str(r.get("n_fits", 1)), f"{r['fit_s']:.0f}",
+                f"{r['fit_s'] / unit:.1f}" if unit else "", f"{r['dev_accuracy']:.4f}", chosen, folder]) + " |")
+        lines.append("")
+    return lines
+
+
+def _processes(files, plots):
+    """The default fit in one process and data-parallel over several: dev accuracy over seeds, seconds."""
+    rows = [r for r in files.get("processes", []) if r.get("dev_accuracy") is not None]
+    if not rows:
+        return ["No rows yet: `python -m benchmarks.run --config processes`.", ""]
+    lines = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        sub = [r for r in rows if r["dataset"] == dataset]
+        ex = sub[0]
+        lines += [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+                  f"`python -m benchmarks.run --config processes`; written by {provenance(sub)}; {ex['device']}, "
+                  f"torch {ex['torch']}; the cores split between the processes.", "",
+                  "| processes | seeds | dev accuracy | fit s (median) | contrastive s | training s |",
+                  "|---|---|---|---|---|---|"]
+        for n in sorted({r["processes"] for r in sub}):
+            g = [r for r in sub if r["processes"] == n]
+            lines.append("| " + " | ".join([
+                str(n), ", ".join(str(r["seed"]) for r in g), _ms([r["dev_accuracy"] for r in g]),
+                f"{np.median([r['fit_s'] for r in g]):.0f}",
+                *(f"{np.median([r['stages'].get(k, 0.0) for r in g]):.1f}" for k in ("contrastive", "training"))]) + " |")
+        lines.append("")
+    return lines
+
 # ----------------------------------------------------------------------------- cost and exports
 def _variant(row):
     if row.get("variant"):
@@ -523,6 +580,8 @@ BLOCKS = {
     "dev-variants": _dev_variants,
     "dev-screen": _dev_screen,
     "speed-screen": _speed_screen,
+    "search": _search,
+    "processes": _processes,
     "cost": _cost,
     "exports": _exports,
 }

@@ -45,3 +45,14 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_the_tensor_hash_takes_scalars_and_tells_them_from_vectors():
+    import torch
+
+    from sksparseft.model.backbone import tensors_sha256
+
+    scalar = tensors_sha256({"t": torch.tensor(1.5)})
+    assert scalar == tensors_sha256({"t": torch.tensor(1.5)})
+    assert scalar != tensors_sha256({"t": torch.tensor([1.5])})  # the shape is hashed, not only the bytes
+    assert scalar != tensors_sha256({"t": torch.tensor(2.5)})

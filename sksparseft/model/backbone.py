@@ -253,7 +253,8 @@ def tensors_sha256(tensors, header=b"", with_dtype=True):
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update((f"{name}|{t.dtype}|{tuple(t.shape)}" if with_dtype else f"{name}|{tuple(t.shape)}").encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a 0-dim tensor (a scalar buffer) has no byte view of its own; the bytes are the same.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
