@@ -153,7 +153,7 @@ def test_adapter_summary_counts_the_backbone_and_the_adapters(fitted):
     assert s["total"] == sum(p.numel() for p in clf.module_.encoder.parameters()) - s["added_parameters"]
 
 
-@pytest.mark.parametrize("strategy", ["token_sparse", "random", "random_rows"])
+@pytest.mark.parametrize("strategy", ["token_sparse", "fisher", "random", "random_rows"])
 def test_min_layer_keeps_the_mask_above_it(tiny_model, toy_data, strategy):
     from sksparseft.model.mask import layer_of
 
@@ -168,6 +168,7 @@ def test_min_layer_keeps_the_mask_above_it(tiny_model, toy_data, strategy):
 
 # Strategies that train the top blocks only and can run the ones below once per text.
 CACHING = [("token_sparse", {"min_layer": 1}), ("random", {"min_layer": 1}), ("random_rows", {"min_layer": 1}),
+           ("fisher", {"min_layer": 1}),
            ("layers", {"n_layers": 1})]
 
 
@@ -241,13 +242,17 @@ def test_strategy_options_fail_before_the_backbone_loads(strategy, options, toy_
     assert STRATEGIES[strategy](**options).describe()["strategy"] == strategy
 
 
-@pytest.mark.parametrize("options", [{}, {"min_layer": 1}])
-def test_random_rows_trains_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_data, options):
+ROWS = [("random_rows", {}), ("random_rows", {"min_layer": 1}), ("token_sparse", {"rows": True, "embedding_rows": False}),
+        ("fisher", {"rows": True, "min_layer": 1})]
+
+
+@pytest.mark.parametrize("strategy,options", ROWS, ids=[f"{s}-{o}" for s, o in ROWS])
+def test_row_masks_train_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_data, strategy, options):
     from sksparseft.model.layout import block_index
     from sksparseft.model.sparse_delta import _layout
 
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy="random_rows", strategy_options=options, density=0.001,
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options=options, density=0.001,
                                 **dict(FAST, contrastive_epochs=0)).fit(X, y)
     mask = clf.mask_
     assert mask.indices and all(block_index(n) >= options.get("min_layer", 0) for n in mask.indices)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .options import options_from
 from .token_sparse import TokenSparse, TokenSparseOptions
 
-FisherOptions = options_from(TokenSparseOptions, "embedding_rows", name="FisherOptions", embedding_rows=False)
+FisherOptions = options_from(TokenSparseOptions, "embedding_rows", "min_layer", "cache_frozen", "rows",
+                             name="FisherOptions", embedding_rows=False)
 
 
 class Fisher(TokenSparse):

@@ -12,6 +12,7 @@ from ..model.sensitivity import eligible_parameters, sensitivity_scores
 from ..text.tokens import group_token_ids
 from .base import MaskStrategy, backbone_shapes, budget
 from .options import option
+from .rows import linear_weights, rows_mask, top_rows
 
 
 def _embedding_rows(module, groups):
@@ -35,6 +36,9 @@ class TokenSparseOptions:
     cache_frozen: bool = option(
         False, "with `min_layer`, run the blocks below it once per text, without dropout, not once per epoch: "
         "faster; less accurate in the benchmarks page's `min_layer` rows (10-shot `token_sparse`)")
+    rows: bool = option(
+        False, "choose whole output rows of the blocks' Linear weights, the same share of each weight's rows, "
+        "those whose entries score highest in all (structured as `random_rows`), instead of single entries")
 
 
 class TokenSparse(MaskStrategy):
@@ -48,8 +52,9 @@ class TokenSparse(MaskStrategy):
     token_focus = True
 
     def select(self, module, ctx):
-        names = eligible_parameters(module)
         min_layer = self.settings.get("min_layer")
+        structured = self.settings.get("rows")
+        names = linear_weights(module, min_layer) if structured else eligible_parameters(module)
         if min_layer is not None:
             min_layer = int(min_layer)
             names = [n for n in names if block_index(n) is not None and block_index(n) >= min_layer]
@@ -62,4 +67,6 @@ class TokenSparse(MaskStrategy):
         )
         rows = self.settings.get("embedding_rows") and min_layer is None
         always = _embedding_rows(module, ctx.groups) if rows else {}
+        if structured:
+            return rows_mask(module, names, ctx.density, top_rows(scores), always=always)
         return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module), always=always)
