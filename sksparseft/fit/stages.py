@@ -270,7 +270,7 @@ class FitStages(FrozenWork):
             weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
             device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
             patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra_callbacks,
-            accelerator=state.accelerator, kind=state.kind,
+            accelerator=state.accelerator, kind=state.kind, shuffle_seed=state.seed,
         )
 
     def _training_data(self, state):

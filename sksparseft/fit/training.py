@@ -139,7 +139,7 @@ def _accuracy(kind, net, X, y):
     return weighted_score(kind, logits, kind.target_tensor(y), weight)
 
 
-def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None, kind=None):
+def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_size, device, class_weight, valid_data, patience, callbacks, verbose, warmup_fraction=0.06, extra_callbacks=(), accelerator=None, kind=None, shuffle_seed=0):
     """A ready-to-fit skorch net over ``module``'s trainable tensors (delta values and head).
 
     ``kind`` (:mod:`sksparseft.fit.targets`) gives the loss and the validation score; texts whose
@@ -147,7 +147,8 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
     net scores ``valid_acc`` each epoch and stops early after ``patience`` epochs
-    without progress, restoring the best epoch's weights.
+    without progress, restoring the best epoch's weights. ``shuffle_seed`` seeds the batch
+    order of a data-parallel fit over several processes (the same in every process).
     """
     valid_split = None if valid_data is None else predefined_split(Dataset(*valid_data))
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -172,6 +173,10 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         # are prepared by the accelerator (DDP across processes); the model is unwrapped after.
         # The schedule keeps its length: accelerate steps it once per process per step.
         net_class, extra = AcceleratedSparseNet, {"device": None, "accelerator": accelerator}
+        if accelerator.num_processes > 1:
+            # Each process takes its share of one sequence of batches: all must cut the same sequence,
+            # whatever their dropout drew from the global generator (which differs by process).
+            extra["iterator_train__generator"] = torch.Generator().manual_seed(int(shuffle_seed))
     return net_class(
         module,
         criterion=TargetLoss,
