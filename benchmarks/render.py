@@ -300,6 +300,59 @@ def _speed_screen(files, plots):
 
 
 
+#: The token_structure screen's pairs: the token-driven variant and its random control of the same size.
+TOKEN_PAIRS = {"rows": ("token_rows_top3", "random_rows_top3"), "entries": ("token_top3", "random_top3")}
+
+
+def _token_structure(files, plots):
+    """The token groups' choice in a structured budget against random structure, with the rule's verdicts."""
+    groups = defaultdict(list)
+    for r in files.get("token_structure", []):
+        if r.get("dev_accuracy") is not None:
+            groups[(r["dataset"], r["variant"])].append(r)
+    if not groups:
+        return ["No rows yet: `python -m benchmarks.run --config token_structure`.", ""]
+    lines, stats = [], {}
+    for dataset in sorted({d for d, _ in groups}):
+        rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
+        ex = rows[0]
+        lines += [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+                  f"`python -m benchmarks.run --config token_structure`; written by {provenance(rows)}; {ex['device']}, "
+                  f"torch {ex['torch']}. Fit seconds: median over the seeds, other work on the CPU at times "
+                  "(indicative only).", "",
+                  "| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | fit s |", "|---|---|---|---|---|---|---|"]
+        means = {v: np.mean([r["dev_accuracy"] for r in g]) for (d, v), g in groups.items() if d == dataset}
+        for (d, v), g in groups.items():
+            if d == dataset:
+                stats[(d, v)] = (means[v], np.std([r["dev_accuracy"] for r in g], ddof=1) if len(g) > 1 else np.nan,
+                                 len(g))
+        for variant in sorted(means, key=lambda v: -means[v]):
+            g = groups[(dataset, variant)]
+            lines.append("| " + " | ".join([
+                variant, ", ".join(str(r["seed"]) for r in g), _ms([r["dev_accuracy"] for r in g]),
+                *(f"{means[variant] - means[ref]:+.4f}" if ref in means else "" for ref in SPEED_REFERENCES.values()),
+                f"{np.median([r['fit_s'] for r in g]):.0f}"]) + " |")
+        lines.append("")
+    lines += ["The rule's verdict per pair (the token-driven mean minus the random one, and the larger seed std):", ""]
+    datasets = sorted({d for d, _ in groups})
+    for pair, (token, rand) in TOKEN_PAIRS.items():
+        parts, wins = [], []
+        for d in datasets:
+            if (d, token) not in stats or (d, rand) not in stats:
+                parts.append(f"{d}: not run")
+                wins.append(None)
+                continue
+            (mt, st, nt), (mr, sr, nr) = stats[(d, token)], stats[(d, rand)]
+            spread = max(st, sr)
+            parts.append(f"{d} {mt - mr:+.4f} (spread {spread:.4f})")
+            wins.append(None if min(nt, nr) < 3 else (mt - mr) > spread)
+        verdict = ("not decided (a variant lacks seeds)" if None in wins else
+                   "the token-driven choice wins" if all(wins) else "no win: random structure of the same size is as good")
+        lines.append(f"- {pair}: " + "; ".join(parts) + f". {verdict}.")
+    lines.append("")
+    return lines
+
+
 SEARCH_RUNS = {"default_fit": "one default fit", "full_fit": "one `full` fit", "frozen_lr": "frozen-embedding LR",
                "search": "GridSearchCV, no memory", "search_memory": "GridSearchCV, memory (empty at the start)"}
 
@@ -581,6 +634,7 @@ BLOCKS = {
     "dev-screen": _dev_screen,
     "speed-screen": _speed_screen,
     "search": _search,
+    "token-structure": _token_structure,
     "processes": _processes,
     "cost": _cost,
     "exports": _exports,

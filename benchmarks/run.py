@@ -41,6 +41,15 @@ SPEED_CANDIDATES = {
     "random_top3_c2_cached": ("random", {"min_layer": 3, "cache_frozen": True}),
 }
 
+#: The token_structure screen's pairs: (strategy, options beside min_layer=3 and cache_frozen).
+TOKEN_STRUCTURE = {
+    "token_rows_top3": ("token_sparse", {"rows": True}),
+    "fisher_rows_top3": ("fisher", {"rows": True}),
+    "random_rows_top3": ("random_rows", {}),
+    "token_top3": ("token_sparse", {}),
+    "random_top3": ("random", {}),
+}
+
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
     "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
@@ -182,6 +191,17 @@ CONFIGS = {
                          ("layers_c2", "layers"))},
                          **{name: {"method": method, "params": {"strategy_options": options}}
                             for name, (method, options) in SPEED_CANDIDATES.items()}}},
+    "token_structure": {"part": "dev_screen", "name": "token_structure", "datasets": BOTH, "seeds": [0, 1, 2],
+                        "regime": "10shot", "dev_size": 1500,
+                        "about": "the token groups' choice in a structured budget (whole rows, or entries, in the top "
+                                 "three blocks) against random structure of the same size and plain Fisher, beside "
+                                 "today's default, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the "
+                                 "rule: docs/benchmarks.md, 'Do the token groups choose better in a structured budget?')",
+                        "variants": {**{name: {"method": method} for name, method in (
+                            ("frozen_lr", "frozen_lr"), ("random_c2", "random"), ("full_c2", "full"))},
+                            **{name: {"method": method, "params": {"strategy_options": {
+                                "min_layer": 3, "cache_frozen": True, **extra}}}
+                               for name, (method, extra) in TOKEN_STRUCTURE.items()}}},
     "cost_cpu": {"part": "cost", "parts": ["ratio", "scaling", "predict"], "n_train": 3000, "epochs": 2,
                  "variants": ["full", "token_sparse", "min_layer3"], "references": ["frozen_lr"],
                  "about": "fit-time ratio to `full`, scaling and predict speed, 3,000 texts, 2 epochs, CPU"},
