@@ -47,6 +47,8 @@ def test_two_processes_train_one_model_through_every_stage(tiny_model, tmp_path)
     # Every epoch, both processes took their share of one batch sequence (before 0.7.1 they drew their
     # own orders after dropout had drawn differently, cut different counts of batches and hung).
     assert r0["batches"] == r1["batches"] and len(r0["batches"]) == 6
+    # and scored every validation text (one early-stopping decision for both, not one per process's share)
+    assert r0["valid_acc"] == r1["valid_acc"] and len(r0["valid_acc"]) == 6
     assert r0["selected"] == r1["selected"] > 0
     assert r0["delta"] == r1["delta"]  # gradients averaged: both processes hold the same weights
     assert r0["interpolation"] == r1["interpolation"] > 0  # one point chosen for both, not the probe

@@ -15,7 +15,7 @@ from skorch.helper import predefined_split
 from skorch.hf import AccelerateMixin
 
 from ..model.batching import BucketLoader, trim_collate
-from ..model.inference import run_inference
+from ..model.inference import eval_batch_size, run_inference
 from .targets import SingleLabel, TargetLoss, weighted_score
 
 
@@ -131,7 +131,24 @@ class WarmupLinearDecay:
 def _accuracy(kind, net, X, y):
     """Validation score of the epoch: accuracy (multi-label: Jaccard), weighted when texts carry weights."""
     # skorch caches the validation forward pass, so this costs no extra inference.
-    logits = torch.as_tensor(np.asarray(net.predict(X)))
+    return _score(kind, torch.as_tensor(np.asarray(net.predict(X))), X, y)
+
+
+def _accuracy_everywhere(kind, batch_size, net, X, y):
+    """:func:`_accuracy` over every validation text, in each process of a data-parallel fit.
+
+    The cached forward pass holds only this process's share of the texts: scored on it, each
+    process would decide early stopping on its own share, and one would stop while another trains.
+    The weights are the same in every process, so the same pass over all the texts gives one score.
+    """
+    module = net.accelerator.unwrap_model(net.module_)
+    data = getattr(X, "X", X)
+    logits = run_inference(module, data, batch_size, next(module.parameters()).device)
+    targets = getattr(X, "y", None)  # the targets skorch passes are this process's share too
+    return _score(kind, torch.as_tensor(logits), X, y if targets is None else np.asarray(targets))
+
+
+def _score(kind, logits, X, y):
     data = getattr(X, "X", X)
     weight = data.get("sample_weight") if isinstance(data, Mapping) else None
     if weight is None and not kind.multilabel:
@@ -158,7 +175,10 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         ("lr_schedule", LRScheduler(policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=WarmupLinearDecay(total, warmup_fraction * total), step_every="batch")),
     ]
     if valid_data is not None:
-        cbs.append(("valid_acc", EpochScoring(partial(_accuracy, kind or SingleLabel()), name="valid_acc", lower_is_better=False, on_train=False)))
+        scoring = partial(_accuracy, kind or SingleLabel())
+        if accelerator is not None and accelerator.num_processes > 1:
+            scoring = partial(_accuracy_everywhere, kind or SingleLabel(), eval_batch_size(batch_size))
+        cbs.append(("valid_acc", EpochScoring(scoring, name="valid_acc", lower_is_better=False, on_train=False)))
         if patience:
             cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
     cbs.extend(extra_callbacks)
