@@ -263,12 +263,26 @@ def _dev_screen(files, plots):
 SPEED_REFERENCES = {"default": "random_c2", "full": "full_c2", "frozen": "frozen_lr"}
 
 
-def _speed_screen(files, plots):
-    """The speed screen: each candidate against today's default, `full` and frozen LR, with the rule's tests."""
+def _dev_groups(files, config):
+    """``{(dataset, variant): [rows with a dev accuracy]}`` of a dev-screen config's results file."""
     groups = defaultdict(list)
-    for r in files.get("speed_screen", []):
+    for r in files.get(config, []):
         if r.get("dev_accuracy") is not None:
             groups[(r["dataset"], r["variant"])].append(r)
+    return groups
+
+
+def _screen_heading(config, dataset, rows, seconds):
+    """The heading and provenance lines of one dataset's table of a dev-screen config."""
+    ex = rows[0]
+    return [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
+            f"`python -m benchmarks.run --config {config}`; written by {provenance(rows)}; {ex['device']}, "
+            f"torch {ex['torch']}. {seconds}", ""]
+
+
+def _speed_screen(files, plots):
+    """The speed screen: each candidate against today's default, `full` and frozen LR, with the rule's tests."""
+    groups = _dev_groups(files, "speed_screen")
     lines = []
     for dataset in sorted({d for d, _ in groups}):
         def accs(variant):
@@ -277,12 +291,9 @@ def _speed_screen(files, plots):
         means = {v: np.mean(accs(v)) for d, v in groups if d == dataset}
         ref = {k: means.get(v) for k, v in SPEED_REFERENCES.items()}
         rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
-        ex = rows[0]
-        lines += [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
-                  f"`python -m benchmarks.run --config speed_screen`; written by {provenance(rows)}; {ex['device']}, "
-                  f"torch {ex['torch']}. Fit seconds: median over the seeds run, with other work on the CPU at times "
-                  "(indicative only; the rule decides on idle timings).", "",
-                  "| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | accuracy tests of the rule | fit s |",
+        lines += _screen_heading("speed_screen", dataset, rows, "Fit seconds: median over the seeds run, with other "
+                                 "work on the CPU at times (indicative only; the rule decides on idle timings).")
+        lines += ["| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | accuracy tests of the rule | fit s |",
                   "|---|---|---|---|---|---|---|---|"]
         for variant in sorted(means, key=lambda v: -means[v]):
             g = groups[(dataset, variant)]
@@ -306,21 +317,15 @@ TOKEN_PAIRS = {"rows": ("token_rows_top3", "random_rows_top3"), "entries": ("tok
 
 def _token_structure(files, plots):
     """The token groups' choice in a structured budget against random structure, with the rule's verdicts."""
-    groups = defaultdict(list)
-    for r in files.get("token_structure", []):
-        if r.get("dev_accuracy") is not None:
-            groups[(r["dataset"], r["variant"])].append(r)
+    groups = _dev_groups(files, "token_structure")
     if not groups:
         return ["No rows yet: `python -m benchmarks.run --config token_structure`.", ""]
     lines, stats = [], {}
     for dataset in sorted({d for d, _ in groups}):
         rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
-        ex = rows[0]
-        lines += [f"#### {dataset}, 10-shot: {ex['n_fit']:,} fit texts, {ex['n_dev']:,} dev texts", "",
-                  f"`python -m benchmarks.run --config token_structure`; written by {provenance(rows)}; {ex['device']}, "
-                  f"torch {ex['torch']}. Fit seconds: median over the seeds, other work on the CPU at times "
-                  "(indicative only).", "",
-                  "| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | fit s |", "|---|---|---|---|---|---|---|"]
+        lines += _screen_heading("token_structure", dataset, rows,
+                                 "Fit seconds: median over the seeds, other work on the CPU at times (indicative only).")
+        lines += ["| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | fit s |", "|---|---|---|---|---|---|---|"]
         means = {v: np.mean([r["dev_accuracy"] for r in g]) for (d, v), g in groups.items() if d == dataset}
         for (d, v), g in groups.items():
             if d == dataset:
