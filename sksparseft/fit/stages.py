@@ -210,9 +210,7 @@ class FitStages(FrozenWork):
             return
         if self.head_init == "linear_probe":
             self._fit_probe(state)  # training starts from a probe on the features it will finetune
-            if state.accelerator is not None:  # one head in every process, whatever its float noise
-                head = state.module.head
-                head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in head.state_dict().items()}))
+            _same_head_everywhere(state)
 
     def _contrastive_losses(self, state, **options):
         """Run the contrastive training (a step a subclass may override); the mean loss of each epoch.
@@ -398,8 +396,7 @@ class FitStages(FrozenWork):
                 fit_head_on_features(module, state.encodings, state.y_enc, self._eval_batch(), state.device,
                                      class_weight=state.class_weight, progress=self._progress("refit"),
                                      kind=state.kind)
-        if state.accelerator is not None:
-            module.head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in module.head.state_dict().items()}))
+        _same_head_everywhere(state)
 
     # -- finalize -----------------------------------------------------------------------
     def stage_finalize(self, state):
@@ -428,3 +425,10 @@ class FitStages(FrozenWork):
         if state.fell_back or not (self.max_epochs or self.contrastive_epochs):
             return False
         return state.blend > 0.0 or bool(self.contrastive_epochs and "contrastive" not in state.diverged)
+
+
+def _same_head_everywhere(state):
+    """In a data-parallel fit, process 0's head in every process (each fitted one, up to float noise)."""
+    if state.accelerator is not None:
+        head = state.module.head
+        head.load_state_dict(broadcast_from_main({k: v.cpu() for k, v in head.state_dict().items()}))
