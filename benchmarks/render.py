@@ -280,9 +280,10 @@ def _screen_heading(config, dataset, rows, seconds):
             f"torch {ex['torch']}. {seconds}", ""]
 
 
-def _speed_screen(files, plots):
+def _speed_screen(files, plots, config="speed_screen",
+                  seconds="with other work on the CPU at times (indicative only; the rule decides on idle timings)."):
     """The speed screen: each candidate against today's default, `full` and frozen LR, with the rule's tests."""
-    groups = _dev_groups(files, "speed_screen")
+    groups = _dev_groups(files, config)
     lines = []
     for dataset in sorted({d for d, _ in groups}):
         def accs(variant):
@@ -291,8 +292,7 @@ def _speed_screen(files, plots):
         means = {v: np.mean(accs(v)) for d, v in groups if d == dataset}
         ref = {k: means.get(v) for k, v in SPEED_REFERENCES.items()}
         rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
-        lines += _screen_heading("speed_screen", dataset, rows, "Fit seconds: median over the seeds run, with other "
-                                 "work on the CPU at times (indicative only; the rule decides on idle timings).")
+        lines += _screen_heading(config, dataset, rows, f"Fit seconds: median over the seeds run, {seconds}")
         lines += ["| variant | seeds | dev accuracy | vs default | vs full | vs frozen LR | accuracy tests of the rule | fit s |",
                   "|---|---|---|---|---|---|---|---|"]
         for variant in sorted(means, key=lambda v: -means[v]):
@@ -307,7 +307,30 @@ def _speed_screen(files, plots):
                 *(f"{m - ref[k]:+.4f}" if ref[k] is not None else "" for k in ("default", "full", "frozen")),
                 tests, f"{np.median([r['fit_s'] for r in g]):.0f}"]) + " |")
         lines.append("")
-    return lines or ["No rows yet: `python -m benchmarks.run --config speed_screen`.", ""]
+    return lines or [f"No rows yet: `python -m benchmarks.run --config {config}`.", ""]
+
+
+#: The precision screen's pairs: (bf16 variant, its float32 twin) (docs/benchmarks.md, "Does bf16 pay on the CPU?").
+PRECISION_PAIRS = (("random_c2_bf16", "random_c2"), ("layers_c2_cached_bf16", "layers_c2_cached"))
+
+
+def _precision_screen(files, plots):
+    """The speed screen's table for the precision screen, then each bf16 variant against its float32 twin."""
+    lines = _speed_screen(files, plots, "precision_screen", "one fit at a time, nothing else on the CPU.")
+    groups = _dev_groups(files, "precision_screen")
+    pairs = []
+    for bf16, fp32 in PRECISION_PAIRS:
+        for dataset in sorted({d for d, _ in groups}):
+            a, b = groups.get((dataset, bf16), []), groups.get((dataset, fp32), [])
+            if a and b:
+                gain = np.mean([r["dev_accuracy"] for r in a]) - np.mean([r["dev_accuracy"] for r in b])
+                ratio = np.median([r["fit_s"] for r in a]) / np.median([r["fit_s"] for r in b])
+                pairs.append(f"| `{bf16}` vs `{fp32}` | {dataset} | {len(a)}, {len(b)} | {gain:+.4f} | {ratio:.2f} |")
+    if pairs:
+        lines += ["Each bf16 variant against its float32 twin (mean dev accuracy difference; ratio of median fit "
+                  "seconds):", "", "| pair | dataset | seeds | accuracy | fit seconds |", "|---|---|---|---|---|",
+                  *pairs, ""]
+    return lines
 
 
 
@@ -638,6 +661,7 @@ BLOCKS = {
     "dev-variants": _dev_variants,
     "dev-screen": _dev_screen,
     "speed-screen": _speed_screen,
+    "precision-screen": _precision_screen,
     "search": _search,
     "token-structure": _token_structure,
     "processes": _processes,

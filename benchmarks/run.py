@@ -191,6 +191,22 @@ CONFIGS = {
                          ("layers_c2", "layers"))},
                          **{name: {"method": method, "params": {"strategy_options": options}}
                             for name, (method, options) in SPEED_CANDIDATES.items()}}},
+    "precision_screen": {"part": "dev_screen", "name": "precision_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                         "regime": "10shot", "dev_size": 1500,
+                         "about": "bf16 autocast on the CPU (precision='bfloat16') for today's default and for the "
+                                  "fast recipe (layers, two blocks, cache_frozen), beside today's default, `full` and "
+                                  "frozen-embedding LR in float32; 10-shot dev splits, seeds 0-2 (the rule: "
+                                  "docs/benchmarks.md, 'Does bf16 pay on the CPU?')",
+                         "variants": {
+                             "frozen_lr": {"method": "frozen_lr"},
+                             "random_c2": {"method": "random"},
+                             "full_c2": {"method": "full"},
+                             "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
+                             "layers_c2_cached": {"method": "layers", "params": {
+                                 "strategy_options": {"cache_frozen": True}}},
+                             "layers_c2_cached_bf16": {"method": "layers", "params": {
+                                 "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
+                         }},
     "token_structure": {"part": "dev_screen", "name": "token_structure", "datasets": BOTH, "seeds": [0, 1, 2],
                         "regime": "10shot", "dev_size": 1500,
                         "about": "the token groups' choice in a structured budget (whole rows, or entries, in the top "

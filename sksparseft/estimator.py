@@ -21,7 +21,7 @@ from .io.fitted import set_fitted
 from .io.persistence import load_estimator, save_estimator
 from .io.pickling import module_state_to_bytes, restore_modules
 from .model.backbone import DEFAULT_MODEL, POOLINGS
-from .model.devices import oom_advice
+from .model.devices import PRECISIONS, oom_advice
 from .model.inference import predict_logits, progress_bar
 from .validation import validate_texts
 
@@ -133,8 +133,11 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         File to which a resumable checkpoint is written atomically after every epoch; a
         later fit with the same parameters, data and ``random_state`` resumes from it.
     device : str, default="auto"
-        "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps"; CUDA trains in
-        bf16 mixed precision.
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps".
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        "bfloat16" runs the fit's training passes in bf16 autocast (float32 master weights);
+        "auto" is bf16 on CUDA, float32 elsewhere. On CPU the head refit and ``predict`` stay
+        float32; bf16 pays on CPUs with native bf16 (AVX512-BF16, AMX; docs/speed.md).
     accelerate : bool, default=False
         Train data-parallel through Hugging Face Accelerate over the processes of
         ``accelerate launch`` or ``torchrun`` (docs/scale.md).
@@ -201,7 +204,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=3,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2, unknown_label=None,
         unknown_threshold="auto", multilabel_threshold=0.5, callbacks=None, memory=None, checkpoint_path=None,
-        device="auto", accelerate=False, random_state=None, verbose=0,
+        device="auto", precision="auto", accelerate=False, random_state=None, verbose=0,
     ):
         self.model = model
         self.strategy = strategy
@@ -235,6 +238,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.memory = memory
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.precision = precision
         self.accelerate = accelerate
         self.random_state = random_state
         self.verbose = verbose
@@ -273,6 +277,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str, torch.device, None],
+        "precision": [StrOptions(set(PRECISIONS))],
         "accelerate": ["boolean"],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],  # numpy seeds the split
         "verbose": [Interval(Integral, 0, None, closed="left")],
@@ -303,7 +308,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         """
         state = FitState.start(self, X, y, sample_weight)
         for name in self._stages(state):
-            with state.timed(name):
+            with state.timed(name), self._precision(state, name):
                 getattr(self, f"stage_{name}")(state)
         return set_fitted(self, **self._fitted_values(state))
 

@@ -65,6 +65,15 @@ def test_nothing_stale_is_reused(tiny_model, tiny_decoder, toy_data, tmp_path):
     assert len(_entries(tmp_path)) == len(before) + 3  # cls features; the decoder's rows and features
 
 
+def test_what_bf16_passes_computed_is_kept_apart(tiny_model, toy_data, tmp_path, spy):
+    X, y = toy_data
+    TokenSparseClassifier(tiny_model, memory=tmp_path, **CACHED).fit(X, y)
+    before = _entries(tmp_path)
+    TokenSparseClassifier(tiny_model, memory=tmp_path, precision="bfloat16", **CACHED).fit(X, y)
+    after = _entries(tmp_path)
+    assert spy == [0, 0] and len(after) == len(before) + 2  # its own block rows and probe features
+
+
 def test_memory_is_not_part_of_the_model_file(tiny_model, toy_data, tmp_path):
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, memory=joblib.Memory(tmp_path / "m", verbose=0), **CACHED).fit(X, y)

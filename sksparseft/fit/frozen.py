@@ -25,7 +25,8 @@ class FrozenWork:
         if folder is None:
             return None
         if state.backbone_key is None:  # the pretrained weights (and any added tokens), before anything trains
-            state.backbone_key = backbone_namespace(state.encoder, state.device.type)
+            precision = "" if state.autocast_dtype is None else f" autocast {state.autocast_dtype}"
+            state.backbone_key = backbone_namespace(state.encoder, state.device.type + precision)
         detail = f"{what} pooled {state.pooling}" if what.endswith("features") else what
         return FrozenStore(folder, f"{state.backbone_key}-{hashlib.sha256(detail.encode()).hexdigest()[:12]}")
 

@@ -17,7 +17,7 @@ import torch
 from ..model.backbone import default_pooling, load_backbone
 from .checkpoint import fingerprint, fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
-from ..model.devices import broadcast_from_main, oom_advice
+from ..model.devices import autocast, broadcast_from_main, oom_advice
 from .frozen import FrozenWork
 from .interpolation import load_interpolated_, select_interpolation, validation_scores
 from ..model.module import ClassifierModule
@@ -35,6 +35,10 @@ from ..text.vocabulary import extend_embeddings, extend_tokenizer, merge_groups
 STAGES = ("load", "token_groups", "rejection", "linear_probe", "selection", "contrastive", "training", "interpolation",
           "thresholds", "head_refit", "finalize")
 
+#: The stages whose passes follow ``precision`` (bf16 autocast). The rest stay float32 on CPU:
+#: the rejector, the thresholds and the refit head are fit on the features ``predict`` computes.
+AUTOCAST_STAGES = ("linear_probe", "selection", "contrastive", "training", "interpolation")
+
 
 class FitStages(FrozenWork):
     """Mixin of TokenSparseClassifier: one method ``stage_<name>`` per entry of :data:`STAGES`."""
@@ -45,6 +49,10 @@ class FitStages(FrozenWork):
         skip = {"head_refit": not self.refit_head, "contrastive": not self.contrastive_epochs, "thresholds": not thresholds,
                 "training": not self.max_epochs, "rejection": self.unknown_label is None}
         return [s for s in STAGES if not skip.get(s)]
+
+    def _precision(self, state, stage):
+        """The autocast context stage ``stage`` runs in (``precision``; see :data:`AUTOCAST_STAGES`)."""
+        return autocast(state.device, state.autocast_dtype if stage in AUTOCAST_STAGES else None)
 
     def _eval_batch(self):
         return eval_batch_size(self.batch_size)
@@ -121,7 +129,7 @@ class FitStages(FrozenWork):
     def stage_linear_probe(self, state):
         state.module = ClassifierModule(
             state.encoder, len(state.classes), pooling=state.pooling, dropout=self.dropout,
-            sparse_backward=self._sparse_backward(state),
+            amp=state.autocast_dtype is not None, sparse_backward=self._sparse_backward(state),
         ).to(state.device)
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":

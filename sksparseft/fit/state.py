@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..strategies import get_strategy
-from ..model.devices import broadcast_from_main, make_accelerator, resolve_device
+from ..model.devices import broadcast_from_main, make_accelerator, resolve_device, resolve_precision
 from ..validation import check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled
 from .targets import target_kind
 
@@ -43,6 +43,7 @@ class FitState:
     kind: object = None
     sample_weight: np.ndarray | None = None
     label_names: list | None = None
+    autocast_dtype: object = None  # the training passes' autocast dtype (None: float32)
     params: dict = field(default_factory=dict)  # the estimator's get_params(): what identifies the fit
     # load
     tokenizer: object = None
@@ -124,7 +125,8 @@ class FitState:
             torch.manual_seed(seed)
         return cls(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
                    seed=seed, strategy=strategy, class_weight=weights, kind=kind, sample_weight=sample_weight,
-                   label_names=names, params=est.get_params())
+                   label_names=names, autocast_dtype=resolve_precision(est.precision, device),
+                   params=est.get_params())
 
     def fit_history(self):
         """``history_``: with a validation split, row 0 is the linear probe where training started."""

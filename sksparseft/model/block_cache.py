@@ -59,7 +59,8 @@ def _record_output(cache, keys, lengths):
         with torch.inference_mode(False):  # usable by later autograd passes
             for key, r, n in zip(keys, range(len(keys)), lengths):
                 if key not in cache["rows"]:
-                    cache["rows"][key] = hidden[r, :n].clone()
+                    # float32 whatever the pass's autocast: float32 passes read the rows too.
+                    cache["rows"][key] = hidden[r, :n].to(torch.float32, copy=True)
 
     return hook
 

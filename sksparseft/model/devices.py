@@ -28,6 +28,28 @@ def resolve_device(device):
     return dev
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_precision(precision, device):
+    """The dtype a fit's training passes autocast to: ``torch.bfloat16``, or None (float32).
+
+    ``"auto"`` is bf16 on CUDA and float32 on other devices; master weights stay float32 either way.
+    """
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"precision='bfloat16' is supported on 'cpu' and 'cuda', not on {device.type!r}")
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def autocast(device, dtype):
+    """Autocast to ``dtype`` on ``device`` (nothing when ``dtype`` is None)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
 def make_accelerator(device):
     """The Accelerate ``Accelerator`` of this process (``accelerate launch`` / ``torchrun`` set the processes)."""
     try:

@@ -189,4 +189,6 @@ class ClassifierModule(nn.Module):
             return pool_output(out, attention_mask, self.pooling, focus).float()
 
     def forward(self, input_ids, attention_mask, focus=None):
-        return self.head(self.dropout(self.features(input_ids, attention_mask, focus)))
+        features = self.features(input_ids, attention_mask, focus)
+        with torch.autocast(input_ids.device.type, enabled=False):  # the head and its logits stay float32
+            return self.head(self.dropout(features))

@@ -1,0 +1,88 @@
+"""``precision``: the fit's training passes in bf16 autocast, prediction and the refit head in float32."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils._param_validation import InvalidParameterError
+
+from cases import FAST
+from sksparseft import TokenSparseClassifier
+from sksparseft.fit.stages import AUTOCAST_STAGES
+from sksparseft.model.devices import resolve_precision
+
+CACHED = {"strategy": "layers", "strategy_options": {"n_layers": 1, "cache_frozen": True}}
+
+
+class DtypeSpy(TokenSparseClassifier):
+    """Records the dtype a Linear in the top block computes in, stage by stage."""
+
+    def _precision(self, state, stage):
+        context = super()._precision(state, stage)
+        spy = self
+
+        class Recording:
+            def __enter__(self):
+                context.__enter__()
+                spy.stage_now = stage
+                return self
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+
+        return Recording()
+
+    def stage_linear_probe(self, state):
+        self.seen = {}
+        encoder = state.encoder
+        linear = encoder.encoder.layer[-1].attention.self.query
+        linear.register_forward_hook(lambda m, a, out: self.seen.setdefault(self.stage_now, set()).add(out.dtype))
+        super().stage_linear_probe(state)
+
+
+@pytest.mark.parametrize("options", [{}, CACHED], ids=["random", "layers_cached"])
+def test_bfloat16_trains_in_bf16_and_refits_the_head_and_predicts_in_float32(tiny_model, toy_data, options):
+    X, y = toy_data
+    est = DtypeSpy(tiny_model, precision="bfloat16", random_state=0, **dict(FAST, **options)).fit(X, y)
+    trained = {stage for stage in est.seen if stage in AUTOCAST_STAGES}
+    assert {"linear_probe", "contrastive", "training", "interpolation"} <= trained
+    for stage in trained:
+        assert est.seen[stage] == {torch.bfloat16}, stage
+    assert est.seen["head_refit"] == {torch.float32}
+    est.seen.clear()
+    est.stage_now = "predict"
+    proba = est.predict_proba(X)
+    assert est.seen == {"predict": {torch.float32}}
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_float32_never_autocasts(tiny_model, toy_data):
+    X, y = toy_data
+    est = DtypeSpy(tiny_model, precision="float32", random_state=0, **FAST).fit(X, y)
+    assert set().union(*est.seen.values()) == {torch.float32}
+
+
+def test_bfloat16_fits_are_reproducible_and_learn(tiny_model, toy_data):
+    X, y = toy_data
+    settings = dict(FAST, precision="bfloat16", random_state=0, learning_rate=1e-2, validation_fraction=0.0)
+    a = TokenSparseClassifier(tiny_model, **settings).fit(X, y)
+    b = TokenSparseClassifier(tiny_model, **settings).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.score(X, y) >= 0.9
+
+
+def test_auto_is_bf16_on_cuda_and_float32_elsewhere():
+    assert resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
+    assert resolve_precision("auto", torch.device("cpu")) is None
+    assert resolve_precision("auto", torch.device("mps")) is None
+    assert resolve_precision("float32", torch.device("cuda")) is None
+    assert resolve_precision("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_bfloat16_where_it_is_not_supported_is_refused_early():
+    with pytest.raises(ValueError, match="precision='bfloat16' is supported on 'cpu' and 'cuda', not on 'mps'"):
+        resolve_precision("bfloat16", torch.device("mps"))
+
+
+def test_an_unknown_precision_is_a_parameter_error(tiny_model, toy_data):
+    with pytest.raises(InvalidParameterError, match="'precision' parameter"):
+        TokenSparseClassifier(tiny_model, precision="float16", **FAST).fit(*toy_data)
