@@ -207,6 +207,12 @@ CONFIGS = {
                              "layers_c2_cached_bf16": {"method": "layers", "params": {
                                  "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
                          }},
+    "group_features": {"part": "group_features", "name": "group_features",
+                       "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
+                       "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
+                                "against the embedding alone, the same number of frequent n-grams, TF-IDF and the "
+                                "majority class; 10-shot dev splits and the drug reviews' training folds, seeds 0-2 "
+                                "(the rule: docs/benchmarks.md, 'Do the token groups help as features?')"},
     "token_structure": {"part": "dev_screen", "name": "token_structure", "datasets": BOTH, "seeds": [0, 1, 2],
                         "regime": "10shot", "dev_size": 1500,
                         "about": "the token groups' choice in a structured budget (whole rows, or entries, in the top "
@@ -263,6 +269,7 @@ PARTS = {
     "processes": "benchmarks.processes",
     "dev_variants": "benchmarks.research.dev_variants",
     "dev_screen": "benchmarks.research.dev_screen",
+    "group_features": "benchmarks.research.group_features",
 }
 
 
