@@ -15,6 +15,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("SKSPARSEFT_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 CLINC = Path(os.environ.get("CLINC150_JSON") or ROOT.parent / "shared" / "data" / "clinc150" / "data_full.json")
+DRUG_REVIEWS = Path(os.environ.get("DRUG_REVIEWS_DIR") or ROOT.parent / "shared" / "data" / "drugreviews")
 
 # The backbone when a config does not name one (a local copy on machines without the package).
 MODEL = os.environ.get("SKSPARSEFT_BENCH_MODEL", "all-MiniLM-L6-v2")
@@ -41,8 +42,17 @@ def load(dataset, regime, seed):
         Xt, yt = [t for t, _ in data["test"]], [c for _, c in data["test"]]
         oos = {"val_in": [t for t, _ in data["val"]], "val_oos": [t for t, _ in data["oos_val"]],
                "test_oos": [t for t, _ in data["oos_test"]]}
+    elif dataset == "drugreviews":  # the rating (negative / neutral / positive) of a patient's review
+        import pandas as pd
+
+        if not (DRUG_REVIEWS / "train.csv").is_file():
+            raise FileNotFoundError(f"the drug reviews are read from {DRUG_REVIEWS}: set DRUG_REVIEWS_DIR")
+        train, test = (pd.read_csv(DRUG_REVIEWS / f"{part}.csv") for part in ("train", "test"))
+        X, y = train["text"].astype(str).tolist(), train["label"].astype(str).tolist()
+        Xt, yt = test["text"].astype(str).tolist(), test["label"].astype(str).tolist()
+        oos = None
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
+        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS + ('drugreviews',)}")
     y = np.asarray(y, dtype=object)
     if regime != "full":
         shots = int(regime.removesuffix("shot"))

@@ -111,3 +111,17 @@ def test_multilabel_benchmark_data_keeps_sources_apart(seed):
     _assert_sources_apart(*parts)
     assert sum(len(s) == 2 for s in parts[1]) == 192  # 5 of each intent's 10 in pairs, none dropped
     assert not {features._key(t) for t in everything} & {k for s in parts[5] for k in s}
+
+
+def test_group_feature_indicators_mark_whole_ngrams_anywhere_in_a_text():
+    from benchmarks.research.group_features import _indicators
+
+    ind = _indicators([[1, 2, 3], [2, 3], [3], [3, 2]], [(2, 3), (1,), (3,)]).toarray()
+    np.testing.assert_array_equal(ind, [[1, 1, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1]])
+
+
+def test_the_label_blind_control_keeps_the_ngrams_in_most_texts():
+    from benchmarks.research.group_features import _frequent
+
+    # (1,) is in three texts; (2,) and (1, 2) in two (a text counts once); ties in token order.
+    assert _frequent([[1, 2, 2], [1, 3], [1, 2]], 2, max_ngram=2) == [(1,), (1, 2)]

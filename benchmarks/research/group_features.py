@@ -23,9 +23,7 @@ import time
 
 import numpy as np
 
-from ..common import ROOT, append_row, how_run, in_fresh_process, peak_memory, train_dev
-
-DRUG_REVIEWS = ROOT.parent / "shared" / "data" / "drugreviews" / "train.csv"
+from ..common import DRUG_REVIEWS, append_row, how_run, in_fresh_process, peak_memory, train_dev
 
 
 def _splits(dataset, seed):
@@ -35,7 +33,7 @@ def _splits(dataset, seed):
     import pandas as pd
     from sklearn.model_selection import StratifiedKFold
 
-    data = pd.read_csv(DRUG_REVIEWS)
+    data = pd.read_csv(DRUG_REVIEWS / "train.csv")
     X, y = data["text"].astype(str).tolist(), data["label"].astype(str).to_numpy(dtype=object)
     folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y)
     return [([X[i] for i in a], y[a], [X[i] for i in b], y[b]) for a, b in folds]
