@@ -17,6 +17,8 @@ import numpy as np
 from .common import MODEL, how_run, load, peak_memory
 
 REFERENCES = ("tfidf_lr", "frozen_lr", "setfit")
+#: What any classifier must beat, fitted only where a config names it (imbalanced tasks).
+BASELINES = ("majority",)
 
 
 class FrozenEmbeddings:
@@ -94,9 +96,13 @@ def reference(name, X, y, seed=0, model=MODEL):
 
         embed = FunctionTransformer(FrozenEmbeddings(model))
         return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y)
+    if name == "majority":
+        from sklearn.dummy import DummyClassifier
+
+        return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(X), 1)), y)
     if name == "setfit":
         return SetFitReference(model, seed=seed).fit(X, y)
-    raise ValueError(f"unknown reference {name!r}; known: {REFERENCES}")
+    raise ValueError(f"unknown reference {name!r}; known: {REFERENCES + BASELINES}")
 
 
 def _trainable(model):

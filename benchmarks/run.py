@@ -207,6 +207,23 @@ CONFIGS = {
                              "layers_c2_cached_bf16": {"method": "layers", "params": {
                                  "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
                          }},
+    "fast_full": {"part": "dev_screen", "name": "fast_full", "datasets": ["banking77", "clinc150", "drugreviews"],
+                  "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
+                  "about": "the fast recipe (layers, two blocks, cache_frozen; float32 and bf16) with all the "
+                           "training data but a stratified fifth kept as the dev part, beside `full`, today's "
+                           "default, frozen-embedding LR, TF-IDF LR and the majority class (the speed rule's "
+                           "full-data and drug-review tests: docs/benchmarks.md, 'How the speed default is chosen')",
+                  "variants": {
+                      "majority": {"method": "majority"},
+                      "frozen_lr": {"method": "frozen_lr"},
+                      "tfidf_lr": {"method": "tfidf_lr"},
+                      "layers_c2_cached_bf16": {"method": "layers", "params": {
+                          "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
+                      "layers_c2_cached": {"method": "layers", "params": {"strategy_options": {"cache_frozen": True}}},
+                      "full_c2": {"method": "full"},
+                      "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
+                      "random_c2": {"method": "random"},
+                  }},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "

@@ -23,7 +23,7 @@ def one_screen(spec, queue):
 
     from sksparseft import TokenSparseClassifier
 
-    from ..compare import REFERENCES, reference
+    from ..compare import BASELINES, REFERENCES, reference
     from . import leads
 
     leads.register_lab_strategies()  # token_layers and fisher_batched, in this fit's process only
@@ -33,7 +33,7 @@ def one_screen(spec, queue):
     row = {k: v for k, v in spec.items()}
     t0 = time.perf_counter()
     try:
-        if spec["method"] in REFERENCES:
+        if spec["method"] in REFERENCES + BASELINES:
             model = reference(spec["method"], X, y, seed=spec["seed"])
         else:
             cls = getattr(leads, spec["lead"]) if spec.get("lead") else TokenSparseClassifier
