@@ -20,6 +20,8 @@ DRUG_REVIEWS = Path(os.environ.get("DRUG_REVIEWS_DIR") or ROOT.parent / "shared"
 # The backbone when a config does not name one (a local copy on machines without the package).
 MODEL = os.environ.get("SKSPARSEFT_BENCH_MODEL", "all-MiniLM-L6-v2")
 DATASETS = ("banking77", "clinc150")
+#: Every dataset ``load`` reads: the two intent sets and the drug reviews (a config names them).
+ALL_DATASETS = DATASETS + ("drugreviews",)
 
 
 def load(dataset, regime, seed):
@@ -52,7 +54,7 @@ def load(dataset, regime, seed):
         Xt, yt = test["text"].astype(str).tolist(), test["label"].astype(str).tolist()
         oos = None
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS + ('drugreviews',)}")
+        raise ValueError(f"unknown dataset {dataset!r}; known: {ALL_DATASETS}")
     y = np.asarray(y, dtype=object)
     if regime != "full":
         shots = int(regime.removesuffix("shot"))

@@ -24,7 +24,7 @@ import time
 
 from sksparseft.strategies import STRATEGIES as REGISTRY
 
-from .common import DATASETS, RESULTS, append_row, in_fresh_process, load
+from .common import ALL_DATASETS, DATASETS, RESULTS, append_row, in_fresh_process, load
 
 #: Every strategy the package ships, from its registry (strategies registered from elsewhere,
 #: such as the research screen's, are not the package's).
@@ -358,7 +358,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS))
     ap.add_argument("--only", nargs="*", help="compare configs: run only these methods")
-    ap.add_argument("--datasets", nargs="*", choices=DATASETS, help="run only these of the config's datasets")
+    ap.add_argument("--datasets", nargs="*", choices=ALL_DATASETS, help="run only these of the config's datasets")
     ap.add_argument("--seeds", nargs="*", type=int, help="run only these of the config's seeds")
     ap.add_argument("--tag", help="suffix of the results file, e.g. the GPU's name: results/<config>_<tag>.jsonl")
     ap.add_argument("--list", action="store_true", help="list the configs and their results files")

@@ -22,6 +22,8 @@ def main():
     parser.add_argument("--n-train", type=int, default=None, help="stratified subset of the training set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="bf16 training passes (auto: on CUDA, and on CPUs with native bf16 for the default)")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--strategy", default="random", help="random (the default), token_sparse, fisher, full, lora, prefix, layers, bitfit")
     parser.add_argument("--save", default=None, help="pickle the fitted model to this path (joblib)")
@@ -33,7 +35,8 @@ def main():
     if args.n_train and args.n_train < len(X_train):
         X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=args.n_train, stratify=y_train, random_state=args.seed)
 
-    params = {"random_state": args.seed, "device": args.device, "verbose": args.verbose, "strategy": args.strategy}
+    params = {"random_state": args.seed, "device": args.device, "verbose": args.verbose, "strategy": args.strategy,
+              "precision": args.precision}
     if args.max_epochs:
         params["max_epochs"] = args.max_epochs
     clf = TokenSparseClassifier(**params)
