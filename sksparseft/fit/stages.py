@@ -51,8 +51,12 @@ class FitStages(FrozenWork):
         return [s for s in STAGES if not skip.get(s)]
 
     def _precision(self, state, stage):
-        """The autocast context stage ``stage`` runs in (``precision``; see :data:`AUTOCAST_STAGES`)."""
-        return autocast(state.device, state.autocast_dtype if stage in AUTOCAST_STAGES else None)
+        """The autocast context stage ``stage`` runs in on the CPU (``precision``; see :data:`AUTOCAST_STAGES`).
+
+        On CUDA the module autocasts each forward pass itself (``amp``), prediction included.
+        """
+        cpu = state.device.type == "cpu"
+        return autocast(state.device, state.autocast_dtype if cpu and stage in AUTOCAST_STAGES else None)
 
     def _eval_batch(self):
         return eval_batch_size(self.batch_size)

@@ -55,8 +55,14 @@ def resolve_precision(precision, device, bf16_on_cpu=False):
 
 
 def autocast(device, dtype):
-    """Autocast to ``dtype`` on ``device`` (nothing when ``dtype`` is None)."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    """Autocast to ``dtype`` on ``device`` for a whole stage (nothing when ``dtype`` is None).
+
+    Without autocast's cache: it keeps one cast of each trainable weight until the outermost
+    context ends, so the passes of a stage would never see the optimiser's updates.
+    """
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
 def make_accelerator(device):
