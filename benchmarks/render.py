@@ -264,11 +264,18 @@ SPEED_REFERENCES = {"default": "random_c2", "full": "full_c2", "frozen": "frozen
 
 
 def _dev_groups(files, config):
-    """``{(dataset, variant): [rows with a dev accuracy]}`` of a dev-screen config's results file."""
-    groups = defaultdict(list)
+    """``{(dataset, variant): [rows with a dev accuracy]}`` of a dev-screen config's results file.
+
+    A fit run again (same dataset, variant and seed) counts once, as its latest row: the earlier
+    rows stay in the file, and the page says why the fit was run again.
+    """
+    latest = {}
     for r in files.get(config, []):
         if r.get("dev_accuracy") is not None:
-            groups[(r["dataset"], r["variant"])].append(r)
+            latest[(r["dataset"], r["variant"], r["seed"])] = r
+    groups = defaultdict(list)
+    for (dataset, variant, _), r in latest.items():
+        groups[(dataset, variant)].append(r)
     return groups
 
 
