@@ -96,11 +96,13 @@ def how_run():
     import torch
 
     import sksparseft
+    from sksparseft.model.devices import cpu_has_native_bf16
 
     return {
         "version": sksparseft.__version__, "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
     }
 
 

@@ -199,11 +199,11 @@ CONFIGS = {
                                   "docs/benchmarks.md, 'Does bf16 pay on the CPU?')",
                          "variants": {
                              "frozen_lr": {"method": "frozen_lr"},
-                             "random_c2": {"method": "random"},
-                             "full_c2": {"method": "full"},
+                             "random_c2": {"method": "random", "params": {"precision": "float32"}},
+                             "full_c2": {"method": "full", "params": {"precision": "float32"}},
                              "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
                              "layers_c2_cached": {"method": "layers", "params": {
-                                 "strategy_options": {"cache_frozen": True}}},
+                                 "strategy_options": {"cache_frozen": True}, "precision": "float32"}},
                              "layers_c2_cached_bf16": {"method": "layers", "params": {
                                  "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
                          }},
@@ -219,10 +219,11 @@ CONFIGS = {
                       "tfidf_lr": {"method": "tfidf_lr"},
                       "layers_c2_cached_bf16": {"method": "layers", "params": {
                           "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
-                      "layers_c2_cached": {"method": "layers", "params": {"strategy_options": {"cache_frozen": True}}},
-                      "full_c2": {"method": "full"},
+                      "layers_c2_cached": {"method": "layers", "params": {"strategy_options": {"cache_frozen": True},
+                                                                            "precision": "float32"}},
+                      "full_c2": {"method": "full", "params": {"precision": "float32"}},
                       "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
-                      "random_c2": {"method": "random"},
+                      "random_c2": {"method": "random", "params": {"precision": "float32"}},
                   }},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],

@@ -116,8 +116,8 @@ def test_multilabel_benchmark_data_keeps_sources_apart(seed):
 def test_group_feature_indicators_mark_whole_ngrams_anywhere_in_a_text():
     from benchmarks.research.group_features import _indicators
 
-    ind = _indicators([[1, 2, 3], [2, 3], [3], [3, 2]], [(2, 3), (1,), (3,)]).toarray()
-    np.testing.assert_array_equal(ind, [[1, 1, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1]])
+    ind = _indicators([[1, 2, 3], [2, 3], [3], [3, 2], [2, 3, 2, 3]], [(2, 3), (1,), (3,)]).toarray()
+    np.testing.assert_array_equal(ind, [[1, 1, 1], [1, 0, 1], [0, 0, 1], [0, 0, 1], [1, 0, 1]])  # 0/1, not counts
 
 
 def test_the_label_blind_control_keeps_the_ngrams_in_most_texts():

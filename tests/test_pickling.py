@@ -10,6 +10,7 @@ import torch
 
 from cases import FAST
 from sksparseft import TokenSparseClassifier
+from sksparseft.io.older_files import PARAMS
 from sksparseft.io.pickling import MODULES, module_state_to_bytes, restore_modules
 
 
@@ -61,6 +62,17 @@ def test_a_pickle_from_before_the_rejector_loads_without_one(fitted, toy_data):
     est = _blank()
     restore_modules(est, state)
     assert est.rejector_ is None
+    np.testing.assert_array_equal(est.predict_proba(X), fitted.predict_proba(X))
+
+
+@pytest.mark.parametrize("param", sorted(PARAMS))
+def test_a_pickle_from_before_a_parameter_gets_what_it_was_fitted_with(fitted, toy_data, param):
+    X, _ = toy_data
+    state = fitted.__getstate__()
+    del state[param]  # as pickled before the parameter existed
+    est = _blank()
+    restore_modules(est, state)
+    assert est.get_params()[param] == PARAMS[param]  # and get_params, clone, refit work
     np.testing.assert_array_equal(est.predict_proba(X), fitted.predict_proba(X))
 
 

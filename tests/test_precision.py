@@ -1,5 +1,7 @@
 """``precision``: the fit's training passes in bf16 autocast, prediction and the refit head in float32."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -34,11 +36,13 @@ class DtypeSpy(TokenSparseClassifier):
         return Recording()
 
     def stage_linear_probe(self, state):
-        self.seen = {}
+        self.seen, self.head_seen = {}, {}
         encoder = state.encoder
         linear = encoder.encoder.layer[-1].attention.self.query
         linear.register_forward_hook(lambda m, a, out: self.seen.setdefault(self.stage_now, set()).add(out.dtype))
         super().stage_linear_probe(state)
+        state.module.head.register_forward_hook(
+            lambda m, a, out: self.head_seen.setdefault(self.stage_now, set()).add(out.dtype))
 
 
 @pytest.mark.parametrize("options", [{}, CACHED], ids=["random", "layers_cached"])
@@ -47,9 +51,12 @@ def test_bfloat16_trains_in_bf16_and_refits_the_head_and_predicts_in_float32(tin
     est = DtypeSpy(tiny_model, precision="bfloat16", random_state=0, **dict(FAST, **options)).fit(X, y)
     trained = {stage for stage in est.seen if stage in AUTOCAST_STAGES}
     assert {"linear_probe", "contrastive", "training", "interpolation"} <= trained
+    # The probe's pass fills the block cache, which the float32 head refit reads: float32 with a cache.
+    probe = torch.float32 if options else torch.bfloat16
     for stage in trained:
-        assert est.seen[stage] == {torch.bfloat16}, stage
+        assert est.seen[stage] == ({probe} if stage == "linear_probe" else {torch.bfloat16}), stage
     assert est.seen["head_refit"] == {torch.float32}
+    assert set().union(*est.head_seen.values()) == {torch.float32}  # the head's logits, in every stage
     est.seen.clear()
     est.stage_now = "predict"
     proba = est.predict_proba(X)
@@ -63,6 +70,19 @@ def test_a_stage_in_bf16_sees_the_optimisers_updates_of_whole_tensors():
     torch.manual_seed(0)
     linear, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
     with autocast(torch.device("cpu"), torch.bfloat16):
+        before = linear(x)
+        with torch.no_grad():
+            linear.weight.add_(1.0)
+        after = linear(x)
+    assert before.dtype == torch.bfloat16 and not torch.equal(before, after)
+
+
+def test_the_fit_stages_see_the_optimisers_updates(tiny_model, toy_data):
+    state = types.SimpleNamespace(device=torch.device("cpu"), autocast_dtype=torch.bfloat16,
+                                  strategy=types.SimpleNamespace(settings={}))
+    torch.manual_seed(0)
+    linear, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    with TokenSparseClassifier()._precision(state, "training"):
         before = linear(x)
         with torch.no_grad():
             linear.weight.add_(1.0)

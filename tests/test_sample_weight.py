@@ -9,7 +9,8 @@ from sklearn.pipeline import Pipeline
 from cases import FAST
 from sksparseft import TokenSparseClassifier
 
-# float32: the weighted and unweighted losses must agree to the last bits, which bf16 rounding would blur.
+# float32: in bf16 the weighted and unweighted fits differ by rounding (up to 4e-4 in a probability
+# on a CPU with native bf16), beyond the 1e-4 the unit-weight test allows.
 SETTINGS = dict(FAST, random_state=0, learning_rate=1e-2, contrastive_epochs=0, precision="float32")
 
 

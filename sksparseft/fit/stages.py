@@ -56,7 +56,10 @@ class FitStages(FrozenWork):
         On CUDA the module autocasts each forward pass itself (``amp``), prediction included.
         """
         cpu = state.device.type == "cpu"
-        return autocast(state.device, state.autocast_dtype if cpu and stage in AUTOCAST_STAGES else None)
+        # The probe's pass fills the block cache, which the head refit reads too: float32 rows then.
+        cache_filling = stage == "linear_probe" and state.strategy.settings.get("cache_frozen")
+        bf16 = cpu and stage in AUTOCAST_STAGES and not cache_filling
+        return autocast(state.device, state.autocast_dtype if bf16 else None)
 
     def _eval_batch(self):
         return eval_batch_size(self.batch_size)

@@ -14,6 +14,8 @@ PARAMS = {
     "unknown_label": None,  # before 0.4.0: no rejection, one label per text
     "unknown_threshold": "auto",
     "multilabel_threshold": 0.5,
+    "memory": None,  # before 0.7.0: nothing kept across fits
+    "precision": "auto",  # before 0.7.2: bf16 autocast on CUDA only, which "auto" then meant
 }
 
 #: fitted attribute -> its value in files written before it existed (a callable reads the file's fitted fields)

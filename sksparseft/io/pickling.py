@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from .older_files import REJECTOR
+from .older_files import PARAMS, REJECTOR
 
 #: Fitted attributes holding torch modules.
 MODULES = ("module_", "rejector_")
@@ -33,6 +33,8 @@ def restore_modules(est, state):
     """Set ``state`` on ``est``, its module bytes loaded back as modules on an available device."""
     blobs = {name: state.pop(f"_{name}bytes", None) for name in MODULES}
     est.__dict__.update(state)
+    for name, value in PARAMS.items():  # parameters added after the pickle was written
+        est.__dict__.setdefault(name, value)
     if blobs["module_"] is None:
         return
     device = torch.device(state["device_"])

@@ -190,5 +190,8 @@ class ClassifierModule(nn.Module):
 
     def forward(self, input_ids, attention_mask, focus=None):
         features = self.features(input_ids, attention_mask, focus)
-        with torch.autocast(input_ids.device.type, enabled=False):  # the head and its logits stay float32
+        # The head and its logits stay float32 under a stage's autocast (CPU, CUDA).
+        off = torch.autocast(input_ids.device.type, enabled=False) if input_ids.device.type in ("cpu", "cuda") \
+            else contextlib.nullcontext()
+        with off:
             return self.head(self.dropout(features))
