@@ -740,8 +740,9 @@ BLOCKS = {
     "dev-screen": _dev_screen,
     "speed-screen": _speed_screen,
     "precision-screen": _precision_screen,
-    "fast-full": lambda files, plots: _speed_screen(files, plots, "fast_full", "one fit at a time, nothing else on "
-                                                    "the CPU; the default (`random_c2`) only where a row shows it.", full_data=True),
+    "fast-full": lambda files, plots: _speed_screen(files, plots, "fast_full", "one fit at a time, other work on "
+                                                    "the CPU at times (indicative only; the page says when); the float32 "
+                                                    "default (`random_c2`) only where a row shows it.", full_data=True),
     "search": _search,
     "token-structure": _token_structure,
     "group-features": _group_features,
