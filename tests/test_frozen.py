@@ -67,7 +67,7 @@ def test_nothing_stale_is_reused(tiny_model, tiny_decoder, toy_data, tmp_path):
 
 def test_what_bf16_passes_computed_is_kept_apart(tiny_model, toy_data, tmp_path, spy):
     X, y = toy_data
-    TokenSparseClassifier(tiny_model, memory=tmp_path, **CACHED).fit(X, y)
+    TokenSparseClassifier(tiny_model, memory=tmp_path, precision="float32", **CACHED).fit(X, y)
     before = _entries(tmp_path)
     TokenSparseClassifier(tiny_model, memory=tmp_path, precision="bfloat16", **CACHED).fit(X, y)
     after = _entries(tmp_path)
