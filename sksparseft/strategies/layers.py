@@ -23,9 +23,6 @@ class Layers(MaskStrategy):
     default_learning_rate = 1e-4
     options = LayersOptions
 
-    def bf16_on_cpu(self):
-        return True  # measured (precision_screen: two blocks, cache_frozen) as accurate as float32
-
     def frozen_blocks(self, module):
         blocks = transformer_blocks(module.encoder)
         first = len(blocks) - int(self.settings["n_layers"]) if blocks is not None else 0
