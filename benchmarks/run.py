@@ -50,6 +50,16 @@ TOKEN_STRUCTURE = {
     "random_top3": ("random", {}),
 }
 
+#: The precision screen's fits, pinned to a precision whatever "auto" means on the machine: today's
+#: default, `full` and the fast recipe (layers, two blocks, cache_frozen), float32 and bf16.
+PRECISION_VARIANTS = {
+    "random_c2": {"method": "random", "params": {"precision": "float32"}},
+    "full_c2": {"method": "full", "params": {"precision": "float32"}},
+    "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
+    **{name: {"method": "layers", "params": {"strategy_options": {"cache_frozen": True}, "precision": precision}}
+       for name, precision in (("layers_c2_cached", "float32"), ("layers_c2_cached_bf16", "bfloat16"))},
+}
+
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
     "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
@@ -197,34 +207,15 @@ CONFIGS = {
                                   "fast recipe (layers, two blocks, cache_frozen), beside today's default, `full` and "
                                   "frozen-embedding LR in float32; 10-shot dev splits, seeds 0-2 (the rule: "
                                   "docs/benchmarks.md, 'Does bf16 pay on the CPU?')",
-                         "variants": {
-                             "frozen_lr": {"method": "frozen_lr"},
-                             "random_c2": {"method": "random", "params": {"precision": "float32"}},
-                             "full_c2": {"method": "full", "params": {"precision": "float32"}},
-                             "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
-                             "layers_c2_cached": {"method": "layers", "params": {
-                                 "strategy_options": {"cache_frozen": True}, "precision": "float32"}},
-                             "layers_c2_cached_bf16": {"method": "layers", "params": {
-                                 "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
-                         }},
+                         "variants": {"frozen_lr": {"method": "frozen_lr"}, **PRECISION_VARIANTS}},
     "fast_full": {"part": "dev_screen", "name": "fast_full", "datasets": ["banking77", "clinc150", "drugreviews"],
                   "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                   "about": "the fast recipe (layers, two blocks, cache_frozen; float32 and bf16) with all the "
                            "training data but a stratified fifth kept as the dev part, beside `full`, today's "
                            "default, frozen-embedding LR, TF-IDF LR and the majority class (the speed rule's "
                            "full-data and drug-review tests: docs/benchmarks.md, 'How the speed default is chosen')",
-                  "variants": {
-                      "majority": {"method": "majority"},
-                      "frozen_lr": {"method": "frozen_lr"},
-                      "tfidf_lr": {"method": "tfidf_lr"},
-                      "layers_c2_cached_bf16": {"method": "layers", "params": {
-                          "strategy_options": {"cache_frozen": True}, "precision": "bfloat16"}},
-                      "layers_c2_cached": {"method": "layers", "params": {"strategy_options": {"cache_frozen": True},
-                                                                            "precision": "float32"}},
-                      "full_c2": {"method": "full", "params": {"precision": "float32"}},
-                      "random_c2_bf16": {"method": "random", "params": {"precision": "bfloat16"}},
-                      "random_c2": {"method": "random", "params": {"precision": "float32"}},
-                  }},
+                  "variants": {name: {"method": name} for name in ("majority", "frozen_lr", "tfidf_lr")}
+                  | PRECISION_VARIANTS},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
