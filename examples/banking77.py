@@ -23,7 +23,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="what the training passes compute in (auto: bf16 on CUDA, float32 on the CPU)")
+                        help="what the training passes compute in (auto: bf16 on CUDA, and for the default strategy on CPUs with native bf16)")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--strategy", default="random", help="random (the default), token_sparse, fisher, full, lora, prefix, layers, bitfit")
     parser.add_argument("--save", default=None, help="pickle the fitted model to this path (joblib)")

@@ -136,8 +136,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps".
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         "bfloat16" runs the fit's training passes in bf16 autocast (float32 master weights).
-        "auto": bf16 on CUDA, float32 elsewhere; bf16 pays on CPUs with native bf16
-        (AVX512-BF16, AMX), where it halved 10-shot fits at the same accuracy (docs/speed.md).
+        "auto": bf16 on CUDA, and on CPUs with native bf16 (AVX512-BF16, AMX) for the default
+        strategy, ``random`` over every block, measured as accurate there; else float32.
         On CPU the head refit and ``predict`` stay float32 (docs/speed.md).
     accelerate : bool, default=False
         Train data-parallel through Hugging Face Accelerate over the processes of

@@ -10,7 +10,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.fit.stages import AUTOCAST_STAGES
+from sksparseft.model import devices
 from sksparseft.model.devices import autocast, resolve_precision
+from sksparseft.strategies import STRATEGIES, get_strategy
 
 CACHED = {"strategy": "layers", "strategy_options": {"n_layers": 1, "cache_frozen": True}}
 
@@ -104,12 +106,31 @@ def test_bfloat16_fits_are_reproducible_and_learn(tiny_model, toy_data):
     assert a.score(X, y) >= 0.9
 
 
-def test_auto_is_bf16_on_cuda_and_float32_elsewhere():
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_is_bf16_on_cuda_and_on_native_bf16_cpus_for_the_strategies_that_say_so(monkeypatch, native):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
     assert resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
-    assert resolve_precision("auto", torch.device("cpu")) is None
-    assert resolve_precision("auto", torch.device("mps")) is None
+    assert resolve_precision("auto", cpu, bf16_on_cpu=True) is (torch.bfloat16 if native else None)
+    assert resolve_precision("auto", cpu, bf16_on_cpu=False) is None
+    assert resolve_precision("auto", torch.device("mps"), bf16_on_cpu=True) is None
     assert resolve_precision("float32", torch.device("cuda")) is None
-    assert resolve_precision("bfloat16", torch.device("cpu")) is torch.bfloat16
+    assert resolve_precision("float32", cpu, bf16_on_cpu=True) is None
+    assert resolve_precision("bfloat16", cpu) is torch.bfloat16
+
+
+def test_only_the_strategy_measured_in_bf16_asks_for_it():
+    asking = {name for name in STRATEGIES if get_strategy(name).bf16_on_cpu()}
+    assert asking == {"random"}
+    assert not get_strategy("random", {"min_layer": 3}).bf16_on_cpu()
+
+
+@pytest.mark.parametrize(("strategy", "expected"),
+                         [("random", torch.bfloat16), ("layers", torch.float32), ("full", torch.float32)])
+def test_auto_on_a_native_bf16_cpu_follows_the_strategy(monkeypatch, tiny_model, toy_data, strategy, expected):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    est = DtypeSpy(tiny_model, strategy=strategy, random_state=0, **FAST).fit(*toy_data)
+    assert est.seen["training"] == {expected} and est.seen["head_refit"] == {torch.float32}
 
 
 def test_bfloat16_where_it_is_not_supported_is_refused_early():

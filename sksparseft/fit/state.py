@@ -126,7 +126,7 @@ class FitState:
         return cls(texts=texts, y=y, classes=classes, y_enc=y_enc, device=device, accelerator=accelerator,
                    seed=seed, strategy=strategy, class_weight=weights, kind=kind, sample_weight=sample_weight,
                    label_names=names,
-                   autocast_dtype=resolve_precision(est.precision, device),
+                   autocast_dtype=resolve_precision(est.precision, device, strategy.bf16_on_cpu()),
                    params=est.get_params())
 
     def fit_history(self):

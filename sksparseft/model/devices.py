@@ -37,10 +37,11 @@ def cpu_has_native_bf16():
     return any(check is not None and check() for check in checks)
 
 
-def resolve_precision(precision, device):
+def resolve_precision(precision, device, bf16_on_cpu=False):
     """The dtype a fit's training passes autocast to: ``torch.bfloat16``, or None (float32).
 
-    ``"auto"`` is bf16 on CUDA and float32 elsewhere. Master weights stay float32 either way.
+    ``"auto"`` is bf16 on CUDA; on a CPU with native bf16, bf16 where the strategy says it trains
+    as well in bf16 (``bf16_on_cpu``); float32 otherwise. Master weights stay float32 either way.
     """
     if precision == "float32":
         return None
@@ -48,7 +49,9 @@ def resolve_precision(precision, device):
         if device.type not in ("cpu", "cuda"):
             raise ValueError(f"precision='bfloat16' is supported on 'cpu' and 'cuda', not on {device.type!r}")
         return torch.bfloat16
-    return torch.bfloat16 if device.type == "cuda" else None
+    if device.type == "cuda" or (device.type == "cpu" and bf16_on_cpu and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
 
 
 def autocast(device, dtype):

@@ -52,6 +52,14 @@ class Strategy:
     #: why this strategy's models cannot be exported as a plain backbone, or None when they can
     export_error = None
 
+    def bf16_on_cpu(self):
+        """Whether ``precision="auto"`` trains this strategy in bf16 on a CPU with native bf16.
+
+        Only where a screen measured it as accurate in bf16 as in float32 (docs/benchmarks.md,
+        "Does bf16 pay on the CPU?"); ``precision="bfloat16"`` asks for it anywhere.
+        """
+        return False
+
     def __init__(self, **options):
         #: every option's value, the defaults filled in (``describe()`` and saved files hold it)
         self.settings = checked_options(type(self), options)

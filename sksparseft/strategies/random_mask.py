@@ -20,6 +20,10 @@ class RandomMask(MaskStrategy):
     default_learning_rate = 1e-3
     options = RandomMaskOptions
 
+    def bf16_on_cpu(self):
+        # Measured over every block (precision_screen); the top-blocks settings were not.
+        return self.settings.get("min_layer") is None
+
     def select(self, module, ctx):
         g = torch.Generator().manual_seed(0 if ctx.random_state is None else int(ctx.random_state))
         params = dict(module.encoder.named_parameters())
