@@ -215,7 +215,9 @@ CONFIGS = {
                            "default, frozen-embedding LR, TF-IDF LR and the majority class (the speed rule's "
                            "full-data and drug-review tests: docs/benchmarks.md, 'How the speed default is chosen')",
                   "variants": {name: {"method": name} for name in ("majority", "frozen_lr", "tfidf_lr")}
-                  | PRECISION_VARIANTS},
+                  | PRECISION_VARIANTS
+                  | {"random_c0_bf16": {"method": "random", "params": {"precision": "bfloat16",
+                                                                         "contrastive_epochs": 0}}}},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
