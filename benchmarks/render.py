@@ -259,6 +259,16 @@ def _dev_screen(files, plots):
     return lines
 
 
+def _at_least(a, b):
+    """``a >= b`` for mean accuracies: means over the same texts that are equal differ only by float noise."""
+    return a >= b - 1e-9
+
+
+def _above(a, b):
+    """``a > b`` for mean accuracies (see :func:`_at_least`)."""
+    return a > b + 1e-9
+
+
 #: The speed screen's reference points (docs/benchmarks.md, "How the speed default is chosen").
 SPEED_REFERENCES = {"default": "random_c2", "full": "full_c2", "frozen": "frozen_lr"}
 
@@ -318,11 +328,10 @@ def _speed_screen(files, plots, config="speed_screen",
                 needed = ("frozen", "majority") if dataset == "drugreviews" else ("frozen", "full")
                 bars = {"frozen": ref["frozen"], "full": ref["full"], "majority": means.get("majority")}
                 if all(bars[k] is not None for k in needed):
-                    # Means of accuracies over the same number of texts: equal ones differ only by float noise.
-                    ok = all(m > bars[k] + 1e-9 if k != "full" else m >= bars[k] - 1e-9 for k in needed)
+                    ok = all(_above(m, bars[k]) if k != "full" else _at_least(m, bars[k]) for k in needed)
                     tests = ("pass" if ok else "fail") + ("" if len(g) == 3 else f" ({len(g)} of 3 seeds)")
             elif variant not in baselines and None not in ref.values():
-                ok = m >= ref["full"] - 1e-9 and m >= ref["default"] - 0.003 - 1e-9 and m > ref["frozen"] + 1e-9
+                ok = _at_least(m, ref["full"]) and _at_least(m, ref["default"] - 0.003) and _above(m, ref["frozen"])
                 tests = ("pass" if ok else "fail") + ("" if len(g) == 3 else f" ({len(g)} of 3 seeds)")
             lines.append("| " + " | ".join([
                 variant, ", ".join(str(r["seed"]) for r in g), _ms(accs(variant)),
@@ -347,7 +356,7 @@ def _precision_screen(files, plots):
             if a and b:
                 gain = np.mean([r["dev_accuracy"] for r in a]) - np.mean([r["dev_accuracy"] for r in b])
                 ratio = np.median([r["fit_s"] for r in a]) / np.median([r["fit_s"] for r in b])
-                holds = "yes" if gain >= -0.003 and ratio <= 0.75 else "no"
+                holds = "yes" if _at_least(gain, -0.003) and ratio <= 0.75 else "no"
                 pairs.append(f"| `{bf16}` vs `{fp32}` | {dataset} | {len(a)}, {len(b)} | {gain:+.4f} | {ratio:.2f} | "
                              f"{holds} |")
     if pairs:
@@ -379,10 +388,10 @@ def _fast_full(files, plots):
                 spread = max(np.std(x, ddof=1), np.std(y, ddof=1)) if len(seeds) > 1 else 0.0
                 bars = [np.mean([r["dev_accuracy"] for r in groups.get((dataset, v), [])] or [np.inf])
                         for v in ("frozen_lr", "majority")]
-                holds = gain >= -spread - 1e-9 and all(np.mean(x) > bar + 1e-9 for bar in bars)  # "within": not lower by more
+                holds = _at_least(gain, -spread) and all(_above(np.mean(x), bar) for bar in bars)  # "within": not lower by more
                 test = f"within {spread:.4f}, above frozen LR and majority"
             else:
-                holds, test = gain >= -0.003 - 1e-9, "within 0.3 points"
+                holds, test = _at_least(gain, -0.003), "within 0.3 points"
             pairs.append(f"| `{bf16}` vs `{fp32}` | {dataset} | {', '.join(map(str, seeds))} | {gain:+.4f} | "
                          f"{test}: {'yes' if holds else 'no'} |")
     if pairs:

@@ -21,7 +21,7 @@ class RandomMask(MaskStrategy):
     options = RandomMaskOptions
 
     def bf16_on_cpu(self):
-        # Measured over every block (precision_screen); the top-blocks settings were not.
+        # Measured over every block in both regimes (precision_screen, fast_full); the top-blocks settings were not.
         return self.settings.get("min_layer") is None
 
     def select(self, module, ctx):
