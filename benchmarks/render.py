@@ -401,6 +401,59 @@ def _fast_full(files, plots):
     return lines
 
 
+#: The package whose sparse path the `kernels` rows compare against, run in the same queue ("before").
+KERNELS_BEFORE = "0.7.3"
+
+
+def _kernels(files, plots):
+    """The sparse-path screen: the speed table of this package's rows, then the default before and after."""
+    rows = files.get("kernels", [])
+    before = [r for r in rows if r.get("version") == KERNELS_BEFORE]
+    lines = _speed_screen({"kernels": [r for r in rows if r.get("version") != KERNELS_BEFORE]}, plots, "kernels",
+                          "one fit at a time, nothing else on the CPU.")
+    after = _dev_groups({"kernels": rows}, "kernels")
+    then = _dev_groups({"kernels": before}, "kernels")
+    table = []
+    for (dataset, variant), old in sorted(then.items()):
+        new = [r for r in after.get((dataset, variant), []) if r.get("version") != KERNELS_BEFORE]
+        if not new:
+            continue
+        for label, g in ((KERNELS_BEFORE, old), (new[0]["version"], new)):
+            stage = {k: np.median([r["stages"].get(k, 0.0) for r in g]) for k in ("contrastive", "training",
+                                                                                     "interpolation")}
+            table.append(f"| {dataset} | `{variant}`, {label} | {', '.join(str(r['seed']) for r in g)} | "
+                         f"{_ms([r['dev_accuracy'] for r in g])} | {np.median([r['fit_s'] for r in g]):.1f} | "
+                         + " | ".join(f"{v:.1f}" for v in stage.values()) + " |")
+        ratio = np.median([r["fit_s"] for r in new]) / np.median([r["fit_s"] for r in old])
+        table.append(f"| {dataset} | ratio | | | {ratio:.2f}x | | | |")
+    if table:
+        lines += [f"The default in bf16 with sksparseft {KERNELS_BEFORE} and with this package, in the same queue "
+                  "(medians over the seeds; stage seconds from each fit's `fit_stages_`):", "",
+                  "| dataset | fit | seeds | dev accuracy | fit s | contrastive s | training s | interpolation s |",
+                  "|---|---|---|---|---|---|---|---|", *table, ""]
+    return lines
+
+
+def _kernels_full(files, plots):
+    """The sparse path with all the data, then each fit beside 0.7.3's fit of the same split in `fast_full`."""
+    lines = _speed_screen(files, plots, "kernels_full", "one fit at a time, nothing else on the CPU.", full_data=True)
+    now, then = _dev_groups(files, "kernels_full"), _dev_groups(files, "fast_full")
+    table = []
+    for (dataset, variant), g in sorted(now.items()):
+        old = {r["seed"]: r for r in then.get((dataset, variant), [])}
+        for r in sorted(g, key=lambda r: r["seed"]):
+            if r["seed"] in old:
+                o = old[r["seed"]]
+                table.append(f"| {dataset} | `{variant}` | {r['seed']} | {o['version']}, {o['date']} | "
+                             f"{o['dev_accuracy']:.4f} | {r['dev_accuracy']:.4f} | {o['fit_s']:.0f} | {r['fit_s']:.0f} |")
+    if table:
+        lines += ["Each fit beside the same split's fit in `fast_full` (another queue, by the version named: its "
+                  "seconds are indicative only, and the page says which of them ran beside other work):", "",
+                  "| dataset | fit | seed | fast_full's fit | dev accuracy there | dev accuracy here | fit s there | "
+                  "fit s here |", "|---|---|---|---|---|---|---|---|", *table, ""]
+    return lines
+
+
 def _gap(pair):
     """A mean difference and its seed std, as the rule's tables show them."""
     return "" if pair[0] is None else f"{pair[0]:+.4f} ({pair[1]:.4f})"
@@ -784,6 +837,8 @@ BLOCKS = {
     "speed-screen": _speed_screen,
     "precision-screen": _precision_screen,
     "fast-full": _fast_full,
+    "kernels": _kernels,
+    "kernels-full": _kernels_full,
     "search": _search,
     "token-structure": _token_structure,
     "group-features": _group_features,

@@ -218,6 +218,21 @@ CONFIGS = {
                   | PRECISION_VARIANTS
                   | {"random_c0_bf16": {"method": "random", "params": {"precision": "bfloat16",
                                                                          "contrastive_epochs": 0}}}},
+    "kernels": {"part": "dev_screen", "name": "kernels", "datasets": BOTH, "seeds": [0, 1, 2],
+                "regime": "10shot", "dev_size": 1500,
+                "about": "the sparse path's cost per pass (0.7.4: weights built once per optimiser step, 2-D "
+                         "products in backward): today's default in bf16 and float32 beside `full` and frozen-"
+                         "embedding LR, 10-shot dev splits, seeds 0-2; run the default in bf16 with the 0.7.3 "
+                         "package too for the same-run before and after (docs/speed.md)",
+                "variants": {"frozen_lr": {"method": "frozen_lr"},
+                             **{k: PRECISION_VARIANTS[k] for k in ("random_c2_bf16", "random_c2", "full_c2")}}},
+    "kernels_full": {"part": "dev_screen", "name": "kernels_full", "datasets": ["banking77", "drugreviews"],
+                     "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
+                     "about": "the 0.7.4 sparse path with all the training data but a dev fifth: today's default "
+                              "in bf16 beside frozen-embedding LR and the majority class (BANKING77 seed 0, the "
+                              "drug reviews seeds 0-2; `fast_full` holds 0.7.3's fits of the same splits)",
+                     "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
+                                  "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "

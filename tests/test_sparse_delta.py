@@ -195,3 +195,52 @@ def test_the_layout_is_computed_once_per_mask():
     assert {name for name, _ in layouts} == {"embed.weight", "up.weight", "down.weight"}
     _sparse_run(m)
     assert all(cache[k] is v for k, v in layouts.items())
+
+
+def test_the_changed_weight_is_built_once_per_step_and_never_stale():
+    m = _module({"up.weight": PICKS["up.weight"], "down.weight": PICKS["down.weight"]})
+    _sparse_run(m)
+    built = dict(m.__dict__["_weight_cache"])
+    assert built.keys() == {"up.weight", "down.weight"}
+    _sparse_run(m)  # values unchanged: the same tensors serve the second forward
+    assert all(m.__dict__["_weight_cache"][n][2] is built[n][2] for n in built)
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    _grads(m, _sparse_run(m))
+    opt.step()  # an in-place step on the values
+    after = _sparse_run(m)
+    assert all(m.__dict__["_weight_cache"][n][2] is not built[n][2] for n in built)
+    torch.testing.assert_close(after, _dense_run(m), atol=1e-6, rtol=1e-5)
+    m.load_trainable_state_({n: torch.zeros_like(p) for n, p in m.named_parameters() if n.startswith("delta_values")})
+    torch.testing.assert_close(_sparse_run(m), _dense_run(m), atol=1e-6, rtol=1e-5)
+
+
+def test_a_weight_built_in_inference_mode_is_not_reused_by_training():
+    m = _module(PICKS)
+    with torch.inference_mode():
+        _sparse_run(m)
+    g = _grads(m, _sparse_run(m))  # inference tensors cannot be saved for backward: rebuilt here
+    assert g.keys() == {f"delta_values.{param_key(n)}" for n in PICKS if n != "down.bias"} | {"encoder.down.bias"}
+
+
+def test_under_bf16_autocast_the_fast_path_runs_the_plain_paths_products():
+    m = _module(PICKS)
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        dense_out = _dense_run(m)
+        g_dense = _grads(m, dense_out)
+        sparse_out = _sparse_run(m)
+        g_sparse = _grads(m, sparse_out)
+    assert sparse_out.dtype == dense_out.dtype == torch.bfloat16
+    assert m.__dict__["_weight_cache"]["up.weight"][2].dtype == torch.bfloat16  # cast once, kept
+    torch.testing.assert_close(sparse_out, dense_out)
+    for name in g_dense:
+        torch.testing.assert_close(g_sparse[name], g_dense[name], atol=2e-2, rtol=2e-2, msg=name)
+
+
+def test_the_built_weights_are_neither_pickled_nor_kept_after_merging():
+    import pickle
+
+    m = _module(PICKS)
+    _sparse_run(m)
+    assert "_weight_cache" not in pickle.loads(pickle.dumps(m)).__dict__
+    m.merge_()
+    assert "_weight_cache" not in m.__dict__

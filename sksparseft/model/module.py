@@ -76,6 +76,7 @@ class ClassifierModule(nn.Module):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_layout_cache", None)  # derived from the mask; rebuilt on demand
+        state.pop("_weight_cache", None)  # the effective weights of the last forward; rebuilt on demand
         state.pop("_block_cache", None)  # per-text activations of a fit; never shipped
         return state
 
@@ -165,6 +166,7 @@ class ClassifierModule(nn.Module):
             self.delta_values[param_key(name)].requires_grad_(False)
         for p in self.encoder.parameters():
             p.requires_grad_(False)
+        self.__dict__.pop("_weight_cache", None)  # merged weights need no delta-added copies
         self.merged = True
 
     # -- forward ----------------------------------------------------------

@@ -46,6 +46,7 @@ def delta_hooks(module):
     """
     # Walked once per mask: the modules and index layouts do not change during training.
     cache = module.__dict__.setdefault("_layout_cache", {})
+    weights = module.__dict__.setdefault("_weight_cache", {})
     if "targets" not in cache:
         cache["targets"] = sparse_targets(module)
     targets = cache["targets"]
@@ -59,7 +60,8 @@ def delta_hooks(module):
                     cache[key] = _layout(kind, idx, tuple(mod.weight.shape))
             vals = module.delta_values[param_key(name)]
             if kind == "linear":
-                mod.forward = _linear_forward(mod, cache[key], vals)
+                w = _effective_weight(weights, name, mod.weight, vals, idx)
+                mod.forward = _linear_forward(mod, w, cache[key], vals)
                 patched.append(mod)
             else:
                 handles.append(mod.register_forward_hook(_embedding_hook(cache[key], vals)))
@@ -71,33 +73,53 @@ def delta_hooks(module):
             del mod.forward
 
 
+def _effective_weight(cache, name, weight, vals, idx):
+    """``weight`` with the delta added, in the dtype the linear will run in; rebuilt only when the values change.
+
+    A fit runs several forwards between optimiser steps (the contrastive stage's chunks, every
+    evaluation batch): one rebuild and one cast per step instead of one per forward.
+    """
+    device = weight.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+    # Storage and version of both: an in-place step, a copy_ or a move to another device all rebuild.
+    stamp = (vals._version, vals.data_ptr(), weight._version, weight.data_ptr(), dtype, torch.is_inference_mode_enabled())
+    hit = cache.get(name)
+    if hit is not None and hit[0] is vals and hit[1] == stamp:
+        return hit[2]
+    with torch.no_grad():
+        w = weight.reshape(-1).index_add(0, idx, vals.to(weight.dtype)).view_as(weight).to(dtype)
+    cache[name] = (vals, stamp, w)
+    return w
+
+
 class _BlockDeltaLinear(torch.autograd.Function):
-    """y = x (W + scatter(values))^T + b, with the values' gradient from the selected block only."""
+    """y = x W'^T + b for W' = W + scatter(values) (built by the caller), the values' gradient from the selected block only."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, x, weight, bias, values, layout):
-        flat, block_rows, block_cols, local, dense = layout
-        w = weight.reshape(-1).index_add(0, flat, values.to(weight.dtype)).view_as(weight)
-        ctx.save_for_backward(x, weight, values)
-        ctx.layout = layout
+    def forward(ctx, x, w, bias, values, layout):
+        x = x.to(w.dtype)  # W' is already in the dtype autocast would run the product in
+        if bias is not None:
+            bias = bias.to(w.dtype)
+        ctx.save_for_backward(x, w)
+        ctx.layout, ctx.values_dtype = layout, values.dtype
         return torch.nn.functional.linear(x, w, bias)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
-        x, weight, values = ctx.saved_tensors
+        x, w = ctx.saved_tensors
         flat, block_rows, block_cols, local, dense = ctx.layout
-        w = weight.reshape(-1).index_add(0, flat, values.to(weight.dtype)).view_as(weight)
-        grad_x = grad_out @ w.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
         g2 = grad_out.reshape(-1, grad_out.shape[-1])
+        # One 2-D product: a non-contiguous 3-D grad_out @ w makes matmul copy w once per text (bmm).
+        grad_x = (g2 @ w.to(g2.dtype)).view(*grad_out.shape[:-1], w.shape[1]) if ctx.needs_input_grad[0] else None
         x2 = x.reshape(-1, x.shape[-1]).to(g2.dtype)
         if dense:
             grad_values = (g2.t() @ x2).reshape(-1)[flat]
         else:
             grad_values = (g2.index_select(1, block_rows).t() @ x2.index_select(1, block_cols)).reshape(-1)[local]
         grad_bias = g2.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, None, grad_bias, grad_values.to(values.dtype), None
+        return grad_x, None, grad_bias, grad_values.to(ctx.values_dtype), None
 
 
 def _layout(kind, idx, shape):
@@ -117,9 +139,9 @@ def _layout(kind, idx, shape):
     return lut, slot * n_cols + cols, len(uniq) + 1, n_cols
 
 
-def _linear_forward(module, layout, vals):
+def _linear_forward(module, w, layout, vals):
     def forward(x):
-        return _BlockDeltaLinear.apply(x, module.weight, module.bias, vals, layout)
+        return _BlockDeltaLinear.apply(x, w, module.bias, vals, layout)
 
     return forward
 
