@@ -229,8 +229,9 @@ CONFIGS = {
     "kernels_full": {"part": "dev_screen", "name": "kernels_full", "datasets": ["banking77", "drugreviews"],
                      "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                      "about": "the 0.7.4 sparse path with all the training data but a dev fifth: today's default "
-                              "in bf16 beside frozen-embedding LR and the majority class (BANKING77 seed 0, the "
-                              "drug reviews seeds 0-2; `fast_full` holds 0.7.3's fits of the same splits)",
+                              "in bf16 beside frozen-embedding LR and the majority class (run: BANKING77 seed 0 "
+                              "with --seeds 0, the drug reviews seeds 0-2), and the default with the 0.7.3 package "
+                              "for the same-queue before and after (--only random_c2_bf16)",
                      "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
                                   "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
     "group_features": {"part": "group_features", "name": "group_features",
