@@ -221,11 +221,13 @@ CONFIGS = {
     "kernels": {"part": "dev_screen", "name": "kernels", "datasets": BOTH, "seeds": [0, 1, 2],
                 "regime": "10shot", "dev_size": 1500,
                 "about": "the sparse path's cost per pass (0.7.4: weights built once per optimiser step, 2-D "
-                         "products in backward): today's default in bf16 and float32 beside `full` and frozen-"
+                         "products in backward): today's default in bf16 and float32 beside `full`, `fisher` and frozen-"
                          "embedding LR, 10-shot dev splits, seeds 0-2; run the default in bf16 with the 0.7.3 "
                          "package too for the same-run before and after (docs/speed.md)",
                 "variants": {"frozen_lr": {"method": "frozen_lr"},
-                             **{k: PRECISION_VARIANTS[k] for k in ("random_c2_bf16", "random_c2", "full_c2")}}},
+                             **{k: PRECISION_VARIANTS[k] for k in ("random_c2_bf16", "random_c2", "full_c2")},
+                             # the token-free ablation's other half, at its "auto" precision (float32)
+                             "fisher_c2": {"method": "fisher", "params": {"precision": "float32"}}}},
     "kernels_full": {"part": "dev_screen", "name": "kernels_full", "datasets": ["banking77", "drugreviews"],
                      "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                      "about": "the 0.7.4 sparse path with all the training data but a dev fifth: today's default "
