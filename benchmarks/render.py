@@ -405,13 +405,18 @@ def _fast_full(files, plots):
 KERNELS_BEFORE = "0.7.3"
 
 
+def _before_and_after(files, config):
+    """This version's rows (as a files dict) and the KERNELS_BEFORE package's, grouped by (dataset, variant)."""
+    rows = files.get(config, [])
+    now = {config: [r for r in rows if r.get("version") != KERNELS_BEFORE]}
+    return now, _dev_groups({config: [r for r in rows if r.get("version") == KERNELS_BEFORE]}, config)
+
+
 def _kernels(files, plots):
     """The sparse-path screen: the speed table of this package's rows, then the default before and after."""
-    rows = files.get("kernels", [])
-    before = [r for r in rows if r.get("version") == KERNELS_BEFORE]
-    now = {"kernels": [r for r in rows if r.get("version") != KERNELS_BEFORE]}
+    now, then = _before_and_after(files, "kernels")
     lines = _speed_screen(now, plots, "kernels", "one fit at a time, nothing else on the CPU.")
-    after, then = _dev_groups(now, "kernels"), _dev_groups({"kernels": before}, "kernels")
+    after = _dev_groups(now, "kernels")
     table = []
     for (dataset, variant), old in sorted(then.items()):
         new = after.get((dataset, variant), [])
@@ -436,10 +441,8 @@ def _kernels(files, plots):
 
 def _kernels_full(files, plots):
     """The sparse path with all the data, then each fit beside the older package's fit of the same split."""
-    rows = files.get("kernels_full", [])
-    now = {"kernels_full": [r for r in rows if r.get("version") != KERNELS_BEFORE]}
+    now, then = _before_and_after(files, "kernels_full")
     lines = _speed_screen(now, plots, "kernels_full", "one fit at a time, nothing else on the CPU.", full_data=True)
-    then = _dev_groups({"kernels_full": [r for r in rows if r.get("version") == KERNELS_BEFORE]}, "kernels_full")
     table = []
     for (dataset, variant), g in sorted(_dev_groups(now, "kernels_full").items()):
         old = {r["seed"]: r for r in then.get((dataset, variant), [])}

@@ -11,7 +11,7 @@ from torch.func import functional_call
 from .backbone import pool_output
 from .block_cache import cached_blocks
 from .layout import block_index, layer_of, transformer_blocks
-from .sparse_delta import delta_hooks, param_key
+from .sparse_delta import delta_hooks, param_key, with_delta
 
 
 class ClassifierModule(nn.Module):
@@ -137,7 +137,7 @@ class ClassifierModule(nn.Module):
                 continue
             base = params[name]
             vals = self.delta_values[param_key(name)]
-            out[name] = base.reshape(-1).index_add(0, self.delta_indices(name), vals.to(base.dtype)).view_as(base)
+            out[name] = with_delta(base, self.delta_indices(name), vals)
         return out
 
     def trainable_state(self, device=None):

@@ -20,6 +20,11 @@ def param_key(name):
     return name.replace(".", "__")
 
 
+def with_delta(base, idx, values):
+    """A copy of ``base`` with ``values`` added at the flat indices ``idx`` (the plain path's weight)."""
+    return base.reshape(-1).index_add(0, idx, values.to(base.dtype)).view_as(base)
+
+
 def sparse_targets(module):
     """``{tensor name: (owning module, kind)}`` for the deltas the sparse path applies."""
     if not getattr(module, "sparse_backward", False):
@@ -87,7 +92,7 @@ def _effective_weight(cache, name, weight, vals, idx):
     if hit is not None and hit[0] is vals and hit[1] == stamp:
         return hit[2]
     with torch.no_grad():
-        w = weight.reshape(-1).index_add(0, idx, vals.to(weight.dtype)).view_as(weight).to(dtype)
+        w = with_delta(weight, idx, vals).to(dtype)
     cache[name] = (vals, stamp, w)
     return w
 
