@@ -60,6 +60,15 @@ PRECISION_VARIANTS = {
        for name, precision in (("layers_c2_cached", "float32"), ("layers_c2_cached_bf16", "bfloat16"))},
 }
 
+#: The ce_screen's candidates: the default in bf16 whose cross-entropy epochs train only blocks >= 4
+#: (the contrastive stage still trains the default's mask in every block), with two or one contrastive epochs.
+CE_CANDIDATES = {
+    "random_ce4_bf16": {"method": "random", "params": {"precision": "bfloat16",
+                                                        "strategy_options": {"ce_min_layer": 4}}},
+    "random_ce4_c1_bf16": {"method": "random", "params": {"precision": "bfloat16", "contrastive_epochs": 1,
+                                                           "strategy_options": {"ce_min_layer": 4}}},
+}
+
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
     "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
@@ -236,6 +245,22 @@ CONFIGS = {
                               "for the same-queue before and after (--only random_c2_bf16)",
                      "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
                                   "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
+    "ce_screen": {"part": "dev_screen", "name": "ce_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                  "regime": "10shot", "dev_size": 1500,
+                  "about": "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every "
+                           "block (ce_min_layer), beside today's default in bf16, `full` and frozen-embedding LR; "
+                           "10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'How the speed default is "
+                           "chosen')",
+                  "variants": {"frozen_lr": {"method": "frozen_lr"}, **CE_CANDIDATES,
+                               "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
+                               "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "ce_screen_full": {"part": "dev_screen", "name": "ce_screen_full", "datasets": ["banking77", "drugreviews"],
+                       "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
+                       "about": "the ce_screen's candidates with all the training data but a dev fifth, beside "
+                                "today's default in bf16, frozen-embedding LR and the majority class (run: the drug "
+                                "reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
+                       "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
+                                    **CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "

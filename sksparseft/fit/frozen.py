@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 
+import torch
+
 from ..model.frozen_store import (FrozenStore, backbone_namespace, fill_block_cache, frozen_features,
                                   keep_block_cache, memory_folder)
-from ..model.inference import eval_batch_size
+from ..model.inference import eval_batch_size, run_inference
 
 
 class FrozenWork:
@@ -49,15 +51,41 @@ class FrozenWork:
         """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
         module = state.module
         k = state.strategy.frozen_blocks(module)
-        if not k:
-            return
-        size = int(state.encodings["attention_mask"].sum()) * module.encoder.config.hidden_size * 4
-        if size > self._BLOCK_CACHE_BYTES:
-            if self.verbose:
-                print(f"not caching the {k} frozen blocks: {size / 2**20:.0f} MiB of activations is over the "
-                      f"{self._BLOCK_CACHE_BYTES / 2**20:.0f} MiB limit")
+        if not k or not self._cache_fits(state, k):
             return
         module.cache_frozen_blocks(k)
         store = self._store(state, f"input of block {k}")
         if store is not None:
             state.prefix_store = (store, fill_block_cache(module, store, state.encodings, state.device))
+
+    def _cache_fits(self, state, k):
+        """Whether the inputs of block ``k`` for every text fit in :attr:`_BLOCK_CACHE_BYTES` (float32)."""
+        size = int(state.encodings["attention_mask"].sum()) * state.module.encoder.config.hidden_size * 4
+        if size > self._BLOCK_CACHE_BYTES:
+            if self.verbose:
+                print(f"not caching the {k} frozen blocks: {size / 2**20:.0f} MiB of activations is over the "
+                      f"{self._BLOCK_CACHE_BYTES / 2**20:.0f} MiB limit")
+            return False
+        return True
+
+    def _freeze_for_training(self, state):
+        """``ce_min_layer``: the blocks below it stop training and, from here on, run once per text.
+
+        Their delta keeps what the contrastive stage gave it; every later pass of the fit (the
+        cross-entropy epochs, validation, the interpolation, the head refit) starts at block ``k``.
+        The rows come from a float32 pass in eval mode, the arithmetic ``predict`` does.
+        """
+        module = state.module
+        k = state.strategy.training_frozen_blocks(module)
+        if not k or k <= getattr(module, "cached_blocks", 0):
+            return
+        module.freeze_below(k)
+        # What the pretrained prefix computed goes to ``memory`` now: the new rows hold trained blocks.
+        self._keep_block_cache(state)
+        state.prefix_store = None
+        module.clear_block_cache()
+        if not self._cache_fits(state, k):
+            return  # still frozen: the backward stops at block k
+        module.cache_frozen_blocks(k)
+        with torch.autocast(state.device.type, enabled=False):
+            run_inference(module, state.encodings, eval_batch_size(self.batch_size), state.device, what="features")

@@ -241,6 +241,7 @@ class FitStages(FrozenWork):
 
     # -- training ------------------------------------------------------------------------
     def stage_training(self, state):
+        self._freeze_for_training(state)
         extra, resume_state = [], None
         if self.average_epochs:
             # First among the extra callbacks: the checkpoint written after it holds this epoch.

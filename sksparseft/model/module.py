@@ -113,11 +113,21 @@ class ClassifierModule(nn.Module):
         return self
 
     def _check_frozen_below(self, k):
-        trained = set(self.delta_names) | {n for n, p in self.encoder.named_parameters() if p.requires_grad}
+        trained = {n for n in self.delta_names if self.delta_values[param_key(n)].requires_grad}
+        trained |= {n for n, p in self.encoder.named_parameters() if p.requires_grad}
         for name in trained:
-            block = block_index(name)
-            if layer_of(name) == "embeddings" or (block is not None and block < k):
+            if _below(name, k):
                 raise RuntimeError(f"{name} trains, so the blocks below {k} cannot be cached")
+
+    def freeze_below(self, k):
+        """Stop training everything below block ``k`` (the embeddings included); deltas keep their values."""
+        for name in self.delta_names:
+            if _below(name, k):
+                self.delta_values[param_key(name)].requires_grad_(False)
+        for name, p in self.encoder.named_parameters():
+            if _below(name, k):
+                p.requires_grad_(False)
+        return self
 
     def delta_indices(self, name):
         return getattr(self, f"delta_idx__{param_key(name)}")
@@ -151,6 +161,13 @@ class ClassifierModule(nn.Module):
         if self.merged:
             raise RuntimeError("the delta is merged into the backbone; its state can no longer be loaded")
         params = dict(self.named_parameters())
+        k = getattr(self, "cached_blocks", 0)
+        if k:
+            # Rows computed with other values below block k would be stale: drop them (recomputed when next read).
+            names = {f"delta_values.{param_key(n)}": n for n in self.delta_names}
+            if any(_below(names.get(n, n.removeprefix("encoder.")), k) and not torch.equal(params[n], v.to(params[n].device))
+                   for n, v in state.items() if n in names or n.startswith("encoder.")):
+                self.__dict__["_block_cache"]["rows"].clear()
         for n, v in state.items():
             params[n].copy_(v)
 
@@ -197,3 +214,9 @@ class ClassifierModule(nn.Module):
             else contextlib.nullcontext()
         with off:
             return self.head(self.dropout(features))
+
+
+def _below(name, k):
+    """Whether backbone tensor ``name`` sits below block ``k`` (the embeddings are below every block)."""
+    block = block_index(name)
+    return layer_of(name) == "embeddings" or (block is not None and block < k)

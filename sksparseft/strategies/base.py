@@ -79,6 +79,10 @@ class Strategy:
         """
         return 0
 
+    def training_frozen_blocks(self, module):
+        """How many bottom blocks the cross-entropy epochs leave as they are (run once per text); 0: none."""
+        return 0
+
     def rebuild(self, module):
         """Recreate, in a freshly loaded module, the structure this strategy added (values come after).
 
@@ -119,11 +123,35 @@ class MaskStrategy(Strategy):
         """With the options ``min_layer`` and ``cache_frozen``: the blocks below ``min_layer``."""
         return cached_prefix(module, self.settings.get("min_layer"), self.settings.get("cache_frozen"))
 
+    def validate(self):
+        first, then = self.settings.get("min_layer"), self.settings.get("ce_min_layer")
+        if first is not None and then is not None and then <= first:
+            raise ValueError(f"strategy_options ce_min_layer={then} must be above min_layer={first}: below "
+                             "min_layer nothing trains in any stage")
+
+    def training_frozen_blocks(self, module):
+        """How many bottom blocks (with the embeddings) the cross-entropy epochs leave as they are.
+
+        ``ce_min_layer``: the entries below it trained in the contrastive stage only; 0 without it.
+        """
+        from ..model.layout import transformer_blocks
+
+        k = self.settings.get("ce_min_layer")
+        if k is None:
+            return 0
+        blocks = transformer_blocks(module.encoder)
+        n = 0 if blocks is None else len(blocks)
+        if int(k) >= n:
+            raise ValueError(f"strategy_options ce_min_layer={k} leaves no transformer block to train in the "
+                             f"cross-entropy epochs (the backbone has {n} blocks)")
+        return int(k)
+
     def select(self, module, ctx):
         """The :class:`SparseMask` of backbone entries to train."""
         raise NotImplementedError
 
     def setup(self, module, ctx):
+        self.training_frozen_blocks(module)  # a wrong ce_min_layer fails before anything trains
         mask = self.select(module, ctx)
         if ctx is not None and ctx.sync is not None:
             mask = ctx.sync(mask)

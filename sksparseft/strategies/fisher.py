@@ -6,7 +6,7 @@ from .options import options_from
 from .token_sparse import TokenSparse, TokenSparseOptions
 
 FisherOptions = options_from(TokenSparseOptions, "embedding_rows", "min_layer", "cache_frozen", "rows",
-                             name="FisherOptions", embedding_rows=False)
+                             "ce_min_layer", name="FisherOptions", embedding_rows=False)
 
 
 class Fisher(TokenSparse):

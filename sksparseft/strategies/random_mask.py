@@ -11,7 +11,7 @@ from .base import MaskStrategy, backbone_shapes, budget
 from .options import options_from
 from .token_sparse import TokenSparseOptions
 
-RandomMaskOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", name="RandomMaskOptions")
+RandomMaskOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", "ce_min_layer", name="RandomMaskOptions")
 
 
 class RandomMask(MaskStrategy):
@@ -22,7 +22,7 @@ class RandomMask(MaskStrategy):
 
     def bf16_on_cpu(self):
         # Measured over every block in both regimes (precision_screen, fast_full); the top-blocks settings were not.
-        return self.settings.get("min_layer") is None
+        return self.settings.get("min_layer") is None and self.settings.get("ce_min_layer") is None
 
     def select(self, module, ctx):
         g = torch.Generator().manual_seed(0 if ctx.random_state is None else int(ctx.random_state))

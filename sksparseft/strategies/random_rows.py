@@ -8,7 +8,8 @@ from .options import options_from
 from .rows import linear_weights, rows_mask
 from .token_sparse import TokenSparse, TokenSparseOptions
 
-RandomRowsOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", name="RandomRowsOptions")
+RandomRowsOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", "ce_min_layer",
+                                  name="RandomRowsOptions")
 
 
 class RandomRows(TokenSparse):

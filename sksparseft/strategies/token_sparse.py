@@ -39,6 +39,10 @@ class TokenSparseOptions:
     rows: bool = option(
         False, "choose whole output rows of the blocks' Linear weights, the same share of each weight's rows, "
         "those whose entries score highest in all (structured as `random_rows`), instead of single entries")
+    ce_min_layer: int | None = option(
+        None, "after the contrastive stage, train only the entries in blocks >= this index: the ones below keep "
+        "what the contrastive stage gave them and their blocks run once per text in the cross-entropy epochs, "
+        "the interpolation and the head refit; None: the same entries in every stage", low=1)
 
 
 class TokenSparse(MaskStrategy):
