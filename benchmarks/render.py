@@ -461,6 +461,54 @@ def _kernels_full(files, plots):
     return lines
 
 
+#: The ce_screen's candidates and references (docs/benchmarks.md, "Can the cross-entropy epochs stop at the top blocks?").
+CE_SCREEN = {"candidates": ("random_ce4_bf16", "random_ce4_c1_bf16"), "default": "random_c2_bf16", "full": "full_c2",
+             "frozen": "frozen_lr", "majority": "majority"}
+
+
+def _ce_tests(dataset, full_data, m, accs, ref, spreads):
+    """The rule's accuracy tests of one candidate on one dataset, as (name, passed) pairs."""
+    if not full_data:
+        return [("at least full", _at_least(m, ref["full"])), ("within 0.3 of the default", _at_least(m, ref["default"] - 0.003)),
+                ("above frozen LR", _above(m, ref["frozen"]))]
+    if dataset == "drugreviews":
+        spread = max(spreads)
+        return [(f"not below the default by more than {spread:.4f}", _at_least(m, ref["default"] - spread)),
+                ("above frozen LR", _above(m, ref["frozen"])), ("above the majority class", _above(m, ref["majority"]))]
+    return [("within 0.3 of the default", _at_least(m, ref["default"] - 0.003)), ("above frozen LR", _above(m, ref["frozen"]))]
+
+
+def _ce_screen(files, plots, config="ce_screen"):
+    """The ce_screen (10-shot) or ce_screen_full: every variant, the candidates' tests and seconds against the default."""
+    full_data = config.endswith("_full")
+    groups = _dev_groups(files, config)
+    lines = []
+    for dataset in sorted({d for d, _ in groups}):
+        accs = {v: [r["dev_accuracy"] for r in g] for (d, v), g in groups.items() if d == dataset}
+        seconds = {v: np.median([r["fit_s"] for r in g]) for (d, v), g in groups.items() if d == dataset}
+        ref = {k: (np.mean(accs[v]) if v in accs else None) for k, v in CE_SCREEN.items() if k != "candidates"}
+        rows = sum((g for (d, _), g in groups.items() if d == dataset), [])
+        lines += _screen_heading(config, dataset, rows, "Fit seconds: median over the seeds run, one fit at a time, "
+                                 "nothing else on the CPU; x default: that median over the default's.")
+        lines += ["| variant | seeds | dev accuracy | vs default | vs frozen LR | tests of the rule | fit s | x default |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for variant in sorted(accs, key=lambda v: -np.mean(accs[v])):
+            m, tests = np.mean(accs[variant]), ""
+            needed = ("default", "frozen") + (("majority",) if dataset == "drugreviews" else () if full_data else ("full",))
+            if variant in CE_SCREEN["candidates"] and all(ref[k] is not None for k in needed):
+                spreads = [np.std(accs[v], ddof=1) if len(accs[v]) > 1 else 0.0 for v in (variant, CE_SCREEN["default"])]
+                failed = [name for name, ok in _ce_tests(dataset, full_data, m, accs, ref, spreads) if not ok]
+                tests = "pass" if not failed else "fail: " + "; ".join(failed)
+                tests += "" if len(accs[variant]) == 3 or (full_data and dataset == "banking77") else f" ({len(accs[variant])} of 3 seeds)"
+            default_s = seconds.get(CE_SCREEN["default"])
+            lines.append("| " + " | ".join([
+                variant, ", ".join(str(r["seed"]) for r in groups[(dataset, variant)]), _ms(accs[variant]),
+                *(f"{m - ref[k]:+.4f}" if ref[k] is not None else "" for k in ("default", "frozen")),
+                tests, f"{seconds[variant]:.0f}", f"{seconds[variant] / default_s:.2f}x" if default_s else ""]) + " |")
+        lines.append("")
+    return lines or [f"No rows yet: `python -m benchmarks.run --config {config}`.", ""]
+
+
 def _gap(pair):
     """A mean difference and its seed std, as the rule's tables show them."""
     return "" if pair[0] is None else f"{pair[0]:+.4f} ({pair[1]:.4f})"
@@ -846,6 +894,8 @@ BLOCKS = {
     "fast-full": _fast_full,
     "kernels": _kernels,
     "kernels-full": _kernels_full,
+    "ce-screen": _ce_screen,
+    "ce-screen-full": lambda files, plots: _ce_screen(files, plots, "ce_screen_full"),
     "search": _search,
     "token-structure": _token_structure,
     "group-features": _group_features,

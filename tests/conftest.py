@@ -30,6 +30,16 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
+def tiny_model3(tmp_path_factory):
+    """The tiny BERT with three blocks: a cached prefix, a block trained in one stage only, a top block."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    return _tiny_backbone(tmp_path_factory.mktemp("tiny-bert3"), BertModel, config)
+
+
+@pytest.fixture(scope="package")
 def toy_data():
     """A small two/three-intent task with clear cue words."""
     texts, labels = [], []

@@ -23,12 +23,13 @@ RE_RENDER = 'python -c "from sksparseft._docs import render_reference_tables; re
 
 # The options, defaults and their order (0.6.0's, plus min_layer and cache_frozen for random and
 # cache_frozen for layers in 0.7.0; rows for token_sparse, min_layer, cache_frozen and rows for fisher in
-# 0.7.1): describe(), and so the ``strategy_`` of saved files.
+# 0.7.1; ce_min_layer for the four mask strategies in 0.7.5): describe(), and so the ``strategy_`` of saved files.
 OPTIONS = {
-    "token_sparse": {"embedding_rows": True, "min_layer": None, "cache_frozen": False, "rows": False},
-    "fisher": {"embedding_rows": False, "min_layer": None, "cache_frozen": False, "rows": False},
-    "random": {"min_layer": None, "cache_frozen": False},
-    "random_rows": {"min_layer": None, "cache_frozen": False},
+    "token_sparse": {"embedding_rows": True, "min_layer": None, "cache_frozen": False, "rows": False,
+                     "ce_min_layer": None},
+    "fisher": {"embedding_rows": False, "min_layer": None, "cache_frozen": False, "rows": False, "ce_min_layer": None},
+    "random": {"min_layer": None, "cache_frozen": False, "ce_min_layer": None},
+    "random_rows": {"min_layer": None, "cache_frozen": False, "ce_min_layer": None},
     "bitfit": {},
     "layers": {"n_layers": 2, "cache_frozen": False},
     "full": {},
@@ -86,11 +87,11 @@ def test_describe_is_what_it_was_and_old_descriptions_load():
     assert from_description({"strategy": "random"}).describe() == {"strategy": "random", **OPTIONS["random"]}
     assert from_description({"strategy": "layers", "n_layers": 3}).describe() == {
         "strategy": "layers", "n_layers": 3, "cache_frozen": False}
-    # strategy_ of the legacy files in tests/data (saved by 0.5.0); token_sparse gained rows in 0.7.1
+    # strategy_ of the legacy files in tests/data (saved by 0.5.0); token_sparse gained rows in 0.7.1, ce_min_layer in 0.7.5
     lora = {"alpha": 16, "dropout": 0.1, "r": 2, "strategy": "lora", "target_modules": None}
     assert from_description(lora).describe() == lora
     token = {"cache_frozen": False, "embedding_rows": True, "min_layer": None, "strategy": "token_sparse"}
-    assert from_description(token).describe() == {**token, "rows": False}
+    assert from_description(token).describe() == {**token, "rows": False, "ce_min_layer": None}
     # fisher as 0.7.0 wrote it: the options it gained in 0.7.1 at their defaults
     assert from_description({"strategy": "fisher", "embedding_rows": False}).describe() == {
         "strategy": "fisher", **OPTIONS["fisher"]}
@@ -130,7 +131,7 @@ def test_each_option_rejects_a_wrong_type_and_an_out_of_range_value(name, field,
     ("lora", {"rank": 4}, "strategy_options ['rank'] are not known to strategy 'lora' "
                           "(known: ['alpha', 'dropout', 'r', 'target_modules'])"),
     ("fisher", {"n_layers": 1}, "strategy_options ['n_layers'] are not known to strategy 'fisher' "
-                                "(known: ['cache_frozen', 'embedding_rows', 'min_layer', 'rows'])"),
+                                "(known: ['cache_frozen', 'ce_min_layer', 'embedding_rows', 'min_layer', 'rows'])"),
     ("full", {"r": 1}, "strategy_options ['r'] are not known to strategy 'full' (known: none)"),
 ])
 def test_option_messages(name, options, message):

@@ -3,11 +3,13 @@
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import GridSearchCV
 
 from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.fit import frozen
+from sksparseft.model.layout import transformer_blocks
 from sksparseft.model.frozen_store import FOLDER
 
 CACHED = dict(FAST, strategy="layers", strategy_options={"n_layers": 1, "cache_frozen": True}, random_state=0)
@@ -100,3 +102,68 @@ def test_an_empty_memory_changes_nothing_with_rejection_too(tiny_model, toy_data
     assert kept.unknown_threshold_ == plain.unknown_threshold_
     np.testing.assert_array_equal(kept.predict_proba(X), plain.predict_proba(X))
     np.testing.assert_array_equal(kept.rejection_score(X), plain.rejection_score(X))
+
+
+# The contrastive stage trains every block; the cross-entropy epochs only block 1 and up.
+AFTER_CONTRASTIVE = dict(FAST, strategy="random", density=0.01, contrastive_epochs=1, random_state=0,
+                         strategy_options={"ce_min_layer": 1})
+
+
+class _Watched(TokenSparseClassifier):
+    """Keeps the backbone's values around the cross-entropy stage and counts block 0's runs after the block cache filled."""
+
+    def stage_contrastive(self, state):
+        self.start_ = _backbone_values(state.module)
+        super().stage_contrastive(state)
+
+    def _freeze_for_training(self, state):
+        super()._freeze_for_training(state)
+        self.before_ = _backbone_values(state.module)
+        self.block0_runs_ = []
+        block0 = transformer_blocks(state.module.encoder)[0]
+        block0.attention.register_forward_hook(lambda *args: self.block0_runs_.append(1))
+
+    def stage_training(self, state):
+        super().stage_training(state)
+        self.after_ = _backbone_values(state.module)
+
+
+def _backbone_values(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters() if not n.startswith("head.")}
+
+
+def test_after_the_contrastive_stage_the_blocks_below_ce_min_layer_keep_their_values(tiny_model, toy_data):
+    X, y = toy_data
+    clf = _Watched(tiny_model, **AFTER_CONTRASTIVE).fit(X, y)
+    below = [n for n in clf.before_ if "layer.1" not in n.replace("__", ".")]
+    above = [n for n in clf.before_ if n not in below]
+    assert below and above
+    # The contrastive stage moved entries below block 1; the cross-entropy epochs left them there.
+    assert any(not torch.equal(clf.start_[n], clf.before_[n]) for n in below)
+    for n in below:
+        assert torch.equal(clf.before_[n], clf.after_[n]), n
+    assert any(not torch.equal(clf.before_[n], clf.after_[n]) for n in above)
+    # Epochs, validation, interpolation and head refit all read block 0's output from the cache.
+    assert clf.block0_runs_ == [] and clf.fit_stages_["training"] > 0
+    assert clf.finetuned_ and clf.score(X, y) > 0.5
+
+
+def test_ce_min_layer_is_checked_against_min_layer_and_the_blocks(tiny_model, toy_data):
+    X, y = toy_data
+    with pytest.raises(ValueError, match="ce_min_layer=1 must be above min_layer=1"):
+        TokenSparseClassifier(tiny_model, **dict(AFTER_CONTRASTIVE, strategy_options={"min_layer": 1,
+                                                                                      "ce_min_layer": 1})).fit(X, y)
+    with pytest.raises(ValueError, match="ce_min_layer=2 leaves no transformer block to train in the cross-entropy"):
+        TokenSparseClassifier(tiny_model, **dict(AFTER_CONTRASTIVE, strategy_options={"ce_min_layer": 2})).fit(X, y)
+
+
+def test_rows_of_trained_blocks_never_reach_memory(tiny_model3, toy_data, tmp_path, spy):
+    """With a pretrained prefix in memory (min_layer) and ce_min_layer above it, memory keeps the prefix only."""
+    X, y = toy_data
+    settings = dict(AFTER_CONTRASTIVE, strategy_options={"min_layer": 1, "cache_frozen": True, "ce_min_layer": 2})
+    plain = TokenSparseClassifier(tiny_model3, **settings).fit(X, y)
+    first = TokenSparseClassifier(tiny_model3, memory=tmp_path, **settings).fit(X, y)
+    second = TokenSparseClassifier(tiny_model3, memory=tmp_path, **settings).fit(X, y)
+    assert spy == [0, len(set(X))]  # the second fit took the input of block 1 from memory
+    np.testing.assert_array_equal(first.predict_proba(X), plain.predict_proba(X))
+    np.testing.assert_allclose(second.predict_proba(X), plain.predict_proba(X), atol=1e-5)

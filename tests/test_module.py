@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cases import tiny_batch, tiny_module
@@ -5,6 +6,7 @@ from sksparseft.model.backbone import load_backbone
 from sksparseft.text.tokens import encode
 from sksparseft.model.mask import SparseMask
 from sksparseft.model.module import ClassifierModule
+from sksparseft.model.sparse_delta import param_key
 
 
 _module, _batch = tiny_module, tiny_batch
@@ -132,8 +134,6 @@ def test_cached_frozen_blocks_match_the_plain_path(tiny_model):
 
 
 def test_caching_refuses_blocks_that_train(tiny_model):
-    import pytest
-
     m = _top_block_module(tiny_model, 0, picks_from="layer.0.")
     with pytest.raises(RuntimeError, match="cannot be cached"):
         m.cache_frozen_blocks(1)
@@ -146,3 +146,39 @@ def test_caching_refuses_blocks_that_train(tiny_model):
     name = next(n for n in shapes if "layer.0." in n and n.endswith("weight"))
     with pytest.raises(RuntimeError, match="cannot be cached"):
         m.set_mask(SparseMask({name: torch.arange(3)}, shapes))
+
+
+def test_frozen_below_a_block_its_entries_keep_their_values_and_can_be_cached(tiny_model):
+    """``freeze_below`` (ce_min_layer): the delta below the block stops training and the block cache takes it."""
+    m = _top_block_module(tiny_model, 0, picks_from="layer.")
+    below = [n for n in m.delta_names if "layer.0." in n]
+    values = {n: m.delta_values[param_key(n)].detach().clone() for n in below}
+    with pytest.raises(RuntimeError, match="cannot be cached"):
+        m.cache_frozen_blocks(1)
+    m.freeze_below(1).cache_frozen_blocks(1)
+    trains = {n for n in m.delta_names if m.delta_values[param_key(n)].requires_grad}
+    assert below and trains and not trains & set(below) and all("layer.1." in n for n in trains)
+    for n in below:
+        torch.testing.assert_close(m.delta_values[param_key(n)].detach(), values[n], rtol=0, atol=0)
+
+
+def test_loading_other_values_below_the_cached_blocks_drops_their_rows(tiny_model):
+    """A cached row computed with other weights below block k is never read again."""
+    tok, _ = _module(tiny_model)
+    m = _top_block_module(tiny_model, 0, picks_from="layer.").freeze_below(1).cache_frozen_blocks(1)
+    e = encode(tok, ["my card is late", "refund please"], 16)
+    ids, am = torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"])
+    first = m(ids, am).detach()
+    rows = m._block_cache["rows"]
+    assert len(rows) == 2
+    state = m.trainable_state()
+    m.load_trainable_state_(state)  # the same values: the rows stay
+    assert len(rows) == 2
+    below = next(n for n in m.delta_names if "layer.0." in n)
+    changed = {f"delta_values.{param_key(below)}": m.delta_values[param_key(below)].detach() + 1.0}
+    m.load_trainable_state_(changed)
+    assert not rows
+    plain = _top_block_module(tiny_model, 0, picks_from="layer.")
+    plain.load_trainable_state_({**{n: v for n, v in m.named_parameters()}})
+    torch.testing.assert_close(m(ids, am).detach(), plain(ids, am).detach(), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(m(ids, am).detach(), first)

@@ -123,6 +123,7 @@ def test_only_the_strategy_measured_in_bf16_asks_for_it():
     asking = {name for name in STRATEGIES if get_strategy(name).bf16_on_cpu()}
     assert asking == {"random"}
     assert not get_strategy("random", {"min_layer": 3}).bf16_on_cpu()
+    assert not get_strategy("random", {"ce_min_layer": 4}).bf16_on_cpu()
 
 
 @pytest.mark.parametrize(("strategy", "expected"),

@@ -100,6 +100,7 @@ def test_trainable_counts_are_ordered(tiny_model, toy_data):
     ("token_sparse", "dense", "strategy_options"),
     ("layers", {"n_layers": 0}, "n_layers must be an integer >= 1"),
     ("token_sparse", {"min_layer": "top"}, "min_layer must be an integer"),
+    ("random", {"ce_min_layer": 0}, "ce_min_layer must be an integer >= 1"),
 ])
 def test_unknown_strategy_or_option(tiny_model, toy_data, strategy, options, match):
     X, y = toy_data
