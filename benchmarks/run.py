@@ -301,6 +301,17 @@ CONFIGS = {
                         "search_memory": {"kind": "search", "params": {"strategy": "layers"}, "memory": True}},
                "about": "GridSearchCV, 4 candidates (layers, 1 or 2 top blocks with cache_frozen, 2 learning rates) x 5 "
                         "folds on 10-shot BANKING77 (dev split), with and without memory, beside one default fit, CPU"},
+    "search_bf16": {"part": "search", "name": "search_bf16", "datasets": ["banking77"], "seeds": [0], "folds": 5,
+                    "grid": {"strategy_options": [{"n_layers": 1, "cache_frozen": True},
+                                                  {"n_layers": 2, "cache_frozen": True}],
+                             "learning_rate": [1e-4, 3e-4]},
+                    "runs": {"default_fit": {"kind": "fit"}, "full_fit": {"kind": "fit", "params": {"strategy": "full"}},
+                             "frozen_lr": {"kind": "reference", "method": "frozen_lr"},
+                             "search": {"kind": "search", "params": {"strategy": "layers", "precision": "bfloat16"}},
+                             "search_memory": {"kind": "search", "params": {"strategy": "layers", "precision": "bfloat16"},
+                                               "memory": True}},
+                    "about": "the `search` grid with its fits in bf16 (precision='bfloat16'), beside one default fit "
+                             "(bf16 under 'auto' on a CPU with native bf16), `full` and frozen-embedding LR, CPU"},
     "processes": {"part": "processes", "datasets": ["banking77"], "seeds": [0, 1, 2], "processes": [1, 2],
                   "about": "the default fit in one process and data-parallel over 2 (accelerate=True, every stage), "
                            "10-shot BANKING77 (dev split), CPU"},

@@ -144,7 +144,7 @@ def test_after_the_contrastive_stage_the_blocks_below_ce_min_layer_keep_their_va
         assert torch.equal(clf.before_[n], clf.after_[n]), n
     assert any(not torch.equal(clf.before_[n], clf.after_[n]) for n in above)
     # Epochs, validation, interpolation and head refit all read block 0's output from the cache.
-    assert clf.block0_runs_ == [] and clf.fit_stages_["training"] > 0
+    assert clf.block0_runs_ == []
     assert clf.finetuned_ and clf.score(X, y) > 0.5
 
 
@@ -155,6 +155,8 @@ def test_ce_min_layer_is_checked_against_min_layer_and_the_blocks(tiny_model, to
                                                                                       "ce_min_layer": 1})).fit(X, y)
     with pytest.raises(ValueError, match="ce_min_layer=2 leaves no transformer block to train in the cross-entropy"):
         TokenSparseClassifier(tiny_model, **dict(AFTER_CONTRASTIVE, strategy_options={"ce_min_layer": 2})).fit(X, y)
+    with pytest.raises(ValueError, match="ce_min_layer needs a contrastive stage"):
+        TokenSparseClassifier(tiny_model, **dict(AFTER_CONTRASTIVE, contrastive_epochs=0)).fit(X, y)
 
 
 def test_rows_of_trained_blocks_never_reach_memory(tiny_model3, toy_data, tmp_path, spy):
@@ -165,5 +167,6 @@ def test_rows_of_trained_blocks_never_reach_memory(tiny_model3, toy_data, tmp_pa
     first = TokenSparseClassifier(tiny_model3, memory=tmp_path, **settings).fit(X, y)
     second = TokenSparseClassifier(tiny_model3, memory=tmp_path, **settings).fit(X, y)
     assert spy == [0, len(set(X))]  # the second fit took the input of block 1 from memory
+    assert sorted(_entries(tmp_path).values()) == [len(set(X))] * 2  # block 1's input and the probe's features only
     np.testing.assert_array_equal(first.predict_proba(X), plain.predict_proba(X))
     np.testing.assert_allclose(second.predict_proba(X), plain.predict_proba(X), atol=1e-5)

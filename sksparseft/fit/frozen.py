@@ -73,7 +73,8 @@ class FrozenWork:
 
         Their delta keeps what the contrastive stage gave it; every later pass of the fit (the
         cross-entropy epochs, validation, the interpolation, the head refit) starts at block ``k``.
-        The rows come from a float32 pass in eval mode, the arithmetic ``predict`` does.
+        The rows come from a pass in eval mode without the stage's autocast: the arithmetic ``predict``
+        does (float32 on the CPU; on CUDA the module's own bf16 autocast, as in ``predict``).
         """
         module = state.module
         k = state.strategy.training_frozen_blocks(module)

@@ -99,6 +99,9 @@ class FitState:
     def start(cls, est, X, y, sample_weight=None):
         """Validate the inputs and ``est``'s settings that need them; fail before anything loads."""
         strategy = get_strategy(est.strategy, est.strategy_options)
+        if strategy.settings.get("ce_min_layer") is not None and not est.contrastive_epochs:
+            raise ValueError("strategy_options ce_min_layer needs a contrastive stage (contrastive_epochs > 0): "
+                             "without one the entries below it would never train")
         device = resolve_device(est.device)
         accelerator = None
         if est.accelerate:

@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from .backbone import pool_output
 from .block_cache import cached_blocks
-from .layout import block_index, layer_of, transformer_blocks
+from .layout import block_index, transformer_blocks
 from .sparse_delta import delta_hooks, param_key, with_delta
 
 
@@ -120,7 +120,10 @@ class ClassifierModule(nn.Module):
                 raise RuntimeError(f"{name} trains, so the blocks below {k} cannot be cached")
 
     def freeze_below(self, k):
-        """Stop training everything below block ``k`` (the embeddings included); deltas keep their values."""
+        """Stop training everything outside blocks ``>= k`` (embeddings and tensors outside the blocks too).
+
+        Deltas keep their values: what trained before goes on counting, it just stops changing.
+        """
         for name in self.delta_names:
             if _below(name, k):
                 self.delta_values[param_key(name)].requires_grad_(False)
@@ -217,6 +220,10 @@ class ClassifierModule(nn.Module):
 
 
 def _below(name, k):
-    """Whether backbone tensor ``name`` sits below block ``k`` (the embeddings are below every block)."""
+    """Whether backbone tensor ``name`` is outside blocks ``>= k``: below them, or outside every block.
+
+    Tensors outside the blocks (embeddings, a pooler, a final or shared norm, relative position
+    tables) count as below: some of them feed every block, so cached rows depend on them.
+    """
     block = block_index(name)
-    return layer_of(name) == "embeddings" or (block is not None and block < k)
+    return block is None or block < k

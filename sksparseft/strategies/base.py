@@ -151,7 +151,6 @@ class MaskStrategy(Strategy):
         raise NotImplementedError
 
     def setup(self, module, ctx):
-        self.training_frozen_blocks(module)  # a wrong ce_min_layer fails before anything trains
         mask = self.select(module, ctx)
         if ctx is not None and ctx.sync is not None:
             mask = ctx.sync(mask)
