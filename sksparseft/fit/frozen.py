@@ -50,6 +50,7 @@ class FrozenWork:
     def _cache_frozen_blocks(self, state):
         """Run the blocks the strategy never trains once per text (all fit passes reuse them)."""
         module = state.module
+        state.strategy.training_frozen_blocks(module)  # a wrong ce_min_layer fails before any pass
         k = state.strategy.frozen_blocks(module)
         if not k or not self._cache_fits(state, k):
             return

@@ -138,7 +138,6 @@ class FitStages(FrozenWork):
             state.encoder, len(state.classes), pooling=state.pooling, dropout=self.dropout,
             amp=state.autocast_dtype is not None, sparse_backward=self._sparse_backward(state),
         ).to(state.device)
-        state.strategy.training_frozen_blocks(state.module)  # a wrong ce_min_layer fails before any pass
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
             self._fit_probe(state, frozen=True)
