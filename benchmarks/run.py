@@ -69,6 +69,19 @@ CE_CANDIDATES = {
                                                            "strategy_options": {"ce_min_layer": 4}}},
 }
 
+#: The search configs' grid: the fast setting (layers with cache_frozen), one or two blocks, two learning rates.
+SEARCH_GRID = {"strategy_options": [{"n_layers": 1, "cache_frozen": True}, {"n_layers": 2, "cache_frozen": True}],
+               "learning_rate": [1e-4, 3e-4]}
+
+
+def search_runs(searched):
+    """A search config's runs: one default fit, `full`, frozen LR, and the grid over ``searched`` without and with memory."""
+    return {"default_fit": {"kind": "fit"}, "full_fit": {"kind": "fit", "params": {"strategy": "full"}},
+            "frozen_lr": {"kind": "reference", "method": "frozen_lr"},
+            "search": {"kind": "search", "params": dict(searched)},
+            "search_memory": {"kind": "search", "params": dict(searched), "memory": True}}
+
+
 CONFIGS = {
     # --- compare: methods side by side (references included unless the config sweeps a setting)
     "quick": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": STRATEGIES_0_2,
@@ -292,24 +305,12 @@ CONFIGS = {
     "cost_cuda": {"part": "cost", "parts": ["ratio", "predict"], "n_train": 10003, "epochs": 3, "device": "cuda",
                   "variants": ["full", "token_sparse", "token_sparse_plain", "min_layer3"],
                   "about": "fit-time ratio to `full` and predict speed on a GPU, full BANKING77, 3 epochs"},
-    "search": {"part": "search", "datasets": ["banking77"], "seeds": [0], "folds": 5,
-               "grid": {"strategy_options": [{"n_layers": 1, "cache_frozen": True}, {"n_layers": 2, "cache_frozen": True}],
-                        "learning_rate": [1e-4, 3e-4]},
-               "runs": {"default_fit": {"kind": "fit"}, "full_fit": {"kind": "fit", "params": {"strategy": "full"}},
-                        "frozen_lr": {"kind": "reference", "method": "frozen_lr"},
-                        "search": {"kind": "search", "params": {"strategy": "layers"}},
-                        "search_memory": {"kind": "search", "params": {"strategy": "layers"}, "memory": True}},
+    "search": {"part": "search", "datasets": ["banking77"], "seeds": [0], "folds": 5, "grid": SEARCH_GRID,
+               "runs": search_runs({"strategy": "layers"}),
                "about": "GridSearchCV, 4 candidates (layers, 1 or 2 top blocks with cache_frozen, 2 learning rates) x 5 "
                         "folds on 10-shot BANKING77 (dev split), with and without memory, beside one default fit, CPU"},
     "search_bf16": {"part": "search", "name": "search_bf16", "datasets": ["banking77"], "seeds": [0], "folds": 5,
-                    "grid": {"strategy_options": [{"n_layers": 1, "cache_frozen": True},
-                                                  {"n_layers": 2, "cache_frozen": True}],
-                             "learning_rate": [1e-4, 3e-4]},
-                    "runs": {"default_fit": {"kind": "fit"}, "full_fit": {"kind": "fit", "params": {"strategy": "full"}},
-                             "frozen_lr": {"kind": "reference", "method": "frozen_lr"},
-                             "search": {"kind": "search", "params": {"strategy": "layers", "precision": "bfloat16"}},
-                             "search_memory": {"kind": "search", "params": {"strategy": "layers", "precision": "bfloat16"},
-                                               "memory": True}},
+                    "grid": SEARCH_GRID, "runs": search_runs({"strategy": "layers", "precision": "bfloat16"}),
                     "about": "the `search` grid with its fits in bf16 (precision='bfloat16'), beside one default fit "
                              "(bf16 under 'auto' on a CPU with native bf16), `full` and frozen-embedding LR, CPU"},
     "processes": {"part": "processes", "datasets": ["banking77"], "seeds": [0, 1, 2], "processes": [1, 2],

@@ -130,9 +130,9 @@ class MaskStrategy(Strategy):
                              "min_layer nothing trains in any stage")
 
     def training_frozen_blocks(self, module):
-        """How many bottom blocks (with the embeddings) the cross-entropy epochs leave as they are.
+        """How many bottom blocks the cross-entropy epochs leave as they are (with every tensor outside the blocks).
 
-        ``ce_min_layer``: the entries below it trained in the contrastive stage only; 0 without it.
+        ``ce_min_layer``: what lies below it trained in the contrastive stage only; 0 without it.
         """
         from ..model.layout import transformer_blocks
 
