@@ -69,6 +69,14 @@ CE_CANDIDATES = {
                                                            "strategy_options": {"ce_min_layer": 4}}},
 }
 
+#: The epoch_screen's candidates: the default in bf16 with one contrastive epoch, three cross-entropy epochs, or both.
+EPOCH_CANDIDATES = {
+    "random_c1_bf16": {"method": "random", "params": {"precision": "bfloat16", "contrastive_epochs": 1}},
+    "random_e3_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_epochs": 3}},
+    "random_c1_e3_bf16": {"method": "random", "params": {"precision": "bfloat16", "contrastive_epochs": 1,
+                                                          "max_epochs": 3}},
+}
+
 #: The search configs' grid: the fast setting (layers with cache_frozen), one or two blocks, two learning rates.
 SEARCH_GRID = {"strategy_options": [{"n_layers": 1, "cache_frozen": True}, {"n_layers": 2, "cache_frozen": True}],
                "learning_rate": [1e-4, 3e-4]}
@@ -274,6 +282,21 @@ CONFIGS = {
                                 "reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
                        "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
                                     **CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
+    "epoch_screen": {"part": "dev_screen", "name": "epoch_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                     "regime": "10shot", "dev_size": 1500,
+                     "about": "the default with fewer epochs (one contrastive, three cross-entropy, both), beside "
+                              "today's default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds "
+                              "0-2 (the rule: docs/benchmarks.md, 'Can the default run fewer epochs?')",
+                     "variants": {"frozen_lr": {"method": "frozen_lr"}, **EPOCH_CANDIDATES,
+                                  "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
+                                  "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "epoch_screen_full": {"part": "dev_screen", "name": "epoch_screen_full", "datasets": ["drugreviews", "banking77"],
+                          "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
+                          "about": "the epoch_screen's candidates with all the training data but a dev fifth, beside "
+                                   "today's default in bf16, frozen-embedding LR and the majority class (run: the "
+                                   "drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
+                          "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
+                                       **EPOCH_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
