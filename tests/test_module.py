@@ -164,6 +164,18 @@ def test_frozen_below_a_block_its_entries_keep_their_values_and_can_be_cached(ti
         torch.testing.assert_close(m.delta_values[param_key(n)].detach(), values[n], rtol=0, atol=0)
 
 
+def test_frozen_below_a_block_whole_tensors_stop_training_there_only(tiny_model):
+    """``freeze_below`` also stops backbone tensors that train whole (outside blocks >= k), not those above."""
+    m = _top_block_module(tiny_model, 0, picks_from="layer.")
+    params = dict(m.encoder.named_parameters())
+    names = [next(n for n in params if n.startswith("embeddings.")), next(n for n in params if "layer.0." in n),
+             next(n for n in params if "pooler" in n), next(n for n in params if "layer.1." in n)]
+    for n in names:
+        params[n].requires_grad_(True)
+    m.freeze_below(1)
+    assert [params[n].requires_grad for n in names] == [False, False, False, True]
+
+
 def test_loading_other_values_below_the_cached_blocks_drops_their_rows(tiny_model):
     """A cached row computed with other weights below block k is never read again."""
     tok, _ = _module(tiny_model)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..model.backbone import POOLINGS
+from ..model.sparse_delta import with_delta
 from ..atomic import atomic_write
 from .model_file import (FORMAT, FORMAT_VERSION, ModelFileError, backbone_fingerprint, check_tensors, check_tokenizer,
                          digest, dumps, json_object, read_file, tokenizer_files, tokenizer_from_files, versions)
@@ -124,7 +125,7 @@ def _check_delta_reproduces(module, base, trained):
         expected = base_params[name].detach().to(p.device, p.dtype)
         if name in delta:
             idx, vals = delta[name]
-            expected = expected.reshape(-1).index_add(0, idx.to(p.device), vals.to(p.device, p.dtype)).view_as(p)
+            expected = with_delta(expected, idx.to(p.device), vals.to(p.device))
         if not torch.equal(expected, p.detach()):
             raise RuntimeError(
                 f"the backbone at model={module.encoder.config.name_or_path!r} no longer matches the one this "
