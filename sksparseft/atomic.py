@@ -104,8 +104,9 @@ def atomic_dir(path, write, replace=False):
     """Call ``write(tmp_dir)`` on a temporary folder beside ``path``, then rename it to ``path``.
 
     A crash leaves no half-written folder at ``path``. If ``path`` exists when the folder is
-    complete, ``replace=True`` removes it first; otherwise the existing folder is kept (another
-    writer finished first) and the new one discarded.
+    complete, ``replace=True`` moves it aside, renames the new one in and only then removes the
+    old one (should the rename fail, the old folder goes back); otherwise the existing folder is
+    kept (another writer finished first) and the new one discarded.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,12 +119,30 @@ def atomic_dir(path, write, replace=False):
             raise
         _chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700
         if replace and path.exists():
-            shutil.rmtree(path)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if replace or not path.exists():
-                raise
+            _swap_in(tmp, path)
+        else:
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if replace or not path.exists():
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _swap_in(new, path):
+    """Rename folder ``new`` to ``path`` over an existing folder, which is removed only once ``new`` is in.
+
+    Between the two renames ``path`` is briefly absent, but at no moment is either folder lost: a
+    crash there leaves the old one, whole, under its hidden name beside ``path``.
+    """
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+    os.rmdir(old)  # only the unique name is wanted: rename needs no folder in the way
+    os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +143,42 @@ def test_atomic_dir_failing_write_leaves_what_was_there(tmp_path, replace):
         atomic_dir(existing, write, replace=replace)
     assert os.listdir(existing) == ["old.txt"]
     assert os.listdir(tmp_path) == ["existing"]
+
+
+def test_atomic_dir_replace_keeps_the_old_folder_when_the_new_one_cannot_go_in(tmp_path, monkeypatch):
+    path = tmp_path / "export"
+    path.mkdir()
+    (path / "old.txt").write_text("old")
+    rename = os.rename
+
+    def failing_rename(src, dst):
+        if Path(dst) == path and Path(src).name.startswith(".export-") and "-old-" not in Path(src).name:
+            raise OSError(errno.EIO, "rename failed")  # the new folder's rename, after the old one moved aside
+        return rename(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="rename failed"):
+        atomic_dir(path, lambda tmp: (tmp / "new.txt").write_text("new"), replace=True)
+    assert os.listdir(path) == ["old.txt"] and (path / "old.txt").read_text() == "old"
+    assert os.listdir(tmp_path) == ["export"]
+
+
+def test_atomic_dir_replace_removes_the_old_folder_only_once_the_new_one_is_in(tmp_path, monkeypatch):
+    path = tmp_path / "export"
+    path.mkdir()
+    (path / "old.txt").write_text("old")
+    seen = []
+    rmtree = shutil.rmtree
+
+    def watching_rmtree(target, *args, **kwargs):
+        seen.append((Path(target).name, sorted(os.listdir(path)) if path.exists() else None))
+        return rmtree(target, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", watching_rmtree)
+    atomic_dir(path, lambda tmp: (tmp / "new.txt").write_text("new"), replace=True)
+    removed_old = [listing for name, listing in seen if "-old-" in name]
+    assert removed_old == [["new.txt"]]  # the old folder went once, with the new one already at path
+    assert os.listdir(tmp_path) == ["export"]
 
 
 def test_atomic_dir_full_disk_is_enospc_and_cleans_up(tmp_path):
