@@ -84,7 +84,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     batch_size : int, default=32
         Texts per training step (length-bucketed batches, padding trimmed).
     max_length : int, default=128
-        Texts are truncated to this many tokens.
+        Texts are cut to this many tokens (fit warns how many training texts were).
     pooling : {"auto", "mean", "cls", "last", "pooler"}, default="auto"
         How token states become a text vector; "auto" uses the backbone's own (mean for
         sentence-transformers models, the last token for decoder-only LMs).

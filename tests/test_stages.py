@@ -46,6 +46,12 @@ def test_fit_runs_the_stages_in_order_and_times_each(tiny_model, toy_data):
     assert sum(clf.fit_stages_.values()) <= clf.fit_time_
 
 
+def test_fit_says_how_many_training_texts_max_length_cuts(tiny_model, toy_data):
+    X, y = toy_data
+    with pytest.warns(UserWarning, match=rf"{len(X)} of {len(X)} training texts are longer than max_length=4"):
+        TokenSparseClassifier(tiny_model, max_length=4, **SETTINGS).fit(X, y)
+
+
 class _Observed(TokenSparseClassifier):
     """A subclass that wraps one stage (as the docs invite): it sees the state and changes the model."""
 

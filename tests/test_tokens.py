@@ -71,3 +71,22 @@ def test_occurrences_finds_every_instance_of_a_group():
     groups = [TokenGroup("a b", (1, 2), 1.0, "x", 3), TokenGroup("c", (3,), 0.5, "y", 2)]
     assert occurrences([1, 2, 5, 1, 2, 3], groups) == {0: [0, 1, 3, 4], 1: [5]}
     assert occurrences([2, 1, 5], groups) == {}
+
+
+def test_encode_warns_how_many_texts_it_cuts_only_when_asked():
+    import warnings
+
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.text.tokens import encode
+
+    tokenizer = load_backbone("all-MiniLM-L6-v2")[0]
+    texts = ["short one", "a b c d e f g h i j k l", "one two three four"]  # 4, 14 and 6 tokens with [CLS], [SEP]
+    with pytest.warns(UserWarning, match=r"1 of 3 training texts are longer than max_length=6 tokens") as caught:
+        enc = encode(tokenizer, texts, 6, warn="training texts")
+    assert len(caught) == 1 and enc["input_ids"].shape == (3, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode(tokenizer, texts, 6)  # no warn: predict's path
+        encode(tokenizer, texts, 14, warn="training texts")  # the longest exactly fits
+    with pytest.warns(UserWarning, match=r"2 of 3 training texts .* max_length=5 tokens"):
+        encode(tokenizer, texts, 5, warn="training texts")

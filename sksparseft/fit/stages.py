@@ -79,7 +79,7 @@ class FitStages(FrozenWork):
         if tokenizer.pad_token is None:
             raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
         state.tokenizer, state.encoder, state.pooling = tokenizer, encoder, pooling
-        encodings = encode(tokenizer, state.texts, self.max_length)
+        encodings = encode(tokenizer, state.texts, self.max_length, warn="training texts")
         # Held-out split for early stopping; everything the method learns comes from the rest.
         state.train_idx, state.valid_idx = validation_split(state.y_enc, self.validation_fraction, state.seed)
         state.set_encodings(encodings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,11 +39,15 @@ class TokenGroup:
     pieces: tuple = ()
 
 
-def encode(tokenizer, texts, max_length):
+def encode(tokenizer, texts, max_length, warn=None):
     """Tokenise ``texts`` into padded ``input_ids``/``attention_mask`` int64 arrays.
 
-    Padding is to the longest text (capped at ``max_length``); batches trim it further.
+    Padding is to the longest text (capped at ``max_length``); batches trim it further. Texts
+    longer than ``max_length`` tokens are cut to it; with ``warn`` (what the texts are, e.g.
+    "training texts") a warning says how many were.
     """
+    if warn:
+        _warn_truncated(tokenizer, texts, max_length, warn)
     out = tokenizer(
         list(texts),
         truncation=True,
@@ -54,6 +60,17 @@ def encode(tokenizer, texts, max_length):
         "input_ids": np.ascontiguousarray(out["input_ids"], dtype=np.int64),
         "attention_mask": np.ascontiguousarray(out["attention_mask"], dtype=np.int64),
     }
+
+
+def _warn_truncated(tokenizer, texts, max_length, what):
+    # Encoded one token past the limit: a text that reaches it was cut (special tokens included).
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length + 1, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]
+    cut = sum(len(row) > max_length for row in ids)
+    if cut:
+        warnings.warn(f"{cut} of {len(ids)} {what} are longer than max_length={max_length} tokens and are cut to "
+                      f"their first {max_length}; raise max_length to use the rest (each pass gets slower)",
+                      UserWarning, stacklevel=3)
 
 
 def content_sequences(encodings, special_ids):
