@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.model.backbone import load_backbone
 from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
@@ -26,6 +27,50 @@ def test_supcon_loss_matches_its_definition_on_a_small_batch():
     l0 = -(sim[0, 1] - torch.logsumexp(sim[0, [1, 2]], 0))
     l1 = -(sim[1, 0] - torch.logsumexp(sim[1, [0, 2]], 0))
     assert torch.allclose(supcon_loss(z, labels, t), (l0 + l1) / 2)
+
+
+def test_weighted_supcon_loss_matches_its_definition_on_a_small_batch():
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1)
+    labels, w, t = torch.tensor([0, 0, 1]), torch.tensor([2.0, 1.0, 3.0]), 0.5
+    s = z @ z.T / t
+    # Each text counts w times among the others' positives and negatives and as an anchor.
+    l0 = -(s[0, 1] - torch.log(1.0 * s[0, 1].exp() + 3.0 * s[0, 2].exp()))
+    l1 = -(s[1, 0] - torch.log(2.0 * s[1, 0].exp() + 3.0 * s[1, 2].exp()))
+    assert torch.allclose(supcon_loss(z, labels, t, w), (2.0 * l0 + 1.0 * l1) / 3.0)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_weighted_supcon_loss_is_the_unweighted_one_at_unit_weights_and_drops_zero_weights(multilabel):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(10, 6, generator=g)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1, 2])
+    if multilabel:
+        labels = torch.eye(3, dtype=torch.long)[labels]
+        labels[3, 0] = 1  # a text of two labels
+    assert torch.allclose(supcon_loss(z, labels, 0.1, torch.ones(10)), supcon_loss(z, labels, 0.1), atol=1e-6)
+    w = torch.tensor([1.0, 0.0, 2.0, 1.0, 0.0, 3.0, 1.0, 1.0, 0.5, 1.0])
+    kept = w > 0
+    assert torch.allclose(supcon_loss(z, labels, 0.1, w), supcon_loss(z[kept], labels[kept], 0.1, w[kept]), atol=1e-6)
+    assert not torch.allclose(supcon_loss(z, labels, 0.1, w), supcon_loss(z[kept], labels[kept], 0.1), atol=1e-3)
+
+
+def test_the_contrastive_stage_gets_the_training_rows_weights(tiny_model, toy_data, monkeypatch):
+    import sksparseft.fit.stages as stages
+
+    X, y = toy_data
+    weights = np.arange(1, len(X) + 1, dtype=float)
+    seen = {}
+
+    def recording(*args, sample_weight=None, **kwargs):
+        seen["sample_weight"] = sample_weight
+        return train_contrastive(*args, sample_weight=sample_weight, **kwargs)
+
+    monkeypatch.setattr(stages, "train_contrastive", recording)
+    clf = TokenSparseClassifier(tiny_model, **dict(FAST, random_state=0, max_epochs=1, contrastive_epochs=1,
+                                                   validation_fraction=0.25)).fit(X, y, sample_weight=weights)
+    got = np.asarray(seen["sample_weight"])
+    assert len(got) == len(X) - round(0.25 * len(X)) and set(got) < set(weights)  # the training part's own weights
+    assert "contrastive" in clf.fit_stages_
 
 
 def test_supcon_loss_without_positives_is_zero_and_differentiable():

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ..model.batching import to_batch
 
 
-def supcon_loss(features, labels, temperature):
+def supcon_loss(features, labels, temperature, weights=None):
     """Supervised contrastive loss of a batch; anchors without a positive in the batch are left out.
 
     Parameters
@@ -29,11 +29,17 @@ def supcon_loss(features, labels, temperature):
     labels : tensor (n,) of int, or (n, n_labels) of 0/1
         Class of each text; for multi-label rows, two texts are positives when they share a label.
     temperature : float
+    weights : tensor (n,) of non-negative floats, optional
+        Per-text weights, read as repetitions (as ``sample_weight``): a text of weight ``w``
+        counts ``w`` times among every other anchor's positives and negatives and as an anchor;
+        weight 0 is the text left out of the batch.
 
     Returns
     -------
     Scalar tensor; zero (with gradient) when no text of the batch has a positive.
     """
+    if weights is not None:
+        return _weighted_supcon_loss(features, labels, temperature, weights)
     z = F.normalize(features.float(), dim=-1)
     n = z.shape[0]
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -49,6 +55,24 @@ def supcon_loss(features, labels, temperature):
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     pos_log_prob = log_prob.masked_fill(~positive, 0.0).sum(dim=1)
     return -(pos_log_prob[anchors] / positive.sum(dim=1)[anchors]).mean()
+
+
+def _weighted_supcon_loss(features, labels, temperature, weights):
+    z = F.normalize(features.float(), dim=-1)
+    n = z.shape[0]
+    w = torch.as_tensor(weights, dtype=z.dtype, device=z.device)
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    shared = labels.float() @ labels.float().T > 0 if labels.dim() == 2 else labels[:, None] == labels[None, :]
+    positive = (shared & ~self_mask).float() * w[None, :]  # each positive counts its weight
+    counts = positive.sum(dim=1)
+    anchors = (counts > 0) & (w > 0)
+    if not bool(anchors.any()):
+        return z.sum() * 0.0
+    log_prob = sim - torch.logsumexp(sim + torch.log(w)[None, :], dim=1, keepdim=True)
+    pos_log_prob = (log_prob.masked_fill(positive == 0, 0.0) * positive).sum(dim=1)
+    per_anchor = pos_log_prob[anchors] / counts[anchors]
+    return -(w[anchors] * per_anchor).sum() / w[anchors].sum()
 
 
 # A class-balanced batch mixes lengths: its forward runs in length-sorted chunks of this many
@@ -141,7 +165,7 @@ def _sum_gradients(params):
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
                       temperature=0.05, per_class=4, random_state=None, progress=None, features=pooled_features,
-                      distributed=False):
+                      distributed=False, sample_weight=None):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch visits every text once (:func:`class_batches`), in batches of about
@@ -153,11 +177,14 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     an augmentation: pass your own). ``distributed``: in a data-parallel fit (torch.distributed
     initialised), every process draws the same batches (same ``random_state``), computes the
     features of its share of each batch, and all compare the whole batch: the processes take
-    identical steps, each batch the single-process step.
+    identical steps, each batch the single-process step. ``sample_weight`` (one per row of
+    ``encodings``) weighs each text in the loss (:func:`supcon_loss`); the batches are drawn
+    without it.
     """
     world, rank = _process_group(distributed)
     rng = np.random.default_rng(random_state)
     y = np.asarray(y)
+    sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
     slots = y if y.ndim == 1 else np.where(y.any(axis=1), y.argmax(axis=1), y.shape[1])
     params = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("head.")]
     classes_per_batch = max(batch_size // per_class, 2)
@@ -182,7 +209,8 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
                     rows = np.concatenate(shards)  # the order of the gathered vectors
                 else:
                     vectors = _batch_vectors(module, encodings, rows, device, features)
-                loss = supcon_loss(vectors, torch.as_tensor(y[rows], device=device), temperature)
+                weights = None if sample_weight is None else torch.as_tensor(sample_weight[rows], device=device)
+                loss = supcon_loss(vectors, torch.as_tensor(y[rows], device=device), temperature, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if world > 1:

@@ -236,8 +236,8 @@ class FitStages(FrozenWork):
             state.module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
             batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
             device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
-            distributed=state.accelerator is not None and state.accelerator.num_processes > 1, **options,
-        )
+            sample_weight=state.train_encodings.get("sample_weight"),
+            distributed=state.accelerator is not None and state.accelerator.num_processes > 1, **options)
 
     # -- training ------------------------------------------------------------------------
     def stage_training(self, state):
