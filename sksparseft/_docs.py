@@ -1,7 +1,7 @@
 """Reference tables rendered from their one source into README.md and docs/.
 
-The parameters of :class:`~sksparseft.TokenSparseClassifier` are written once, in the numpydoc
-"Parameters" section of its docstring; the strategies once, in their classes (``trains``,
+The parameters and fitted attributes of :class:`~sksparseft.TokenSparseClassifier` are written
+once, in the numpydoc "Parameters" and "Attributes" sections of its docstring; the strategies once, in their classes (``trains``,
 ``default_learning_rate``, ``options``). :func:`render_reference_tables` rewrites the blocks
 between ``<!-- rendered:NAME -->`` and ``<!-- /rendered:NAME -->`` that hold them (also run by
 ``python -m benchmarks.run --render-only``); tests/test_docs_tables.py fails when one is stale.
@@ -17,7 +17,7 @@ from pathlib import Path
 #: The same block markers as benchmarks/render.py's (which renders the measured tables).
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
 #: The blocks rendered here, and the files that hold them.
-REFERENCE_BLOCKS = ("parameters", "strategies")
+REFERENCE_BLOCKS = ("parameters", "attributes", "strategies")
 REFERENCE_FILES = ("README.md", "docs/parameters.md", "docs/strategies.md")
 
 
@@ -33,12 +33,12 @@ class Parameter:
     text: str
 
 
-def docstring_parameters(obj):
-    """The entries of ``obj``'s numpydoc "Parameters" section, in order."""
+def docstring_parameters(obj, section="Parameters"):
+    """The entries of ``obj``'s numpydoc ``section`` ("Parameters", "Attributes"), in order."""
     lines = inspect.cleandoc(obj.__doc__ or "").splitlines()
-    starts = [i for i in range(len(lines) - 1) if lines[i] == "Parameters" and set(lines[i + 1]) == {"-"}]
+    starts = [i for i in range(len(lines) - 1) if lines[i] == section and set(lines[i + 1]) == {"-"}]
     if not starts:
-        raise ValueError(f"{obj.__name__}'s docstring has no Parameters section")
+        raise ValueError(f"{obj.__name__}'s docstring has no {section} section")
     entries = []
     for i in range(starts[0] + 2, len(lines)):
         line = lines[i]
@@ -75,10 +75,23 @@ def parameter_table(obj=None):
     return "\n".join(rows)
 
 
+def attribute_table(obj=None):
+    """Markdown table ``attribute | type | meaning`` of ``obj``'s "Attributes" section (the estimator's by default)."""
+    if obj is None:
+        from .estimator import TokenSparseClassifier as obj
+    rows = ["| attribute | type | meaning |", "|---|---|---|"]
+    for p in docstring_parameters(obj, "Attributes"):
+        names = ", ".join(f"`{n.strip()}`" for n in p.name.split(","))
+        rows.append(f"| {names} | {_cell(_markdown(p.type))} | {_cell(p.text)} |")
+    return "\n".join(rows)
+
+
 def reference_table(name):
     """The markdown of the rendered block ``name`` (one of :data:`REFERENCE_BLOCKS`)."""
     if name == "parameters":
         return parameter_table()
+    if name == "attributes":
+        return attribute_table()
     if name == "strategies":
         from .strategies import strategy_table
 

@@ -45,7 +45,8 @@ def test_every_rendered_reference_block_is_current(rel):
 
 
 def test_the_files_hold_the_blocks_where_expected():
-    where = {"README.md": {"parameters"}, "docs/parameters.md": {"parameters"}, "docs/strategies.md": {"strategies"}}
+    where = {"README.md": {"parameters", "attributes"}, "docs/parameters.md": {"parameters", "attributes"},
+             "docs/strategies.md": {"strategies"}}
     for rel, names in where.items():
         text = (ROOT / rel).read_text()
         for name in names:
@@ -68,6 +69,18 @@ def test_the_parameter_table_has_a_row_per_parameter():
     names = [p.name for p in docstring_parameters(TokenSparseClassifier)]
     assert [row.split(" | ")[0].removeprefix("| ") for row in table[2:]] == [f"`{n}`" for n in names]
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 5 for row in table)  # four columns: no stray pipe splits a row
+
+
+def test_the_docstring_names_every_fitted_attribute_and_nothing_a_fit_lacks(tiny_model, toy_data):
+    from cases import FAST
+
+    clf = TokenSparseClassifier(tiny_model, **dict(FAST, random_state=0, max_epochs=1)).fit(*toy_data)
+    fitted = {k for k in vars(clf) if k.endswith("_") and not k.startswith("_")}
+    documented = [n.strip() for p in docstring_parameters(TokenSparseClassifier, "Attributes") for n in p.name.split(",")]
+    assert len(documented) == len(set(documented))
+    assert set(documented) == fitted, (sorted(fitted - set(documented)), sorted(set(documented) - fitted))
+    table = reference_table("attributes")
+    assert all(f"`{name}`" in table for name in documented)
 
 
 def test_every_registered_strategy_is_in_the_strategy_table():
