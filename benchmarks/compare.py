@@ -111,6 +111,15 @@ def _trainable(model):
     return int(model[-1].coef_.size + model[-1].intercept_.size)
 
 
+def _precision_used(model):
+    """What the fit's training passes computed in: ``precision`` resolved as the fit resolved it."""
+    from sksparseft.model.devices import resolve_precision
+    from sksparseft.strategies import from_description
+
+    dtype = resolve_precision(model.precision, model.device_, from_description(model.strategy_).bf16_on_cpu())
+    return "float32" if dtype is None else "bfloat16"
+
+
 def one_run(spec, queue):
     """Fit and evaluate one (dataset, regime, method, seed) in this process; put a result row."""
     import torch
@@ -132,7 +141,8 @@ def one_run(spec, queue):
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
                    finetuned=bool(model.finetuned_), interpolation=model.interpolation_,
                    learning_rate=model.learning_rate_, refit_head=model.refit_head,
-                   contrastive_epochs=model.contrastive_epochs, stages=model.fit_stages_)
+                   contrastive_epochs=model.contrastive_epochs, stages=model.fit_stages_,
+                   precision_used=_precision_used(model))
     row["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = model.predict_proba(Xt)
