@@ -652,6 +652,43 @@ def _search(files, plots, config="search"):
     return lines
 
 
+#: The stages of a fit, in the order they run, as the main job's table shows them.
+MAIN_JOB_STAGES = ("linear_probe", "contrastive", "training", "interpolation", "head_refit")
+
+
+def _main_job(files, plots):
+    """The README's main job at today's defaults: test accuracy, fit seconds and where they go, beside the others."""
+    rows = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r])
+    if not rows:
+        return ["No rows yet: `python -m benchmarks.run --config main_job`.", ""]
+    lines = []
+    for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
+        sub = [r for r in rows if (r["dataset"], r["seed"]) == (dataset, seed)]
+        ex = sub[0]
+        full = next((r for r in sub if r["method"] == "full" and _run_key(r) == _run_key(ex)), None)
+        lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts, seed {seed}", "",
+                  f"`python -m benchmarks.run --config main_job`; written by {provenance(sub)}; {ex['device']}, "
+                  f"torch {ex['torch']}; each fit in a fresh process, one after the other, at its own defaults "
+                  "(`precision=\"auto\"`: the precision column says what it resolved to). Stage columns in seconds; "
+                  "`other` is the rest of the fit (loading, token groups, selection).", "",
+                  "| method | precision | test accuracy | macro-F1 | fit s | x full | "
+                  + " | ".join(MAIN_JOB_STAGES) + " | other | peak RSS MiB |",
+                  "|---" * (8 + len(MAIN_JOB_STAGES)) + "|"]
+        for r in sorted(sub, key=lambda r: -r["accuracy"]):
+            stages = r.get("stages") or {}
+            staged = [stages.get(k) for k in MAIN_JOB_STAGES]
+            other = sum(v for k, v in stages.items() if k not in MAIN_JOB_STAGES) if stages else None
+            fit = r["method"] not in REFERENCE_NAMES
+            lines.append("| " + " | ".join([
+                REFERENCE_NAMES.get(r["method"], r["method"]), r.get("precision_used", "") if fit else "",
+                f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['fit_s']:.0f}",
+                f"{r['fit_s'] / full['fit_s']:.2f}x" if full and fit else "",
+                *("" if v is None else f"{v:.0f}" for v in staged), "" if other is None else f"{other:.0f}",
+                f"{r['peak_rss_mib']:.0f}"]) + " |")
+        lines.append("")
+    return lines
+
+
 def _processes(files, plots):
     """The default fit in one process and data-parallel over several: dev accuracy over seeds, seconds."""
     rows = [r for r in files.get("processes", []) if r.get("dev_accuracy") is not None]
@@ -908,6 +945,7 @@ BLOCKS = {
     "epoch-screen": lambda files, plots: _ce_screen(files, plots, "epoch_screen"),
     "epoch-screen-full": lambda files, plots: _ce_screen(files, plots, "epoch_screen_full"),
     "search": _search,
+    "main-job": _main_job,
     "search-bf16": lambda files, plots: _search(files, plots, "search_bf16"),
     "token-structure": _token_structure,
     "group-features": _group_features,

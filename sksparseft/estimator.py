@@ -165,8 +165,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         With ``unknown_label``: the frozen pretrained backbone with its linear probe,
         whose best known-class probability is the rejection score.
     token_groups_ : list of TokenGroup
-        Discovered token groups, best first: text, token ids, score, most associated
-        class, count.
+        Discovered token groups, best first (text, token ids, score, class, count).
     added_tokens_ : list of AddedToken
         Tokens added by ``adaptive_tokenization``.
     strategy_ : dict
@@ -193,10 +192,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Validation ``(accuracy, log-loss)`` of each point measured when choosing it.
     fit_time_, fit_stages_ : float, dict
         Wall time of ``fit`` and of each of its stages that ran, in seconds.
-    pooling_ : str
-        How token states become a text vector: ``pooling`` with "auto" resolved.
-    module_ : ClassifierModule
-        The fitted torch module (backbone with the delta merged in, head).
+    pooling_, module_ : str, ClassifierModule
+        ``pooling`` with "auto" resolved; the fitted torch module (backbone, delta merged, head).
     tokenizer_, device_ : transformers tokenizer, torch.device
         The tokenizer (with any added tokens) and where the model runs.
     """
