@@ -680,7 +680,8 @@ def _main_job(files, plots):
             other = sum(v for k, v in stages.items() if k not in MAIN_JOB_STAGES) if stages else None
             fit = r["method"] not in REFERENCE_NAMES
             lines.append("| " + " | ".join([
-                REFERENCE_NAMES.get(r["method"], r["method"]), r.get("precision_used", "") if fit else "",
+                REFERENCE_NAMES.get(r["method"], "random (the default)" if r["method"] == "random" else r["method"]),
+                r.get("precision_used", "") if fit else "",
                 f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['fit_s']:.0f}",
                 f"{r['fit_s'] / full['fit_s']:.2f}x" if full and fit else "",
                 *("" if v is None else f"{v:.0f}" for v in staged), "" if other is None else f"{other:.0f}",
@@ -823,6 +824,16 @@ def _summary(files, plots):
                   "(a=0) | finetune as trained (a=1) | fitted default model |", "|---|---|---|---|",
                   f"| token_sparse, the defaults of 0.1.0-0.2.0 (no contrastive stage) | {_ms([r['test_acc']['probe'] for r in full])} | "
                   f"{_ms([r['test_acc']['finetune'] for r in full])} | {_ms([r['test_acc']['final'] for r in full])} |"]
+    job = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r and r["seed"] == 0])
+    if job:
+        order = {m: i for i, m in enumerate(["random", "fisher", "full", "frozen_lr", "tfidf_lr"])}
+        job = sorted(job, key=lambda r: order.get(r["method"], len(order)))
+        names = [REFERENCE_NAMES.get(r["method"], "random (the default)" if r["method"] == "random" else r["method"])
+                 for r in job]
+        lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`, seed 0) | "
+                  + " | ".join(names) + " |", "|---" * (len(job) + 1) + "|",
+                  "| test accuracy | " + " | ".join(f"{r['accuracy']:.4f}" for r in job) + " |",
+                  "| fit seconds | " + " | ".join(f"{r['fit_s']:.0f}" for r in job) + " |"]
     cost = [r for r in files.get("cost_cpu", []) if r.get("part") == "ratio"]
     if cost:
         stamp = max(r["run"] for r in cost)
