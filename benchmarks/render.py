@@ -656,36 +656,45 @@ def _search(files, plots, config="search"):
 MAIN_JOB_STAGES = ("linear_probe", "contrastive", "training", "interpolation", "head_refit")
 
 
+def _job_name(method):
+    return REFERENCE_NAMES.get(method, "random (the default)" if method == "random" else method)
+
+
 def _main_job(files, plots):
     """The README's main job at today's defaults: test accuracy, fit seconds and where they go, beside the others."""
     rows = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r])
     if not rows:
         return ["No rows yet: `python -m benchmarks.run --config main_job`.", ""]
     lines = []
-    for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
-        sub = [r for r in rows if (r["dataset"], r["seed"]) == (dataset, seed)]
+    for dataset in sorted({r["dataset"] for r in rows}):
+        sub = [r for r in rows if r["dataset"] == dataset]
         ex = sub[0]
-        full = next((r for r in sub if r["method"] == "full" and _run_key(r) == _run_key(ex)), None)
-        lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts, seed {seed}", "",
+        groups = defaultdict(list)
+        for r in sub:
+            groups[r["method"]].append(r)
+        full = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
+        lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts", "",
                   f"`python -m benchmarks.run --config main_job`; written by {provenance(sub)}; {ex['device']}, "
                   f"torch {ex['torch']}; each fit in a fresh process, one after the other, at its own defaults "
-                  "(`precision=\"auto\"`: the precision column says what it resolved to). Stage columns in seconds; "
-                  "`other` is the rest of the fit (loading, token groups, selection).", "",
-                  "| method | precision | test accuracy | macro-F1 | fit s | x full | "
+                  "(`precision=\"auto\"`: the precision column says what it resolved to). Accuracy: mean ± sample "
+                  "std over the seeds a method ran; seconds: means over those seeds (stage columns too; `other` is "
+                  "the rest of the fit: loading, token groups, selection).", "",
+                  "| method | seeds | precision | test accuracy | macro-F1 | fit s | x full | "
                   + " | ".join(MAIN_JOB_STAGES) + " | other | peak RSS MiB |",
-                  "|---" * (8 + len(MAIN_JOB_STAGES)) + "|"]
-        for r in sorted(sub, key=lambda r: -r["accuracy"]):
-            stages = r.get("stages") or {}
-            staged = [stages.get(k) for k in MAIN_JOB_STAGES]
-            other = sum(v for k, v in stages.items() if k not in MAIN_JOB_STAGES) if stages else None
-            fit = r["method"] not in REFERENCE_NAMES
+                  "|---" * (9 + len(MAIN_JOB_STAGES)) + "|"]
+        for method, g in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
+            fit = method not in REFERENCE_NAMES
+            stages = [r.get("stages") or {} for r in g]
+            staged = [np.mean([st.get(k, 0.0) for st in stages]) if fit else None for k in MAIN_JOB_STAGES]
+            other = np.mean([sum(v for k, v in st.items() if k not in MAIN_JOB_STAGES) for st in stages]) if fit else None
+            seconds = np.mean([r["fit_s"] for r in g])
             lines.append("| " + " | ".join([
-                REFERENCE_NAMES.get(r["method"], "random (the default)" if r["method"] == "random" else r["method"]),
-                r.get("precision_used", "") if fit else "",
-                f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['fit_s']:.0f}",
-                f"{r['fit_s'] / full['fit_s']:.2f}x" if full and fit else "",
+                _job_name(method), ", ".join(str(r["seed"]) for r in sorted(g, key=lambda r: r["seed"])),
+                ", ".join(sorted({r.get("precision_used", "") for r in g})) if fit else "",
+                _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g]), f"{seconds:.0f}",
+                f"{seconds / full:.2f}x" if full and fit else "",
                 *("" if v is None else f"{v:.0f}" for v in staged), "" if other is None else f"{other:.0f}",
-                f"{r['peak_rss_mib']:.0f}"]) + " |")
+                f"{np.mean([r['peak_rss_mib'] for r in g]):.0f}"]) + " |")
         lines.append("")
     return lines
 
@@ -824,16 +833,17 @@ def _summary(files, plots):
                   "(a=0) | finetune as trained (a=1) | fitted default model |", "|---|---|---|---|",
                   f"| token_sparse, the defaults of 0.1.0-0.2.0 (no contrastive stage) | {_ms([r['test_acc']['probe'] for r in full])} | "
                   f"{_ms([r['test_acc']['finetune'] for r in full])} | {_ms([r['test_acc']['final'] for r in full])} |"]
-    job = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r and r["seed"] == 0])
+    job = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r and r["dataset"] == "banking77"])
     if job:
-        order = {m: i for i, m in enumerate(["random", "fisher", "full", "frozen_lr", "tfidf_lr"])}
-        job = sorted(job, key=lambda r: order.get(r["method"], len(order)))
-        names = [REFERENCE_NAMES.get(r["method"], "random (the default)" if r["method"] == "random" else r["method"])
-                 for r in job]
-        lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`, seed 0) | "
-                  + " | ".join(names) + " |", "|---" * (len(job) + 1) + "|",
-                  "| test accuracy | " + " | ".join(f"{r['accuracy']:.4f}" for r in job) + " |",
-                  "| fit seconds | " + " | ".join(f"{r['fit_s']:.0f}" for r in job) + " |"]
+        order = ["random", "fisher", "full", "frozen_lr", "tfidf_lr"]
+        methods = [m for m in order if any(r["method"] == m for r in job)]
+        of = {m: sorted((r for r in job if r["method"] == m), key=lambda r: r["seed"]) for m in methods}
+        lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`) | "
+                  + " | ".join(f"{_job_name(m)}, seed {', '.join(str(r['seed']) for r in of[m])}" for m in methods)
+                  + " |", "|---" * (len(methods) + 1) + "|",
+                  "| test accuracy | " + " | ".join(_ms([r["accuracy"] for r in of[m]]) for m in methods) + " |",
+                  "| fit seconds (mean) | " + " | ".join(f"{np.mean([r['fit_s'] for r in of[m]]):.0f}" for m in methods)
+                  + " |"]
     cost = [r for r in files.get("cost_cpu", []) if r.get("part") == "ratio"]
     if cost:
         stamp = max(r["run"] for r in cost)
