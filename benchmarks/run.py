@@ -106,11 +106,12 @@ CONFIGS = {
                        "references": ["frozen_lr", "tfidf_lr", "setfit"], "estimator": {},
                        "about": "the default of 0.3.0 (contrastive stage on) beside full finetuning, the ablations and "
                                 "the references, 10-shot, CPU"},
-    "main_job": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
+    "main_job": {"datasets": ["banking77"], "regimes": ["full"], "seeds": SEEDS,
                  "strategies": ["random", "fisher", "full"], "references": ["frozen_lr", "tfidf_lr"], "estimator": {},
                  "about": "the README's main job (all 10,003 BANKING77 training texts, the test split) at today's "
-                          "defaults, beside full finetuning and the fisher ablation at theirs and the references; "
-                          "one seed, each in a fresh process (SetFit not run: hours a fit on a 2-core CPU)"},
+                          "defaults, beside full finetuning and the fisher ablation at theirs and the references, "
+                          "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
+                          "minutes a fit), SetFit not at all (hours a fit)"},
     "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
                  "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {},
                  "about": "the full-data half of `full` on a 2-core CPU, one seed"},
