@@ -13,6 +13,7 @@ interpolation = pytest.importorskip("benchmarks.interpolation", reason="run from
 cost = pytest.importorskip("benchmarks.cost")
 run = pytest.importorskip("benchmarks.run")
 features = pytest.importorskip("benchmarks.features")
+compare = pytest.importorskip("benchmarks.compare")
 
 SETTINGS = dict(FAST, random_state=0, validation_fraction=0.25, max_epochs=3)
 
@@ -38,6 +39,20 @@ def test_cost_part_forces_the_plain_path_with_the_same_model(tiny_model, toy_dat
     clf = cost.PlainPath(tiny_model, **SETTINGS).fit(X, y)
     assert default.module_.sparse_backward and not clf.module_.sparse_backward
     np.testing.assert_allclose(clf.predict_proba(X), default.predict_proba(X), atol=1e-4)
+
+
+def test_compare_rows_carry_the_validation_trace_of_the_fit(default):
+    """A row holds the probe's and every epoch's validation accuracy and the interpolation's points,
+    as plain JSON, so a stopping rule can be replayed from the rows."""
+    import json
+
+    trace = json.loads(json.dumps(compare._validation_trace(default)))
+    assert trace["valid_acc"] == pytest.approx([row["valid_acc"] for row in default.history_])
+    assert len(trace["valid_acc"]) == len(default.history_) >= 2  # the probe, then the epochs
+    assert trace["frozen_probe_valid_acc"] == pytest.approx(default.history_[0]["frozen_probe_valid_acc"])
+    assert {float(a) for a in trace["interpolation_scores"]} == set(default.interpolation_scores_)
+    for a, (acc, loss) in default.interpolation_scores_.items():
+        assert trace["interpolation_scores"][str(a)] == pytest.approx([acc, loss])
 
 
 def test_runner_specs_cover_the_config():
