@@ -111,7 +111,7 @@ def _trainable(model):
     return int(model[-1].coef_.size + model[-1].intercept_.size)
 
 
-def _validation_trace(model):
+def validation_trace(model):
     """What the fit saw on its validation part, epoch by epoch: row 0 of ``history_`` is the probe
     where training started (with the frozen backbone's probe beside it), then each cross-entropy
     epoch; and the interpolation's points. Enough to replay a stopping rule from the rows."""
@@ -154,7 +154,7 @@ def one_run(spec, queue):
                    finetuned=bool(model.finetuned_), interpolation=model.interpolation_,
                    learning_rate=model.learning_rate_, refit_head=model.refit_head,
                    contrastive_epochs=model.contrastive_epochs, stages=model.fit_stages_,
-                   precision_used=_precision_used(model), **_validation_trace(model))
+                   precision_used=_precision_used(model), **validation_trace(model))
     row["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proba = model.predict_proba(Xt)

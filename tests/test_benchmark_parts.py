@@ -46,7 +46,7 @@ def test_compare_rows_carry_the_validation_trace_of_the_fit(default):
     as plain JSON, so a stopping rule can be replayed from the rows."""
     import json
 
-    trace = json.loads(json.dumps(compare._validation_trace(default)))
+    trace = json.loads(json.dumps(compare.validation_trace(default)))
     assert trace["valid_acc"] == pytest.approx([row["valid_acc"] for row in default.history_])
     assert len(trace["valid_acc"]) == len(default.history_) >= 2  # the probe, then the epochs
     assert trace["frozen_probe_valid_acc"] == pytest.approx(default.history_[0]["frozen_probe_valid_acc"])

@@ -23,7 +23,7 @@ def one_screen(spec, queue):
 
     from sksparseft import TokenSparseClassifier
 
-    from ..compare import BASELINES, REFERENCES, reference
+    from ..compare import BASELINES, REFERENCES, reference, validation_trace
     from . import leads
 
     leads.register_lab_strategies()  # token_layers and fisher_batched, in this fit's process only
@@ -42,7 +42,8 @@ def one_screen(spec, queue):
             model = cls(model=MODEL, strategy=spec["method"], random_state=spec["seed"], **spec.get("params", {}))
             model.fit(X, y)
             row.update(epochs=len(model.history_) - 1, interpolation=model.interpolation_,
-                       stages=model.fit_stages_, trainable_params=int(model.n_trainable_params_))
+                       stages=model.fit_stages_, trainable_params=int(model.n_trainable_params_),
+                       **validation_trace(model))
         row["fit_s"] = time.perf_counter() - t0
         pred = model.classes_[model.predict_proba(Xd).argmax(axis=1)]
         row["dev_accuracy"] = float(accuracy_score(yd, pred))
