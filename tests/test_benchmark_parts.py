@@ -41,7 +41,7 @@ def test_cost_part_forces_the_plain_path_with_the_same_model(tiny_model, toy_dat
     np.testing.assert_allclose(clf.predict_proba(X), default.predict_proba(X), atol=1e-4)
 
 
-def test_compare_rows_carry_the_validation_trace_of_the_fit(default):
+def test_the_validation_trace_rows_carry_is_the_fits_own_as_plain_json(default):
     """A row holds the probe's and every epoch's validation accuracy and the interpolation's points,
     as plain JSON, so a stopping rule can be replayed from the rows."""
     import json
