@@ -133,6 +133,28 @@ def _module(tiny_model, texts, labels):
     return module, enc, y
 
 
+def test_train_contrastive_hands_each_batch_its_own_rows_weights_to_the_loss(tiny_model, toy_data, monkeypatch):
+    import sksparseft.fit.contrastive as contrastive
+
+    texts, labels = toy_data
+    torch.manual_seed(0)
+    module, enc, y = _module(tiny_model, texts, labels)
+    get_strategy("bitfit").setup(module, None)
+    weights = np.asarray(y, dtype=np.float32) + 1.0  # a text's weight names its class: misaligned rows show
+    seen = []
+
+    def recording(vectors, targets, temperature, weights=None):
+        seen.append((targets.clone(), weights))
+        return supcon_loss(vectors, targets, temperature, weights)
+
+    monkeypatch.setattr(contrastive, "supcon_loss", recording)
+    train_contrastive(module, enc, y, epochs=1, batch_size=12, learning_rate=1e-3, weight_decay=0.0,
+                      device=torch.device("cpu"), random_state=0, sample_weight=weights)
+    assert seen and sum(len(t) for t, _ in seen) == len(y)
+    for targets, w in seen:
+        np.testing.assert_array_equal(w.numpy(), targets.numpy().astype(np.float32) + 1.0)
+
+
 def test_train_contrastive_changes_only_what_the_strategy_trains_and_pulls_classes_together(tiny_model, toy_data):
     texts, labels = toy_data
     torch.manual_seed(0)
