@@ -660,6 +660,14 @@ def _job_name(method):
     return REFERENCE_NAMES.get(method, "random (the default)" if method == "random" else method)
 
 
+def _by_method(rows):
+    """``{method: its rows, by seed}``: the main job's tables show each method over the seeds it ran."""
+    groups = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        groups[r["method"]].append(r)
+    return groups
+
+
 def _main_job(files, plots):
     """The README's main job at today's defaults: test accuracy, fit seconds and where they go, beside the others."""
     rows = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r])
@@ -669,9 +677,7 @@ def _main_job(files, plots):
     for dataset in sorted({r["dataset"] for r in rows}):
         sub = [r for r in rows if r["dataset"] == dataset]
         ex = sub[0]
-        groups = defaultdict(list)
-        for r in sub:
-            groups[r["method"]].append(r)
+        groups = _by_method(sub)
         full = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
         lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts", "",
                   f"`python -m benchmarks.run --config main_job`; written by {provenance(sub)}; {ex['device']}, "
@@ -689,7 +695,7 @@ def _main_job(files, plots):
             other = np.mean([sum(v for k, v in st.items() if k not in MAIN_JOB_STAGES) for st in stages]) if fit else None
             seconds = np.mean([r["fit_s"] for r in g])
             lines.append("| " + " | ".join([
-                _job_name(method), ", ".join(str(r["seed"]) for r in sorted(g, key=lambda r: r["seed"])),
+                _job_name(method), ", ".join(str(r["seed"]) for r in g),
                 ", ".join(sorted({r.get("precision_used", "") for r in g})) if fit else "",
                 _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g]), f"{seconds:.0f}",
                 f"{seconds / full:.2f}x" if full and fit else "",
@@ -837,7 +843,7 @@ def _summary(files, plots):
     if job:
         order = ["random", "fisher", "full", "frozen_lr", "tfidf_lr"]
         methods = [m for m in order if any(r["method"] == m for r in job)]
-        of = {m: sorted((r for r in job if r["method"] == m), key=lambda r: r["seed"]) for m in methods}
+        of = _by_method(job)
         lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`) | "
                   + " | ".join(f"{_job_name(m)}, seed {', '.join(str(r['seed']) for r in of[m])}" for m in methods)
                   + " |", "|---" * (len(methods) + 1) + "|",
