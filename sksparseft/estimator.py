@@ -113,6 +113,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     contrastive_epochs : int, default=2
         Epochs of supervised contrastive training (batches of 4 texts per class) of what
         the strategy trains, before the cross-entropy finetune; 0 turns the stage off.
+    contrastive_max_steps : int or None, default=None
+        Most optimiser steps of the contrastive stage over all its epochs (a step is one batch of
+        about ``batch_size`` texts, every class's share alike); with more training texts the last
+        epoch run is cut short. None runs every epoch whole (docs/speed.md).
     unknown_label : str, int or None, default=None
         Label that ``predict`` gives a text whose rejection score is below
         ``unknown_threshold_`` (out-of-scope rejection, docs/unknown.md); texts with this
@@ -203,9 +207,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples=256, learning_rate=None,
         head_learning_rate=None, weight_decay=0.01, max_epochs=8, batch_size=32, max_length=128, pooling="auto",
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=3,
-        interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2, unknown_label=None,
-        unknown_threshold="auto", multilabel_threshold=0.5, callbacks=None, memory=None, checkpoint_path=None,
-        device="auto", precision="auto", accelerate=False, random_state=None, verbose=0,
+        interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2,
+        contrastive_max_steps=None, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
+        callbacks=None, memory=None, checkpoint_path=None, device="auto", precision="auto", accelerate=False,
+        random_state=None, verbose=0,
     ):
         self.model = model
         self.strategy = strategy
@@ -232,6 +237,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.average_epochs = average_epochs
         self.refit_head = refit_head
         self.contrastive_epochs = contrastive_epochs
+        self.contrastive_max_steps = contrastive_max_steps
         self.unknown_label = unknown_label
         self.unknown_threshold = unknown_threshold
         self.multilabel_threshold = multilabel_threshold
@@ -271,6 +277,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "average_epochs": ["boolean"],
         "refit_head": ["boolean"],
         "contrastive_epochs": [Interval(Integral, 0, None, closed="left")],
+        "contrastive_max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "unknown_label": [str, Integral, Real, None],
         "unknown_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],
         "multilabel_threshold": [StrOptions({"auto"}), Interval(Real, 0.0, 1.0, closed="both")],

@@ -211,3 +211,58 @@ def test_contrastive_epochs_is_validated(toy_data):
     texts, labels = toy_data
     with pytest.raises(ValueError, match="contrastive_epochs"):
         TokenSparseClassifier(contrastive_epochs=-1).fit(texts, labels)
+
+
+def _recorded_steps(tiny_model, toy_data, monkeypatch, **options):
+    """Run train_contrastive (bitfit) recording each step's targets; (losses, targets per step, trained tensors)."""
+    import sksparseft.fit.contrastive as contrastive
+
+    texts, labels = toy_data
+    torch.manual_seed(0)
+    module, enc, y = _module(tiny_model, texts, labels)
+    get_strategy("bitfit").setup(module, None)
+    seen = []
+
+    def recording(vectors, targets, temperature, weights=None):
+        seen.append(targets.clone())
+        return supcon_loss(vectors, targets, temperature, weights)
+
+    monkeypatch.setattr(contrastive, "supcon_loss", recording)
+    losses = train_contrastive(module, enc, y, epochs=3, batch_size=12, learning_rate=1e-2, weight_decay=0.0,
+                               device=torch.device("cpu"), random_state=0, **options)
+    trained = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    return losses, seen, trained
+
+
+def test_train_contrastive_max_steps_runs_the_first_steps_of_the_whole_stage_across_epochs(
+        tiny_model, toy_data, monkeypatch):
+    whole_losses, whole, _ = _recorded_steps(tiny_model, toy_data, monkeypatch)
+    per_epoch = len(whole) // 3
+    assert per_epoch >= 2 and len(whole) == 3 * per_epoch
+    cut = per_epoch + 1  # one epoch whole, then one step of the second
+    losses, seen, _ = _recorded_steps(tiny_model, toy_data, monkeypatch, max_steps=cut)
+    assert len(seen) == cut and len(losses) == 2
+    for a, b in zip(seen, whole[:cut]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same batches, in the same order
+    assert losses[0] == pytest.approx(whole_losses[0])
+
+
+def test_train_contrastive_max_steps_at_or_above_the_stage_is_the_uncapped_stage(tiny_model, toy_data, monkeypatch):
+    whole_losses, whole, whole_trained = _recorded_steps(tiny_model, toy_data, monkeypatch)
+    losses, seen, trained = _recorded_steps(tiny_model, toy_data, monkeypatch, max_steps=len(whole))
+    assert losses == whole_losses and len(seen) == len(whole)
+    for name, value in whole_trained.items():
+        torch.testing.assert_close(trained[name], value, rtol=0, atol=0)
+
+
+def test_contrastive_max_steps_in_fit(tiny_model, toy_data):
+    texts, labels = toy_data
+    params = dict(model=tiny_model, max_epochs=1, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    whole = TokenSparseClassifier(**params).fit(texts, labels)
+    above = TokenSparseClassifier(contrastive_max_steps=10_000, **params).fit(texts, labels)
+    one = TokenSparseClassifier(contrastive_max_steps=1, **params).fit(texts, labels)
+    np.testing.assert_array_equal(whole.predict_proba(texts), above.predict_proba(texts))
+    assert "contrastive" in one.fit_stages_
+    assert not np.allclose(whole.predict_proba(texts), one.predict_proba(texts))
+    with pytest.raises(ValueError, match="contrastive_max_steps"):
+        TokenSparseClassifier(contrastive_max_steps=0).fit(texts, labels)

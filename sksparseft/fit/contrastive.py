@@ -165,7 +165,7 @@ def _sum_gradients(params):
 
 def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate, weight_decay, device,
                       temperature=0.05, per_class=4, random_state=None, progress=None, features=pooled_features,
-                      distributed=False, sample_weight=None):
+                      distributed=False, sample_weight=None, max_steps=None):
     """Train ``module``'s trainable tensors other than the head on the supervised contrastive loss.
 
     An epoch visits every text once (:func:`class_batches`), in batches of about
@@ -179,7 +179,9 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     features of its share of each batch, and all compare the whole batch: the processes take
     identical steps, each batch the single-process step. ``sample_weight`` (one per row of
     ``encodings``) weighs each text in the loss (:func:`supcon_loss`); the batches are drawn
-    without it.
+    without it. ``max_steps`` ends the stage after that many optimiser steps over all its epochs
+    (the last epoch run is then cut short: its batches spread each class evenly, so the steps run
+    visit about the same share of every class); None runs every epoch whole.
     """
     world, rank = _process_group(distributed)
     rng = np.random.default_rng(random_state)
@@ -195,11 +197,16 @@ def train_contrastive(module, encodings, y, *, epochs, batch_size, learning_rate
     was_training = module.training
     module.train()
     losses = []
+    steps_left = math.inf if max_steps is None else int(max_steps)
     try:
         for _ in range(epochs):
+            if steps_left <= 0:
+                break
             batches = class_batches(slots, classes_per_batch, per_class, rng)
             if not batches:
                 return []
+            batches = batches[: steps_left] if steps_left < len(batches) else batches
+            steps_left -= len(batches)
             total = 0.0
             for rows in progress(batches) if progress else batches:
                 rows = rows[np.argsort(lengths[rows], kind="stable")]

@@ -234,7 +234,7 @@ class FitStages(FrozenWork):
         """
         return train_contrastive(
             state.module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
-            batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
+            max_steps=self.contrastive_max_steps, batch_size=self.batch_size, learning_rate=state.learning_rate, weight_decay=self.weight_decay,
             device=state.device, random_state=state.seed, progress=self._progress("contrastive"),
             sample_weight=state.train_encodings.get("sample_weight"),
             distributed=state.accelerator is not None and state.accelerator.num_processes > 1, **options)

@@ -16,6 +16,7 @@ PARAMS = {
     "multilabel_threshold": 0.5,
     "memory": None,  # before 0.7.0: nothing kept across fits
     "precision": "auto",  # before 0.7.2: bf16 autocast on CUDA only, which "auto" then meant
+    "contrastive_max_steps": None,  # before 0.7.7: every contrastive epoch whole
 }
 
 #: fitted attribute -> its value in files written before it existed (a callable reads the file's fitted fields)
