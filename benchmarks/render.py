@@ -301,10 +301,10 @@ def _screen_heading(config, dataset, rows, seconds):
 def _speed_screen(files, plots, config="speed_screen",
                   seconds="with other work on the CPU at times (indicative only; the rule decides on idle timings).",
                   full_data=False):
-    """The speed screen: each candidate against today's default, `full` and frozen LR, with the rule's tests.
+    """The speed screen: each candidate against the default of its version, `full` and frozen LR, with the rule's tests.
 
     ``full_data``: the rule's tests with all the training data (at least `full`, above frozen LR and
-    the majority class; today's default is not among them).
+    the majority class; the default is not among them).
     """
     groups = _dev_groups(files, config)
     lines = []
@@ -661,17 +661,30 @@ def _job_name(method):
     return REFERENCE_NAMES.get(method, "random (the default)" if method == "random" else method)
 
 
+def _version_key(row):
+    return tuple(int(p) for p in row.get("version", "0").split(".") if p.isdigit())
+
+
 def _by_method(rows):
-    """``{method: its rows, by seed}``: the main job's tables show each method over the seeds it ran."""
+    """``{name: its rows, by seed}``: each method over the seeds it ran, at the newest version that ran it
+    (a rerun supersedes), and the default's rows of older versions beside it, named by their version."""
+    newest = {}
+    for r in rows:
+        newest[r["method"]] = max(newest.get(r["method"], ()), _version_key(r))
     groups = defaultdict(list)
-    for r in sorted(rows, key=lambda r: r["seed"]):
-        groups[r["method"]].append(r)
+    for r in newest_runs(sorted(rows, key=lambda r: r["seed"])):
+        if _version_key(r) == newest[r["method"]]:
+            groups[_job_name(r["method"])].append(r)
+    for r in newest_runs([r for r in sorted(rows, key=lambda r: r["seed"]) if r["method"] == "random"
+                          and _version_key(r) < newest["random"]]):
+        groups[f"random ({r['version']}'s default)"].append(r)
     return groups
 
 
 def _main_job(files, plots):
-    """The README's main job at today's defaults: test accuracy, fit seconds and where they go, beside the others."""
-    rows = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r])
+    """The README's main job at the defaults of the version that ran it: test accuracy, fit seconds and where
+    they go, beside the others."""
+    rows = [r for r in files.get("main_job", []) if "accuracy" in r]
     if not rows:
         return ["No rows yet: `python -m benchmarks.run --config main_job`.", ""]
     lines = []
@@ -680,6 +693,7 @@ def _main_job(files, plots):
         ex = sub[0]
         groups = _by_method(sub)
         full = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
+        sub = sum(groups.values(), [])
         lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts", "",
                   f"`python -m benchmarks.run --config main_job`; written by {provenance(sub)}; {ex['device']}, "
                   f"torch {ex['torch']}; each fit in a fresh process, one after the other, at its own defaults "
@@ -689,14 +703,14 @@ def _main_job(files, plots):
                   "| method | seeds | precision | test accuracy | macro-F1 | fit s | x full | "
                   + " | ".join(MAIN_JOB_STAGES) + " | other | peak RSS MiB |",
                   "|---" * (9 + len(MAIN_JOB_STAGES)) + "|"]
-        for method, g in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
-            fit = method not in REFERENCE_NAMES
+        for name, g in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
+            fit = g[0]["method"] not in REFERENCE_NAMES
             stages = [r.get("stages") or {} for r in g]
             staged = [np.mean([st.get(k, 0.0) for st in stages]) if fit else None for k in MAIN_JOB_STAGES]
             other = np.mean([sum(v for k, v in st.items() if k not in MAIN_JOB_STAGES) for st in stages]) if fit else None
             seconds = np.mean([r["fit_s"] for r in g])
             lines.append("| " + " | ".join([
-                _job_name(method), ", ".join(str(r["seed"]) for r in g),
+                name, ", ".join(str(r["seed"]) for r in g),
                 ", ".join(sorted({r.get("precision_used", "") for r in g})) if fit else "",
                 _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g]), f"{seconds:.0f}",
                 f"{seconds / full:.2f}x" if full and fit else "",
@@ -840,13 +854,13 @@ def _summary(files, plots):
                   "(a=0) | finetune as trained (a=1) | fitted default model |", "|---|---|---|---|",
                   f"| token_sparse, the defaults of 0.1.0-0.2.0 (no contrastive stage) | {_ms([r['test_acc']['probe'] for r in full])} | "
                   f"{_ms([r['test_acc']['finetune'] for r in full])} | {_ms([r['test_acc']['final'] for r in full])} |"]
-    job = newest_runs([r for r in files.get("main_job", []) if "accuracy" in r and r["dataset"] == "banking77"])
+    job = [r for r in files.get("main_job", []) if "accuracy" in r and r["dataset"] == "banking77"]
     if job:
         order = ["random", "fisher", "full", "frozen_lr", "tfidf_lr"]
-        methods = [m for m in order if any(r["method"] == m for r in job)]
         of = _by_method(job)
+        methods = [_job_name(m) for m in order if _job_name(m) in of]
         lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`) | "
-                  + " | ".join(f"{_job_name(m)}, seed {', '.join(str(r['seed']) for r in of[m])}" for m in methods)
+                  + " | ".join(f"{m}, seed {', '.join(str(r['seed']) for r in of[m])}" for m in methods)
                   + " |", "|---" * (len(methods) + 1) + "|",
                   "| test accuracy | " + " | ".join(_ms([r["accuracy"] for r in of[m]]) for m in methods) + " |",
                   "| fit seconds (mean) | " + " | ".join(f"{np.mean([r['fit_s'] for r in of[m]]):.0f}" for m in methods)

@@ -235,7 +235,7 @@ CONFIGS = {
     "speed_screen": {"part": "dev_screen", "name": "speed_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                      "regime": "10shot", "dev_size": 1500,
                      "about": "fast-default candidates (top blocks only, frozen prefix run once per text) against "
-                              "today's default, `full` and frozen-embedding LR on the 10-shot dev splits, seeds 0-2, "
+                              "the default, `full` and frozen-embedding LR on the 10-shot dev splits, seeds 0-2, "
                               "0.7.0 code (the rule: docs/benchmarks.md, 'How the speed default is chosen')",
                      # The references by name, then each candidate: (strategy, its strategy_options).
                      "variants": {**{name: {"method": method} for name, method in (
@@ -245,8 +245,8 @@ CONFIGS = {
                             for name, (method, options) in SPEED_CANDIDATES.items()}}},
     "precision_screen": {"part": "dev_screen", "name": "precision_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                          "regime": "10shot", "dev_size": 1500,
-                         "about": "bf16 autocast on the CPU (precision='bfloat16') for today's default and for the "
-                                  "fast recipe (layers, two blocks, cache_frozen), beside today's default, `full` and "
+                         "about": "bf16 autocast on the CPU (precision='bfloat16') for the default and for the "
+                                  "fast recipe (layers, two blocks, cache_frozen), beside the default, `full` and "
                                   "frozen-embedding LR in float32; 10-shot dev splits, seeds 0-2 (the rule: "
                                   "docs/benchmarks.md, 'Does bf16 pay on the CPU?')",
                          "variants": {"frozen_lr": {"method": "frozen_lr"}, **PRECISION_VARIANTS}},
@@ -263,7 +263,7 @@ CONFIGS = {
     "kernels": {"part": "dev_screen", "name": "kernels", "datasets": BOTH, "seeds": [0, 1, 2],
                 "regime": "10shot", "dev_size": 1500,
                 "about": "the sparse path's cost per pass (0.7.4: weights built once per optimiser step, 2-D "
-                         "products in backward): today's default in bf16 and float32 beside `full`, `fisher` and frozen-"
+                         "products in backward): the default in bf16 and float32 beside `full`, `fisher` and frozen-"
                          "embedding LR, 10-shot dev splits, seeds 0-2; run the default in bf16 with the 0.7.3 "
                          "package too for the same-run before and after (docs/speed.md)",
                 "variants": {"frozen_lr": {"method": "frozen_lr"},
@@ -272,7 +272,7 @@ CONFIGS = {
                              "fisher_c2": {"method": "fisher", "params": {"precision": "float32"}}}},
     "kernels_full": {"part": "dev_screen", "name": "kernels_full", "datasets": ["banking77", "drugreviews"],
                      "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
-                     "about": "the 0.7.4 sparse path with all the training data but a dev fifth: today's default "
+                     "about": "the 0.7.4 sparse path with all the training data but a dev fifth: the default "
                               "in bf16 beside frozen-embedding LR and the majority class (run: BANKING77 seed 0 "
                               "with --seeds 0, the drug reviews seeds 0-2), and the default with the 0.7.3 package "
                               "for the same-queue before and after (--only random_c2_bf16)",
@@ -281,7 +281,7 @@ CONFIGS = {
     "ce_screen": {"part": "dev_screen", "name": "ce_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                   "regime": "10shot", "dev_size": 1500,
                   "about": "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every "
-                           "block (ce_min_layer), beside today's default in bf16, `full` and frozen-embedding LR; "
+                           "block (ce_min_layer), beside the default in bf16, `full` and frozen-embedding LR; "
                            "10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'How the speed default is "
                            "chosen')",
                   "variants": {"frozen_lr": {"method": "frozen_lr"}, **CE_CANDIDATES,
@@ -290,14 +290,14 @@ CONFIGS = {
     "ce_screen_full": {"part": "dev_screen", "name": "ce_screen_full", "datasets": ["banking77", "drugreviews"],
                        "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                        "about": "the ce_screen's candidates with all the training data but a dev fifth, beside "
-                                "today's default in bf16, frozen-embedding LR and the majority class (run: the drug "
+                                "the default in bf16, frozen-embedding LR and the majority class (run: the drug "
                                 "reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
                        "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
                                     **CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
     "epoch_screen": {"part": "dev_screen", "name": "epoch_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                      "regime": "10shot", "dev_size": 1500,
                      "about": "the default with fewer epochs (one contrastive, three cross-entropy, both), beside "
-                              "today's default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds "
+                              "the default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds "
                               "0-2 (the rule: docs/benchmarks.md, 'Can the default run fewer epochs?')",
                      "variants": {"frozen_lr": {"method": "frozen_lr"}, **EPOCH_CANDIDATES,
                                   "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
@@ -305,7 +305,7 @@ CONFIGS = {
     "epoch_screen_full": {"part": "dev_screen", "name": "epoch_screen_full", "datasets": ["drugreviews", "banking77"],
                           "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                           "about": "the epoch_screen's candidates with all the training data but a dev fifth, beside "
-                                   "today's default in bf16, frozen-embedding LR and the majority class (run: the "
+                                   "the default in bf16, frozen-embedding LR and the majority class (run: the "
                                    "drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
                           "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
                                        **EPOCH_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
@@ -327,7 +327,7 @@ CONFIGS = {
                         "regime": "10shot", "dev_size": 1500,
                         "about": "the token groups' choice in a structured budget (whole rows, or entries, in the top "
                                  "three blocks) against random structure of the same size and plain Fisher, beside "
-                                 "today's default, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the "
+                                 "the default, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the "
                                  "rule: docs/benchmarks.md, 'Do the token groups choose better in a structured budget?')",
                         "variants": {**{name: {"method": method} for name, method in (
                             ("frozen_lr", "frozen_lr"), ("random_c2", "random"), ("full_c2", "full"))},
