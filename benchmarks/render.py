@@ -700,9 +700,9 @@ def _main_job(files, plots):
                   "(`precision=\"auto\"`: the precision column says what it resolved to). Accuracy: mean ± sample "
                   "std over the seeds a method ran; seconds: means over those seeds (stage columns too; `other` is "
                   "the rest of the fit: loading, token groups, selection).", "",
-                  "| method | seeds | precision | test accuracy | macro-F1 | fit s | x full | "
+                  "| method | version | seeds | precision | test accuracy | macro-F1 | fit s | x full | "
                   + " | ".join(MAIN_JOB_STAGES) + " | other | peak RSS MiB |",
-                  "|---" * (9 + len(MAIN_JOB_STAGES)) + "|"]
+                  "|---" * (10 + len(MAIN_JOB_STAGES)) + "|"]
         for name, g in sorted(groups.items(), key=lambda kv: -np.mean([r["accuracy"] for r in kv[1]])):
             fit = g[0]["method"] not in REFERENCE_NAMES
             stages = [r.get("stages") or {} for r in g]
@@ -710,7 +710,7 @@ def _main_job(files, plots):
             other = np.mean([sum(v for k, v in st.items() if k not in MAIN_JOB_STAGES) for st in stages]) if fit else None
             seconds = np.mean([r["fit_s"] for r in g])
             lines.append("| " + " | ".join([
-                name, ", ".join(str(r["seed"]) for r in g),
+                name, ", ".join(sorted({r.get("version", "") for r in g})), ", ".join(str(r["seed"]) for r in g),
                 ", ".join(sorted({r.get("precision_used", "") for r in g})) if fit else "",
                 _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g]), f"{seconds:.0f}",
                 f"{seconds / full:.2f}x" if full and fit else "",
