@@ -114,9 +114,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Epochs of supervised contrastive training (batches of 4 texts per class) of what
         the strategy trains, before the cross-entropy finetune; 0 turns the stage off.
     contrastive_max_steps : int or None, default=None
-        Most optimiser steps of the contrastive stage over all its epochs (a step is one batch of
-        about ``batch_size`` texts, every class's share alike); with more training texts the last
-        epoch run is cut short. None runs every epoch whole (docs/speed.md).
+        Most optimiser steps (batches) of the contrastive stage over all its epochs; the last epoch run
+        is cut short, its steps spread over the classes. None runs every epoch whole (docs/speed.md).
     unknown_label : str, int or None, default=None
         Label that ``predict`` gives a text whose rejection score is below
         ``unknown_threshold_`` (out-of-scope rejection, docs/unknown.md); texts with this
@@ -330,10 +329,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
                               progress=progress_bar(self.verbose, "predict"))
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``; rows sum to 1.
-
-        Multi-label: each label's own probability (a sigmoid per column).
-        """
+        """Class probabilities, columns in the order of ``classes_``: rows sum to 1 (multi-label: a sigmoid each)."""
         return self._probabilities(self._logits(X))
 
     def _probabilities(self, logits):
@@ -383,10 +379,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ explanations
     def token_group_table(self, top=None):
-        """The token groups of each class, best first: rows ``{class, rank, group, score, count}``.
-
-        ``pandas.DataFrame(clf.token_group_table())`` makes it a table.
-        """
+        """Each class's token groups, best first: rows ``{class, rank, group, score, count}``."""
         check_is_fitted(self, "module_")
         return token_group_table(self.token_groups_, self.classes_, top=top)
 

@@ -55,7 +55,6 @@ def test_the_validation_trace_rows_carry_is_the_fits_own_as_plain_json(default):
         assert trace["interpolation_scores"][str(a)] == pytest.approx([acc, loss])
 
 
-
 @pytest.mark.parametrize("precision, native, expected", [
     ("float32", True, "float32"), ("bfloat16", False, "bfloat16"), ("auto", True, "bfloat16"), ("auto", False, "float32")])
 def test_the_precision_rows_record_is_precision_resolved_for_the_fits_device_and_cpu(
@@ -67,6 +66,7 @@ def test_the_precision_rows_record_is_precision_resolved_for_the_fits_device_and
     monkeypatch.setattr(default, "precision", precision)
     assert default.device_.type == "cpu"
     assert compare._precision_used(default) == expected
+
 
 def test_runner_specs_cover_the_config():
     specs = run.compare_specs("cpu_10shot", run.CONFIGS["cpu_10shot"])

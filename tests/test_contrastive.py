@@ -5,7 +5,7 @@ import torch
 from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.model.backbone import load_backbone
-from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
+from sksparseft.fit.contrastive import _batch_vectors, class_batches, supcon_loss, train_contrastive
 from sksparseft.model.module import ClassifierModule
 from sksparseft.strategies import get_strategy
 from sksparseft.text.tokens import encode
@@ -214,7 +214,7 @@ def test_contrastive_epochs_is_validated(toy_data):
 
 
 def _recorded_steps(tiny_model, toy_data, monkeypatch, **options):
-    """Run train_contrastive (bitfit) recording each step's targets; (losses, targets per step, trained tensors)."""
+    """Run train_contrastive (bitfit) recording each step's rows; (losses, rows per step, trained tensors)."""
     import sksparseft.fit.contrastive as contrastive
 
     texts, labels = toy_data
@@ -222,12 +222,13 @@ def _recorded_steps(tiny_model, toy_data, monkeypatch, **options):
     module, enc, y = _module(tiny_model, texts, labels)
     get_strategy("bitfit").setup(module, None)
     seen = []
+    batch_vectors = _batch_vectors  # imported before any patch: an earlier call's recorder is not chained
 
-    def recording(vectors, targets, temperature, weights=None):
-        seen.append(targets.clone())
-        return supcon_loss(vectors, targets, temperature, weights)
+    def recording(module, encodings, rows, device, features):
+        seen.append(np.array(rows))  # the rows of each step, in the order the step sees them
+        return batch_vectors(module, encodings, rows, device, features)
 
-    monkeypatch.setattr(contrastive, "supcon_loss", recording)
+    monkeypatch.setattr(contrastive, "_batch_vectors", recording)
     losses = train_contrastive(module, enc, y, epochs=3, batch_size=12, learning_rate=1e-2, weight_decay=0.0,
                                device=torch.device("cpu"), random_state=0, **options)
     trained = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
@@ -243,16 +244,17 @@ def test_train_contrastive_max_steps_runs_the_first_steps_of_the_whole_stage_acr
     losses, seen, _ = _recorded_steps(tiny_model, toy_data, monkeypatch, max_steps=cut)
     assert len(seen) == cut and len(losses) == 2
     for a, b in zip(seen, whole[:cut]):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same batches, in the same order
+        np.testing.assert_array_equal(a, b)  # the same texts in each step, in the same order
     assert losses[0] == pytest.approx(whole_losses[0])
 
 
 def test_train_contrastive_max_steps_at_or_above_the_stage_is_the_uncapped_stage(tiny_model, toy_data, monkeypatch):
     whole_losses, whole, whole_trained = _recorded_steps(tiny_model, toy_data, monkeypatch)
-    losses, seen, trained = _recorded_steps(tiny_model, toy_data, monkeypatch, max_steps=len(whole))
-    assert losses == whole_losses and len(seen) == len(whole)
-    for name, value in whole_trained.items():
-        torch.testing.assert_close(trained[name], value, rtol=0, atol=0)
+    for cap in (len(whole), len(whole) + 5):
+        losses, seen, trained = _recorded_steps(tiny_model, toy_data, monkeypatch, max_steps=cap)
+        assert losses == whole_losses and len(seen) == len(whole)
+        for name, value in whole_trained.items():
+            torch.testing.assert_close(trained[name], value, rtol=0, atol=0)
 
 
 def test_contrastive_max_steps_in_fit(tiny_model, toy_data):
