@@ -83,6 +83,14 @@ CAP_CANDIDATES = {
     "random_s128_bf16": {"method": "random", "params": {"precision": "bfloat16", "contrastive_max_steps": 128}},
 }
 
+def full_data_screen(name, datasets, about, variants):
+    """A dev screen with all the training data but a stratified dev fifth: the majority class and
+    frozen-embedding LR beside ``variants`` (in the order they run)."""
+    return {"part": "dev_screen", "name": name, "datasets": datasets, "seeds": [0, 1, 2], "regime": "full",
+            "dev_fraction": 0.2, "about": about,
+            "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"}, **variants}}
+
+
 #: The search configs' grid: the fast setting (layers with cache_frozen), one or two blocks, two learning rates.
 SEARCH_GRID = {"strategy_options": [{"n_layers": 1, "cache_frozen": True}, {"n_layers": 2, "cache_frozen": True}],
                "learning_rate": [1e-4, 3e-4]}
@@ -270,14 +278,12 @@ CONFIGS = {
                              **{k: PRECISION_VARIANTS[k] for k in ("random_c2_bf16", "random_c2", "full_c2")},
                              # the token-free ablation's other half, at its "auto" precision (float32)
                              "fisher_c2": {"method": "fisher", "params": {"precision": "float32"}}}},
-    "kernels_full": {"part": "dev_screen", "name": "kernels_full", "datasets": ["banking77", "drugreviews"],
-                     "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
-                     "about": "the 0.7.4 sparse path with all the training data but a dev fifth: the default "
-                              "in bf16 beside frozen-embedding LR and the majority class (run: BANKING77 seed 0 "
-                              "with --seeds 0, the drug reviews seeds 0-2), and the default with the 0.7.3 package "
-                              "for the same-queue before and after (--only random_c2_bf16)",
-                     "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
-                                  "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
+    "kernels_full": full_data_screen(
+        "kernels_full", ["banking77", "drugreviews"],
+        "the 0.7.4 sparse path with all the training data but a dev fifth: the default in bf16 beside frozen-"
+        "embedding LR and the majority class (run: BANKING77 seed 0 with --seeds 0, the drug reviews seeds 0-2), and "
+        "the default with the 0.7.3 package for the same-queue before and after (--only random_c2_bf16)",
+        {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
     "ce_screen": {"part": "dev_screen", "name": "ce_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                   "regime": "10shot", "dev_size": 1500,
                   "about": "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every "
@@ -287,13 +293,11 @@ CONFIGS = {
                   "variants": {"frozen_lr": {"method": "frozen_lr"}, **CE_CANDIDATES,
                                "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
                                "full_c2": PRECISION_VARIANTS["full_c2"]}},
-    "ce_screen_full": {"part": "dev_screen", "name": "ce_screen_full", "datasets": ["banking77", "drugreviews"],
-                       "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
-                       "about": "the ce_screen's candidates with all the training data but a dev fifth, beside "
-                                "the default in bf16, frozen-embedding LR and the majority class (run: the drug "
-                                "reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
-                       "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
-                                    **CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
+    "ce_screen_full": full_data_screen(
+        "ce_screen_full", ["banking77", "drugreviews"],
+        "the ce_screen's candidates with all the training data but a dev fifth, beside the default in bf16, frozen-"
+        "embedding LR and the majority class (run: the drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
+        {**CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
     "epoch_screen": {"part": "dev_screen", "name": "epoch_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                      "regime": "10shot", "dev_size": 1500,
                      "about": "the default with fewer epochs (one contrastive, three cross-entropy, both), beside "
@@ -302,21 +306,17 @@ CONFIGS = {
                      "variants": {"frozen_lr": {"method": "frozen_lr"}, **EPOCH_CANDIDATES,
                                   "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
                                   "full_c2": PRECISION_VARIANTS["full_c2"]}},
-    "epoch_screen_full": {"part": "dev_screen", "name": "epoch_screen_full", "datasets": ["drugreviews", "banking77"],
-                          "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
-                          "about": "the epoch_screen's candidates with all the training data but a dev fifth, beside "
-                                   "the default in bf16, frozen-embedding LR and the majority class (run: the "
-                                   "drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
-                          "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
-                                       **EPOCH_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}},
-    "cap_screen_full": {"part": "dev_screen", "name": "cap_screen_full", "datasets": ["banking77", "clinc150"],
-                        "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
-                        "about": "the contrastive stage stopped after 128 steps (contrastive_max_steps), with all the "
-                                 "training data but a dev fifth, beside the default in bf16, frozen-embedding LR and "
-                                 "the majority class (run: seed 0 of both with --seeds 0; the rule: docs/benchmarks.md, "
-                                 "'Can the contrastive stage stop at a number of steps?')",
-                        "variants": {"majority": {"method": "majority"}, "frozen_lr": {"method": "frozen_lr"},
-                                     "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"], **CAP_CANDIDATES}},
+    "epoch_screen_full": full_data_screen(
+        "epoch_screen_full", ["drugreviews", "banking77"],
+        "the epoch_screen's candidates with all the training data but a dev fifth, beside the default in bf16, "
+        "frozen-embedding LR and the majority class (run: the drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
+        {**EPOCH_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
+    "cap_screen_full": full_data_screen(
+        "cap_screen_full", ["banking77", "clinc150"],
+        "the contrastive stage stopped after 128 steps (contrastive_max_steps), with all the training data but a dev "
+        "fifth, beside the default in bf16, frozen-embedding LR and the majority class (run: seed 0 of both with "
+        "--seeds 0; the rule: docs/benchmarks.md, 'Can the contrastive stage stop at a number of steps?')",
+        {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"], **CAP_CANDIDATES}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
