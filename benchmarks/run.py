@@ -83,6 +83,13 @@ CAP_CANDIDATES = {
     "random_s128_bf16": {"method": "random", "params": {"precision": "bfloat16", "contrastive_max_steps": 128}},
 }
 
+#: The patience_screen's candidate: the default in bf16 whose early stopping waits two epochs without progress
+#: instead of three (its fit is the default's cut short, so long as its stop comes after the default's best epoch).
+PATIENCE_CANDIDATES = {
+    "random_p2_bf16": {"method": "random", "params": {"precision": "bfloat16", "patience": 2}},
+}
+
+
 def full_data_screen(name, datasets, about, variants):
     """A dev screen with all the training data but a stratified dev fifth: the majority class and
     frozen-embedding LR beside ``variants`` (in the order they run)."""
@@ -317,6 +324,20 @@ CONFIGS = {
         "fifth, beside the default in bf16, frozen-embedding LR and the majority class (run: seed 0 of both with "
         "--seeds 0; the rule: docs/benchmarks.md, 'Can the contrastive stage stop at a number of steps?')",
         {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"], **CAP_CANDIDATES}),
+    "patience_screen": {"part": "dev_screen", "name": "patience_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                        "regime": "10shot", "dev_size": 1500,
+                        "about": "early stopping with a patience of 2 epochs, beside the default in bf16, `full` and "
+                                 "frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, "
+                                 "'Does early stopping need three epochs of patience?')",
+                        "variants": {"frozen_lr": {"method": "frozen_lr"}, **PATIENCE_CANDIDATES,
+                                     "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
+                                     "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "patience_screen_full": full_data_screen(
+        "patience_screen_full", ["drugreviews"],
+        "the patience_screen's candidate on the drug reviews (all the training data but a dev fifth), beside the "
+        "default in bf16, frozen-embedding LR and the majority class, seeds 0-2 (the rule: docs/benchmarks.md, "
+        "'Does early stopping need three epochs of patience?')",
+        {**PATIENCE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
