@@ -91,15 +91,31 @@ def banking77_sample(n, seed):
     return [X[i] for i in idx], np.asarray(y)[idx]
 
 
+#: The libraries besides torch whose versions can move a fit's floats (kernels, tokenizers, attention code).
+LIBRARIES = ("transformers", "tokenizers", "numpy", "scikit-learn", "skorch", "accelerate", "peft")
+
+
+def _library_versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def how_run():
-    """The version, date, device, torch and machine that a result row was measured with."""
+    """The version, date, device, torch, other libraries and machine that a result row was measured with."""
     import torch
 
     import sksparseft
     from sksparseft.model.devices import cpu_has_native_bf16
 
     return {
-        "version": sksparseft.__version__, "date": time.strftime("%Y-%m-%d"),
+        "version": sksparseft.__version__, "date": time.strftime("%Y-%m-%d"), "libraries": _library_versions(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
         "cpu_native_bf16": cpu_has_native_bf16(),

@@ -467,7 +467,8 @@ SCREEN_REFERENCES = {"default": "random_c2_bf16", "full": "full_c2", "frozen": "
 #: "Can the cross-entropy epochs stop at the top blocks?", "Can the default run fewer epochs?").
 SCREENS = {"ce_screen": {"candidates": ("random_ce4_bf16", "random_ce4_c1_bf16"), "full_is_test": True},
            "epoch_screen": {"candidates": ("random_c1_bf16", "random_e3_bf16", "random_c1_e3_bf16"), "full_is_test": False},
-           "cap_screen": {"candidates": ("random_s128_bf16",), "full_is_test": False}}
+           "cap_screen": {"candidates": ("random_s128_bf16",), "full_is_test": False},
+           "patience_screen": {"candidates": ("random_p2_bf16",), "full_is_test": False}}
 
 
 def _ce_tests(dataset, full_data, m, ref, spreads, full_is_test=True):
@@ -517,6 +518,69 @@ def _ce_screen(files, plots, config="ce_screen"):
                 tests, f"{seconds[variant]:.0f}", f"{seconds[variant] / default_s:.2f}x" if default_s else ""]) + " |")
         lines.append("")
     return lines or [f"No rows yet: `python -m benchmarks.run --config {config}`.", ""]
+
+
+def replay_stop(valid_acc, patience, threshold=1e-4):
+    """``(last epoch run, best epoch)`` of early stopping replayed on per-epoch scores (epoch 1 first).
+
+    skorch's ``EarlyStopping`` rule as the estimator sets it: a score improves when it is above the
+    best so far by more than ``threshold`` times the best; training stops after ``patience`` epochs
+    in a row without improvement, or when the scores end (``max_epochs``).
+    """
+    best, best_epoch, misses = None, 0, 0
+    for epoch, score in enumerate(valid_acc, 1):
+        if best is None or score > best + threshold * best:
+            best, best_epoch, misses = score, epoch, 0
+        else:
+            misses += 1
+            if misses == patience:
+                return epoch, best_epoch
+    return len(valid_acc), best_epoch
+
+
+#: The patience rule's candidate and its patience, the default's (docs/benchmarks.md: "Does early
+#: stopping need three epochs of patience?"), and the all-data rows its stop is replayed on.
+PATIENCE_RULE = {"candidate": ("random_p2_bf16", 2), "default": ("random_c2_bf16", 3), "replayed_on": "cap_screen_full"}
+
+
+def _patience_replay(files, plots):
+    """The patience rule's checks: each fit's replayed stop against the candidate's own run, and the all-data replay."""
+    (cand, p_cand), (default, p_default) = PATIENCE_RULE["candidate"], PATIENCE_RULE["default"]
+    lines = ["| dataset | seed | default: epochs run (best) | candidate: replayed stop (best) | candidate: epochs run | "
+             "same model expected | dev accuracy: default, candidate | trace is the default's, cut | replay holds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    epochs = {cand: 0, default: 0}
+    for config in ("patience_screen", "patience_screen_full"):
+        groups = _dev_groups(files, config)
+        for dataset in sorted({d for d, _ in groups}):
+            by_seed = {v: {r["seed"]: r for r in groups.get((dataset, v), [])} for v in (cand, default)}
+            for seed in sorted(set(by_seed[cand]) & set(by_seed[default])):
+                c, d = by_seed[cand][seed], by_seed[default][seed]
+                trace = d["valid_acc"][1:]
+                run, best = replay_stop(trace, p_default)
+                stop, best_c = replay_stop(trace, p_cand)
+                same = best_c == best
+                prefix = c["valid_acc"] == d["valid_acc"][: stop + 1]
+                holds = run == d["epochs"] and stop == c["epochs"] and prefix and (
+                    not same or c["dev_accuracy"] == d["dev_accuracy"])
+                epochs[cand] += c["epochs"]
+                epochs[default] += d["epochs"]
+                lines.append(f"| {dataset} | {seed} | {d['epochs']} ({best}) | {stop} ({best_c}) | {c['epochs']} | "
+                             f"{'yes' if same else 'no'} | {d['dev_accuracy']:.4f}, {c['dev_accuracy']:.4f} | "
+                             f"{'yes' if prefix else 'no'} | {'yes' if holds else 'no'} |")
+    if len(lines) == 2:
+        return ["No rows yet: `python -m benchmarks.run --config patience_screen`.", ""]
+    lines += ["", f"Cross-entropy epochs run over these fits: the candidate {epochs[cand]}, the default {epochs[default]}.",
+              "", f"With all the training data, replayed on the default's traces in `{PATIENCE_RULE['replayed_on']}`:", "",
+              "| dataset | seed | version | epochs run (best) | replayed stop at patience 2 (best) | same model | "
+              "training s | epochs saved |", "|---|---|---|---|---|---|---|---|"]
+    for (dataset, variant), rows in sorted(_dev_groups(files, PATIENCE_RULE["replayed_on"]).items()):
+        for r in rows if variant == default else []:
+            run, best = replay_stop(r["valid_acc"][1:], p_default)
+            stop, best_c = replay_stop(r["valid_acc"][1:], p_cand)
+            lines.append(f"| {dataset} | {r['seed']} | {r['version']} | {r['epochs']} ({best}) | {stop} ({best_c}) | "
+                         f"{'yes' if best_c == best else 'no'} | {r['stages']['training']:.0f} | {r['epochs'] - stop} |")
+    return lines + [""]
 
 
 def _gap(pair):
@@ -987,6 +1051,9 @@ BLOCKS = {
     "epoch-screen": lambda files, plots: _ce_screen(files, plots, "epoch_screen"),
     "epoch-screen-full": lambda files, plots: _ce_screen(files, plots, "epoch_screen_full"),
     "cap-screen-full": lambda files, plots: _ce_screen(files, plots, "cap_screen_full"),
+    "patience-screen": lambda files, plots: _ce_screen(files, plots, "patience_screen"),
+    "patience-screen-full": lambda files, plots: _ce_screen(files, plots, "patience_screen_full"),
+    "patience-replay": _patience_replay,
     "search": _search,
     "main-job": _main_job,
     "search-bf16": lambda files, plots: _search(files, plots, "search_bf16"),

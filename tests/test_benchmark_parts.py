@@ -153,3 +153,19 @@ def test_the_label_blind_control_keeps_the_ngrams_in_most_texts():
 
     # (1,) is in three texts; (2,) and (1, 2) in two (a text counts once); ties in token order.
     assert _frequent([[1, 2, 2], [1, 3], [1, 2]], 2, max_ngram=2) == [(1,), (1, 2)]
+
+
+def test_replayed_early_stopping_follows_the_rule_and_a_fits_own_stop(tiny_model, toy_data):
+    render = pytest.importorskip("benchmarks.render")
+    replay = render.replay_stop
+    trace = [0.5, 0.6, 0.6, 0.55, 0.7, 0.6, 0.6]
+    assert replay(trace, 3) == (7, 5)  # three misses after epoch 5 end it at 8; the scores end first
+    assert replay(trace, 2) == (4, 2)  # epochs 3 and 4 are two misses after epoch 2
+    assert replay(trace, 1) == (3, 2)
+    assert replay([0.6, 0.6 * (1 + 1e-5), 0.6 * (1 + 1e-5)], 2) == (3, 1)  # below the 1e-4 relative threshold
+    X, y = toy_data
+    fit = TokenSparseClassifier(tiny_model, **dict(SETTINGS, max_epochs=12, patience=3, contrastive_epochs=1)).fit(X, y)
+    scores = [row["valid_acc"] for row in fit.history_[1:]]
+    best = max(row["epoch"] for row in fit.history_[1:] if row.get("valid_acc_best"))
+    assert len(scores) < 12  # the fit stopped early, so the replay has a stop to find
+    assert replay(scores, 3) == (len(scores), best)

@@ -104,3 +104,27 @@ def test_epoch_average_is_the_mean_of_the_epochs_weights():
         avg.on_epoch_end(net)
         seen.append(module.head.weight.detach().clone())
     np.testing.assert_allclose(avg.average()["head.weight"].numpy(), torch.stack(seen).mean(0).numpy())
+
+
+def _best_epoch(history):
+    """The last cross-entropy epoch whose ``valid_acc`` set a new best (the one early stopping restores)."""
+    return max(row["epoch"] for row in history[1:] if row.get("valid_acc_best"))
+
+
+def test_early_stopping_waits_patience_epochs_and_a_shorter_patience_is_the_same_fit_cut_short(tiny_model, toy_data):
+    from sksparseft import TokenSparseClassifier
+
+    X, y = toy_data
+    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+                  contrastive_epochs=1, random_state=0)
+    three = TokenSparseClassifier(tiny_model, patience=3, **params).fit(X, y)
+    two = TokenSparseClassifier(tiny_model, patience=2, **params).fit(X, y)
+    best = _best_epoch(three.history_)
+    ran3, ran2 = len(three.history_) - 1, len(two.history_) - 1
+    assert ran3 == best + 3 < params["max_epochs"]  # stopped after three epochs without progress
+    assert ran2 == best + 2  # the same best epoch, so the shorter patience stops one epoch sooner
+    # Up to its stop the shorter patience computed what the longer one did: the same scores...
+    assert [row["valid_acc"] for row in two.history_] == [row["valid_acc"] for row in three.history_[: ran2 + 1]]
+    # ...and it restored the same epoch, after which nothing draws random numbers: the same model.
+    assert _best_epoch(two.history_) == best
+    np.testing.assert_array_equal(two.predict_proba(X), three.predict_proba(X))
