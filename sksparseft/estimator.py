@@ -97,7 +97,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     validation_fraction : float in [0, 1), default=0.1
         Held-out share of the training data for early stopping and the choices made
         on validation; 0 disables it.
-    patience : int, default=3
+    patience : int, default=2
         Epochs without a better validation accuracy before stopping; the best epoch's
         weights are restored.
     interpolate_weights : bool, default=True
@@ -205,7 +205,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, density=0.01, n_token_groups=None,
         max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples=256, learning_rate=None,
         head_learning_rate=None, weight_decay=0.01, max_epochs=8, batch_size=32, max_length=128, pooling="auto",
-        dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=3,
+        dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=2,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2,
         contrastive_max_steps=None, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
         callbacks=None, memory=None, checkpoint_path=None, device="auto", precision="auto", accelerate=False,
