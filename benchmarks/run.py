@@ -133,6 +133,10 @@ CONFIGS = {
                           "defaults, beside full finetuning and the fisher ablation at theirs and the references, "
                           "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
                           "minutes a fit), SetFit not at all (hours a fit)"},
+    "main_job_patience": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0], "strategies": ["random"],
+                          "estimator": {}, "sweep": {"patience": [3]},
+                          "about": "the README's main job with the default's patience of 0.7.7 and before (3), beside the "
+                                   "`main_job` rows of 0.7.8 (patience 2) in the same environment; seed 0, test split"},
     "full_cpu": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0],
                  "strategies": ["token_sparse", "full", "lora", "layers", "prefix"], "estimator": {},
                  "about": "the full-data half of `full` on a 2-core CPU, one seed"},
