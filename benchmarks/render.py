@@ -745,6 +745,11 @@ def _by_method(rows):
     return groups
 
 
+def _environment(row):
+    """What a row's seconds depend on besides the machine: the version and the libraries it ran with."""
+    return row.get("version"), json.dumps(row.get("libraries"), sort_keys=True)
+
+
 def _main_job(files, plots):
     """The README's main job at the defaults of the version that ran it: test accuracy, fit seconds and where
     they go, beside the others."""
@@ -757,13 +762,15 @@ def _main_job(files, plots):
         ex = sub[0]
         groups = _by_method(sub)
         full = np.mean([r["fit_s"] for r in groups["full"]]) if groups.get("full") else None
+        full_runs = {_environment(r) for r in groups.get("full", [])}
         sub = sum(groups.values(), [])
         lines += [f"#### {dataset}, all {ex['n_train']:,} training texts, {ex['n_test']:,} test texts", "",
                   f"`python -m benchmarks.run --config main_job`; written by {provenance(sub)}; {ex['device']}, "
                   f"torch {ex['torch']}; each fit in a fresh process, one after the other, at its own defaults "
                   "(`precision=\"auto\"`: the precision column says what it resolved to). Accuracy: mean ± sample "
                   "std over the seeds a method ran; seconds: means over those seeds (stage columns too; `other` is "
-                  "the rest of the fit: loading, token groups, selection).", "",
+                  "the rest of the fit: loading, token groups, selection). x full: only beside `full` rows of the "
+                  "same version and libraries (the CPU's speed moves with them).", "",
                   "| method | version | seeds | precision | test accuracy | macro-F1 | fit s | x full | "
                   + " | ".join(MAIN_JOB_STAGES) + " | other | peak RSS MiB |",
                   "|---" * (10 + len(MAIN_JOB_STAGES)) + "|"]
@@ -777,7 +784,7 @@ def _main_job(files, plots):
                 name, ", ".join(sorted({r.get("version", "") for r in g})), ", ".join(str(r["seed"]) for r in g),
                 ", ".join(sorted({r.get("precision_used", "") for r in g})) if fit else "",
                 _ms([r["accuracy"] for r in g]), _ms([r["macro_f1"] for r in g]), f"{seconds:.0f}",
-                f"{seconds / full:.2f}x" if full and fit else "",
+                f"{seconds / full:.2f}x" if full and fit and {_environment(r) for r in g} == full_runs else "",
                 *("" if v is None else f"{v:.0f}" for v in staged), "" if other is None else f"{other:.0f}",
                 f"{np.mean([r['peak_rss_mib'] for r in g]):.0f}"]) + " |")
         lines.append("")
@@ -924,7 +931,8 @@ def _summary(files, plots):
         of = _by_method(job)
         methods = [_job_name(m) for m in order if _job_name(m) in of]
         lines += ["", f"| all {job[0]['n_train']:,} BANKING77 training texts (`main_job`) | "
-                  + " | ".join(f"{m}, seed {', '.join(str(r['seed']) for r in of[m])}" for m in methods)
+                  + " | ".join(f"{m}, {', '.join(sorted({r.get('version', '') for r in of[m]}))}, seed "
+                               f"{', '.join(str(r['seed']) for r in of[m])}" for m in methods)
                   + " |", "|---" * (len(methods) + 1) + "|",
                   "| test accuracy | " + " | ".join(_ms([r["accuracy"] for r in of[m]]) for m in methods) + " |",
                   "| fit seconds (mean) | " + " | ".join(f"{np.mean([r['fit_s'] for r in of[m]]):.0f}" for m in methods)
