@@ -106,6 +106,20 @@ def test_epoch_average_is_the_mean_of_the_epochs_weights():
     np.testing.assert_allclose(avg.average()["head.weight"].numpy(), torch.stack(seen).mean(0).numpy())
 
 
+def test_epoch_average_sees_the_epoch_that_early_stopping_ends_on():
+    torch.manual_seed(0)
+    module = _Toy()
+    enc, y = _encodings()
+    valid = ({k: v[:6] for k, v in enc.items()}, y[:6])
+    avg = EpochAverage()
+    net = build_net(module, n_train=18, lr=1e-3, head_lr=1e-3, weight_decay=0.0, max_epochs=20, batch_size=6,
+                    device="cpu", class_weight=None, valid_data=valid, patience=1, callbacks=None, verbose=0,
+                    extra_callbacks=[("epoch_average", avg)])
+    net.fit({k: v[6:] for k, v in enc.items()}, y[6:])
+    assert len(net.history) < 20  # early stopping ended the fit
+    assert avg.count_ == len(net.history)  # the stopping epoch is in the average too
+
+
 def _best_epoch(history):
     """The last cross-entropy epoch whose ``valid_acc`` set a new best (the one early stopping restores)."""
     return max(row["epoch"] for row in history[1:] if row.get("valid_acc_best"))

@@ -244,7 +244,7 @@ class FitStages(FrozenWork):
         self._freeze_for_training(state)
         extra, resume_state = [], None
         if self.average_epochs:
-            # First among the extra callbacks: the checkpoint written after it holds this epoch.
+            # build_net runs it before early stopping and the checkpoint, which then holds this epoch.
             extra.append(("epoch_average", EpochAverage()))
         if self.checkpoint_path is not None:
             resume, resume_state = resume_callbacks(self.checkpoint_path, fingerprint(state))

@@ -76,6 +76,10 @@ class EpochAverage(Callback):
     resumable checkpoint, so a resumed fit averages the same epochs.
     """
 
+    #: build_net places it before early stopping, which ends the fit by raising in its own
+    #: ``on_epoch_end``: callbacks after it never see the last epoch of a fit that stops early.
+    sees_every_epoch = True
+
     def initialize(self):
         self.sum_, self.count_ = None, 0
         return self
@@ -179,9 +183,11 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         if accelerator is not None and accelerator.num_processes > 1:
             scoring = partial(_accuracy_everywhere, kind or SingleLabel(), eval_batch_size(batch_size))
         cbs.append(("valid_acc", EpochScoring(scoring, name="valid_acc", lower_is_better=False, on_train=False)))
-        if patience:
-            cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
-    cbs.extend(extra_callbacks)
+    early = [cb for cb in extra_callbacks if getattr(cb[1], "sees_every_epoch", False)]
+    cbs.extend(early)
+    if valid_data is not None and patience:
+        cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
+    cbs.extend(cb for cb in extra_callbacks if cb not in early)
     if verbose:
         cbs.append(("progress", ProgressBar()))
     for i, cb in enumerate(callbacks or []):
