@@ -9,7 +9,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # contrastive_epochs=0: the fits these cases pinned before the contrastive stage existed (0.2.0).
 # strategy="token_sparse": the default of 0.2.0, which the "default" case pinned.
 # precision="float32": what these cases pinned; "auto" trains `random` in bf16 on CPUs that have it.
-# patience=3: the default these cases pinned (0.7.8's 2 stops some of them after their third epoch).
+# patience=3: the default these cases pinned (0.7.8's default is 2).
 BASE = dict(max_epochs=3, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0, contrastive_epochs=0,
             strategy="token_sparse", precision="float32", patience=3)
 

@@ -168,7 +168,9 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
 
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
     net scores ``valid_acc`` each epoch and stops early after ``patience`` epochs
-    without progress, restoring the best epoch's weights. ``shuffle_seed`` seeds the batch
+    without progress, restoring the best epoch's weights. ``extra_callbacks`` with
+    ``sees_every_epoch`` run before early stopping (which ends a fit by raising in its
+    ``on_epoch_end``), the others and ``callbacks`` after it. ``shuffle_seed`` seeds the batch
     order of a data-parallel fit over several processes (the same in every process).
     """
     valid_split = None if valid_data is None else predefined_split(Dataset(*valid_data))
