@@ -90,6 +90,16 @@ PATIENCE_CANDIDATES = {
 }
 
 
+def ten_shot_screen(name, about, candidates):
+    """A dev screen on the 10-shot splits of both intent sets, seeds 0-2: frozen-embedding LR, ``candidates``,
+    the default in bf16 and `full` (in the order they run)."""
+    return {"part": "dev_screen", "name": name, "datasets": BOTH, "seeds": [0, 1, 2], "regime": "10shot",
+            "dev_size": 1500, "about": about,
+            "variants": {"frozen_lr": {"method": "frozen_lr"}, **candidates,
+                         "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
+                         "full_c2": PRECISION_VARIANTS["full_c2"]}}
+
+
 def full_data_screen(name, datasets, about, variants):
     """A dev screen with all the training data but a stratified dev fifth: the majority class and
     frozen-embedding LR beside ``variants`` (in the order they run)."""
@@ -295,28 +305,19 @@ CONFIGS = {
         "embedding LR and the majority class (run: BANKING77 seed 0 with --seeds 0, the drug reviews seeds 0-2), and "
         "the default with the 0.7.3 package for the same-queue before and after (--only random_c2_bf16)",
         {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
-    "ce_screen": {"part": "dev_screen", "name": "ce_screen", "datasets": BOTH, "seeds": [0, 1, 2],
-                  "regime": "10shot", "dev_size": 1500,
-                  "about": "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every "
-                           "block (ce_min_layer), beside the default in bf16, `full` and frozen-embedding LR; "
-                           "10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'How the speed default is "
-                           "chosen')",
-                  "variants": {"frozen_lr": {"method": "frozen_lr"}, **CE_CANDIDATES,
-                               "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
-                               "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "ce_screen": ten_shot_screen(
+        "ce_screen", "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every block "
+        "(ce_min_layer), beside the default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 "
+        "(the rule: docs/benchmarks.md, 'How the speed default is chosen')", CE_CANDIDATES),
     "ce_screen_full": full_data_screen(
         "ce_screen_full", ["banking77", "drugreviews"],
         "the ce_screen's candidates with all the training data but a dev fifth, beside the default in bf16, frozen-"
         "embedding LR and the majority class (run: the drug reviews seeds 0-2, BANKING77 seed 0 with --seeds 0)",
         {**CE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
-    "epoch_screen": {"part": "dev_screen", "name": "epoch_screen", "datasets": BOTH, "seeds": [0, 1, 2],
-                     "regime": "10shot", "dev_size": 1500,
-                     "about": "the default with fewer epochs (one contrastive, three cross-entropy, both), beside "
-                              "the default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds "
-                              "0-2 (the rule: docs/benchmarks.md, 'Can the default run fewer epochs?')",
-                     "variants": {"frozen_lr": {"method": "frozen_lr"}, **EPOCH_CANDIDATES,
-                                  "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
-                                  "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "epoch_screen": ten_shot_screen(
+        "epoch_screen", "the default with fewer epochs (one contrastive, three cross-entropy, both), beside the "
+        "default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: "
+        "docs/benchmarks.md, 'Can the default run fewer epochs?')", EPOCH_CANDIDATES),
     "epoch_screen_full": full_data_screen(
         "epoch_screen_full", ["drugreviews", "banking77"],
         "the epoch_screen's candidates with all the training data but a dev fifth, beside the default in bf16, "
@@ -328,14 +329,10 @@ CONFIGS = {
         "fifth, beside the default in bf16, frozen-embedding LR and the majority class (run: seed 0 of both with "
         "--seeds 0; the rule: docs/benchmarks.md, 'Can the contrastive stage stop at a number of steps?')",
         {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"], **CAP_CANDIDATES}),
-    "patience_screen": {"part": "dev_screen", "name": "patience_screen", "datasets": BOTH, "seeds": [0, 1, 2],
-                        "regime": "10shot", "dev_size": 1500,
-                        "about": "early stopping with a patience of 2 epochs, beside the default in bf16, `full` and "
-                                 "frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, "
-                                 "'Does early stopping need three epochs of patience?')",
-                        "variants": {"frozen_lr": {"method": "frozen_lr"}, **PATIENCE_CANDIDATES,
-                                     "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"],
-                                     "full_c2": PRECISION_VARIANTS["full_c2"]}},
+    "patience_screen": ten_shot_screen(
+        "patience_screen", "early stopping with a patience of 2 epochs, beside the default in bf16, `full` and "
+        "frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'Does early stopping "
+        "need three epochs of patience?')", PATIENCE_CANDIDATES),
     "patience_screen_full": full_data_screen(
         "patience_screen_full", ["drugreviews"],
         "the patience_screen's candidate on the drug reviews (all the training data but a dev fifth), beside the "
