@@ -543,14 +543,20 @@ def replay_stop(valid_acc, patience, threshold=1e-4):
 PATIENCE_RULE = {"candidate": ("random_p2_bf16", 2), "default": ("random_c2_bf16", 3), "replayed_on": "cap_screen_full"}
 
 
-def _patience_replay(files, plots):
-    """The patience rule's checks: each fit's replayed stop against the candidate's own run, and the all-data replay."""
-    (cand, p_cand), (default, p_default) = PATIENCE_RULE["candidate"], PATIENCE_RULE["default"]
-    lines = ["| dataset | seed | default: epochs run (best) | candidate: replayed stop (best) | candidate: epochs run | "
-             "same model expected | dev accuracy: default, candidate | trace is the default's, cut | replay holds |",
+def _replay_table(files, configs, short, long, names=("patience 2", "patience 3", "patience 3's")):
+    """Fit by fit, the ``short``-patience fit against the ``long``-patience fit's trace replayed at the short patience.
+
+    ``short`` and ``long`` are ``(variant, patience)``; ``names``: what the header calls the short fit,
+    the long one, and the long one's trace. Returns the table's lines, the epochs each ran in all, and
+    whether the replay held on every fit.
+    """
+    (cand, p_cand), (default, p_default) = short, long
+    s_name, l_name, l_trace = names
+    lines = [f"| dataset | seed | {l_name}: epochs run (best) | {s_name}: replayed stop (best) | {s_name}: epochs run | "
+             f"same model expected | dev accuracy: {l_name}, {s_name} | trace is {l_trace}, cut | replay holds |",
              "|---|---|---|---|---|---|---|---|---|"]
-    epochs = {cand: 0, default: 0}
-    for config in ("patience_screen", "patience_screen_full"):
+    epochs, all_hold = {cand: 0, default: 0}, True
+    for config in configs:
         groups = _dev_groups(files, config)
         for dataset in sorted({d for d, _ in groups}):
             by_seed = {v: {r["seed"]: r for r in groups.get((dataset, v), [])} for v in (cand, default)}
@@ -563,12 +569,21 @@ def _patience_replay(files, plots):
                 prefix = c["valid_acc"] == d["valid_acc"][: stop + 1]
                 holds = run == d["epochs"] and stop == c["epochs"] and prefix and (
                     not same or c["dev_accuracy"] == d["dev_accuracy"])
+                all_hold &= holds
                 epochs[cand] += c["epochs"]
                 epochs[default] += d["epochs"]
                 lines.append(f"| {dataset} | {seed} | {d['epochs']} ({best}) | {stop} ({best_c}) | {c['epochs']} | "
                              f"{'yes' if same else 'no'} | {d['dev_accuracy']:.4f}, {c['dev_accuracy']:.4f} | "
                              f"{'yes' if prefix else 'no'} | {'yes' if holds else 'no'} |")
-    if len(lines) == 2:
+    return (lines if len(lines) > 2 else []), epochs, all_hold
+
+
+def _patience_replay(files, plots):
+    """The patience rule's checks: each fit's replayed stop against the candidate's own run, and the all-data replay."""
+    (cand, p_cand), (default, p_default) = PATIENCE_RULE["candidate"], PATIENCE_RULE["default"]
+    lines, epochs, _ = _replay_table(files, ("patience_screen", "patience_screen_full"), PATIENCE_RULE["candidate"],
+                                     PATIENCE_RULE["default"], ("candidate", "default", "the default's"))
+    if not lines:
         return ["No rows yet: `python -m benchmarks.run --config patience_screen`.", ""]
     lines += ["", f"Cross-entropy epochs run over these fits: the candidate {epochs[cand]}, the default {epochs[default]}.",
               "", f"With all the training data, replayed on the default's traces in `{PATIENCE_RULE['replayed_on']}`:", "",
@@ -581,6 +596,51 @@ def _patience_replay(files, plots):
             lines.append(f"| {dataset} | {r['seed']} | {r['version']} | {r['epochs']} ({best}) | {stop} ({best_c}) | "
                          f"{'yes' if best_c == best else 'no'} | {r['stages']['training']:.0f} | {r['epochs'] - stop} |")
     return lines + [""]
+
+
+#: The all-data check of the patience default (docs/benchmarks.md: "Does patience 2 hold with all the
+#: training data?"): the default of 0.7.8 and the same fit at 0.7.7's patience.
+PATIENCE_CHECK = {"config": "patience_check_full", "short": ("random_p2_bf16", 2), "long": ("random_p3_bf16", 3)}
+
+
+def _patience_check(files, plots):
+    """The all-data patience check: each dataset's variants, the rule's tests, then the fit-by-fit replay."""
+    config, (short, _), (long, _) = PATIENCE_CHECK["config"], PATIENCE_CHECK["short"], PATIENCE_CHECK["long"]
+    groups = _dev_groups(files, config)
+    if not groups:
+        return [f"No rows yet: `python -m benchmarks.run --config {config}`.", ""]
+    table, epochs, replay_holds = _replay_table(files, (config,), PATIENCE_CHECK["short"], PATIENCE_CHECK["long"])
+    lines = []
+    for dataset in sorted({d for d, _ in groups}):
+        g = {v: rows for (d, v), rows in groups.items() if d == dataset}
+        accs = {v: [r["dev_accuracy"] for r in rows] for v, rows in g.items()}
+        seconds = {v: np.median([r["fit_s"] for r in rows]) for v, rows in g.items()}
+        lines += _screen_heading(config, dataset, sum(g.values(), []), "Fit seconds: median over the seeds run, one "
+                                 "fit at a time, nothing else on the CPU; x patience 3: that median over patience 3's.")
+        lines += ["| variant | seeds | dev accuracy | vs patience 3 | vs frozen LR | cross-entropy epochs | fit s | "
+                  "x patience 3 |", "|---|---|---|---|---|---|---|---|"]
+        ref = {v: np.mean(accs[v]) if v in accs else None for v in (long, "frozen_lr")}
+        for variant in sorted(accs, key=lambda v: -np.mean(accs[v])):
+            ran = [r["epochs"] for r in g[variant] if r.get("epochs") is not None]
+            lines.append("| " + " | ".join([
+                variant, ", ".join(str(r["seed"]) for r in g[variant]), _ms(accs[variant]),
+                *(f"{np.mean(accs[variant]) - ref[v]:+.4f}" if ref[v] is not None else "" for v in (long, "frozen_lr")),
+                ", ".join(map(str, ran)), f"{seconds[variant]:.0f}",
+                f"{seconds[variant] / seconds[long]:.2f}x" if long in seconds else ""]) + " |")
+        seeds = [{r["seed"] for r in g.get(v, [])} for v in (short, long, "frozen_lr")]
+        if all(s == {0, 1, 2} for s in seeds):
+            m = np.mean(accs[short])
+            tests = [("within 0.3 points of patience 3", _at_least(m, ref[long] - 0.003)),
+                     ("above frozen LR", _above(m, ref["frozen_lr"]))]
+            failed = [name for name, ok in tests if not ok]
+            lines += ["", f"Tests of the rule on {dataset}: " + ("pass" if not failed else "fail: " + "; ".join(failed)) + "."]
+        lines.append("")
+    if table:
+        lines += ["Fit by fit (cross-entropy epochs; \"best\" is the epoch whose weights the fit restores, replayed "
+                  "from patience 3's `valid_acc` trace):", "", *table, "",
+                  f"Cross-entropy epochs run over these fits: patience 2 {epochs[short]}, patience 3 {epochs[long]}; "
+                  f"the replay holds on every fit: {'yes' if replay_holds else 'no'}.", ""]
+    return lines
 
 
 def _gap(pair):
@@ -1062,6 +1122,7 @@ BLOCKS = {
     "patience-screen": lambda files, plots: _ce_screen(files, plots, "patience_screen"),
     "patience-screen-full": lambda files, plots: _ce_screen(files, plots, "patience_screen_full"),
     "patience-replay": _patience_replay,
+    "patience-check-full": _patience_check,
     "search": _search,
     "main-job": _main_job,
     "search-bf16": lambda files, plots: _search(files, plots, "search_bf16"),

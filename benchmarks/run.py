@@ -89,6 +89,11 @@ PATIENCE_CANDIDATES = {
     "random_p2_bf16": {"method": "random", "params": {"precision": "bfloat16", "patience": 2}},
 }
 
+#: The patience_check_full pair: the 0.7.8 default (patience 2) and 0.7.7's (patience 3), each named with its
+#: patience so the rows say which fit they are whatever the package default.
+PATIENCE_PAIR = {**PATIENCE_CANDIDATES,
+                 "random_p3_bf16": {"method": "random", "params": {"precision": "bfloat16", "patience": 3}}}
+
 
 def ten_shot_screen(name, about, candidates):
     """A dev screen on the 10-shot splits of both intent sets, seeds 0-2: frozen-embedding LR, ``candidates``,
@@ -339,6 +344,13 @@ CONFIGS = {
         "default in bf16, frozen-embedding LR and the majority class, seeds 0-2 (the rule: docs/benchmarks.md, "
         "'Does early stopping need three epochs of patience?')",
         {**PATIENCE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
+    "patience_check_full": full_data_screen(
+        "patience_check_full", ["banking77", "clinc150"],
+        "the default of 0.7.8 (patience 2) beside the same fit at patience 3, with all the training data but a dev "
+        "fifth, seeds 0-2, frozen-embedding LR and the majority class; then `full_c2` on BANKING77 seed 0 (--only "
+        "full_c2 --datasets banking77 --seeds 0; the rule: docs/benchmarks.md, 'Does patience 2 hold with all the "
+        "training data?')",
+        {**PATIENCE_PAIR, "full_c2": PRECISION_VARIANTS["full_c2"]}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
