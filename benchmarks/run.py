@@ -8,7 +8,7 @@
 Each config names its part (``compare``: methods x datasets x regimes x seeds, one process per
 fit; ``interpolation``, ``cost``, ``exports``, ``features``, ``serving``; the research screen's
 ``dev_variants`` and ``dev_screen`` live in ``benchmarks/research/``: ``PARTS``). Rows append to
-``benchmarks/results/<config>[_<tag>].jsonl``; ``benchmarks/render.py`` then rewrites every
+``benchmarks/results/<config>[_<tag>].jsonl``; ``benchmarks/render/`` then rewrites every
 rendered block of README.md and docs/ from those rows. CLINC150 is read from
 ``../shared/data/clinc150/data_full.json`` or ``$CLINC150_JSON``.
 """

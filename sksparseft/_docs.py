@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The same block markers as benchmarks/render.py's (which renders the measured tables).
+#: The same block markers as benchmarks/render's (which renders the measured tables).
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
 #: The blocks rendered here, and the files that hold them.
 REFERENCE_BLOCKS = ("parameters", "attributes", "strategies")

@@ -109,3 +109,15 @@ def test_the_fingerprint_changes_with_anything_that_shapes_the_fit():
     others = [state(params={"learning_rate": 1e-4}), state(texts=["a b", "c d", "e f", "g i"]),
               state(labels=["x", "y", "y", "x"]), state(weights=np.array([1.0, 2.0, 1.0, 1.0])), state(mask=mask)]
     assert len({base, *map(fingerprint, others)}) == 1 + len(others)
+
+
+def test_checkpointed_fit_that_stops_early_and_averages_epochs_is_the_plain_fit(tiny_model, toy_data, tmp_path):
+    X, y = toy_data
+    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+                  contrastive_epochs=1, random_state=0, patience=1, average_epochs=True)
+    plain = TokenSparseClassifier(tiny_model, **params).fit(X, y)
+    assert len(plain.history_) - 1 < params["max_epochs"]  # early stopping ended it
+    path = str(tmp_path / "ckpt.pt")
+    saved = TokenSparseClassifier(tiny_model, checkpoint_path=path, **params).fit(X, y)
+    assert [r["epoch"] for r in saved.history_] == [r["epoch"] for r in plain.history_]
+    np.testing.assert_array_equal(saved.predict_proba(X), plain.predict_proba(X))  # one process: bit for bit

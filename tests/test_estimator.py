@@ -179,6 +179,26 @@ def test_user_callbacks_run(tiny_model, toy_data):
     assert len(clf.history_) == 3  # probe + 2 epochs
 
 
+def test_user_callbacks_see_the_epoch_early_stopping_ends_on(tiny_model, toy_data):
+    X, y = toy_data
+
+    class Ends(Callback):
+        def initialize(self):
+            self.epochs = []
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs.append(net.history[-1]["epoch"])
+
+    ends = Ends()
+    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+                  contrastive_epochs=1, random_state=0, patience=1)
+    clf = TokenSparseClassifier(tiny_model, callbacks=[ends], **params).fit(X, y)
+    ran = [row["epoch"] for row in clf.history_[1:]]
+    assert len(ran) < params["max_epochs"]  # early stopping ended the fit
+    assert ends.epochs == ran  # and the user's callback saw the end of every epoch, the last one included
+
+
 def test_predict_before_fit():
     with pytest.raises(NotFittedError):
         TokenSparseClassifier().predict(["hello"])

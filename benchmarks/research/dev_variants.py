@@ -36,29 +36,14 @@ from ..common import MODEL, append_row, encode_labelled, how_run, train_dev
 
 
 class Snapshots(Callback):
-    """The trainable weights after every epoch's training batches.
-
-    Taken at the epoch's first validation batch where there is one: early stopping ends the
-    epoch that stops the fit by raising in its own ``on_epoch_end``, before this callback's.
-    """
+    """The trainable weights at the end of every epoch (a user callback: it sees the epoch that early
+    stopping ends on too)."""
 
     def __init__(self, store):
         self.store = store
 
-    def on_epoch_begin(self, net, **kw):
-        self.taken_ = False
-
-    def on_batch_end(self, net, training=None, **kw):
-        if not training and not self.taken_:
-            self._take(net)
-
     def on_epoch_end(self, net, **kw):
-        if not self.taken_:  # no validation batches
-            self._take(net)
-
-    def _take(self, net):
         self.store.append(net.module_.trainable_state())  # already a copy
-        self.taken_ = True
 
 
 class DevScoredEnding(TokenSparseClassifier):

@@ -169,9 +169,10 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
     ``valid_data`` is ``(X, y)`` held out from training (or None); with it, the
     net scores ``valid_acc`` each epoch and stops early after ``patience`` epochs
     without progress, restoring the best epoch's weights. ``extra_callbacks`` with
-    ``sees_every_epoch`` run before early stopping (which ends a fit by raising in its
-    ``on_epoch_end``), the others and ``callbacks`` after it. ``shuffle_seed`` seeds the batch
-    order of a data-parallel fit over several processes (the same in every process).
+    ``sees_every_epoch`` and the user's ``callbacks`` run before early stopping (which ends a fit
+    by raising in its ``on_epoch_end``), the other ``extra_callbacks`` (checkpoints, which save
+    early stopping's state) after it. ``shuffle_seed`` seeds the batch order of a data-parallel
+    fit over several processes (the same in every process).
     """
     valid_split = None if valid_data is None else predefined_split(Dataset(*valid_data))
     steps_per_epoch = math.ceil(n_train / batch_size)
@@ -187,13 +188,13 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         cbs.append(("valid_acc", EpochScoring(scoring, name="valid_acc", lower_is_better=False, on_train=False)))
     early = [cb for cb in extra_callbacks if getattr(cb[1], "sees_every_epoch", False)]
     cbs.extend(early)
+    # The user's callbacks see every epoch too, the one early stopping ends on included.
+    cbs.extend(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb) for i, cb in enumerate(callbacks or []))
     if valid_data is not None and patience:
         cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
     cbs.extend(cb for cb in extra_callbacks if cb not in early)
     if verbose:
         cbs.append(("progress", ProgressBar()))
-    for i, cb in enumerate(callbacks or []):
-        cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb))
     weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
     net_class, extra = SparseNet, {"device": str(device)}
     if accelerator is not None:
