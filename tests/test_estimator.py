@@ -184,11 +184,16 @@ def test_user_callbacks_see_the_epoch_early_stopping_ends_on(tiny_model, toy_dat
 
     class Ends(Callback):
         def initialize(self):
-            self.epochs = []
+            self.epochs, self.restored = [], None
             return self
 
         def on_epoch_end(self, net, **kwargs):
             self.epochs.append(net.history[-1]["epoch"])
+
+        def on_train_end(self, net, **kwargs):
+            best = dict(net.callbacks_)["early_stopping"].best_model_weights_
+            now = net.module_.state_dict()
+            self.restored = all(torch.equal(now[k], v) for k, v in best.items())
 
     ends = Ends()
     params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
@@ -197,6 +202,7 @@ def test_user_callbacks_see_the_epoch_early_stopping_ends_on(tiny_model, toy_dat
     ran = [row["epoch"] for row in clf.history_[1:]]
     assert len(ran) < params["max_epochs"]  # early stopping ended the fit
     assert ends.epochs == ran  # and the user's callback saw the end of every epoch, the last one included
+    assert ends.restored  # and, at the end of training, the best epoch's weights restored
 
 
 def test_predict_before_fit():

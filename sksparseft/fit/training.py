@@ -112,11 +112,29 @@ class BestEpochStopping(EarlyStopping):
     """
 
     def on_train_end(self, net, **kwargs):
+        pass  # RestoreBestEpoch restores, ahead of the user's callbacks
+
+    def restore(self, net, **kwargs):
+        """Load the best epoch's weights (skorch's ``on_train_end`` with ``load_best``)."""
         best, prefix = self.best_model_weights_, "module."
         if (best and not isinstance(net.module_, torch.nn.parallel.DistributedDataParallel)
                 and all(k.startswith(prefix) for k in best)):
             self.best_model_weights_ = {k[len(prefix):]: v for k, v in best.items()}
         super().on_train_end(net, **kwargs)
+
+
+class RestoreBestEpoch(Callback):
+    """Restores ``stopping``'s best epoch at the end of training.
+
+    It sits before the user's callbacks, which must come before early stopping to see every
+    epoch's end, so that their ``on_train_end`` still sees the restored weights.
+    """
+
+    def __init__(self, stopping):
+        self.stopping = stopping
+
+    def on_train_end(self, net, **kwargs):
+        self.stopping.restore(net, **kwargs)
 
 
 class WarmupLinearDecay:
@@ -171,7 +189,8 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
     without progress, restoring the best epoch's weights. ``extra_callbacks`` with
     ``sees_every_epoch`` and the user's ``callbacks`` run before early stopping (which ends a fit
     by raising in its ``on_epoch_end``), the other ``extra_callbacks`` (checkpoints, which save
-    early stopping's state) after it. ``shuffle_seed`` seeds the batch order of a data-parallel
+    early stopping's state) after it; the best epoch is restored at the end of training before
+    the user's callbacks' ``on_train_end``. ``shuffle_seed`` seeds the batch order of a data-parallel
     fit over several processes (the same in every process).
     """
     valid_split = None if valid_data is None else predefined_split(Dataset(*valid_data))
@@ -188,10 +207,16 @@ def build_net(module, *, n_train, lr, head_lr, weight_decay, max_epochs, batch_s
         cbs.append(("valid_acc", EpochScoring(scoring, name="valid_acc", lower_is_better=False, on_train=False)))
     early = [cb for cb in extra_callbacks if getattr(cb[1], "sees_every_epoch", False)]
     cbs.extend(early)
-    # The user's callbacks see every epoch too, the one early stopping ends on included.
-    cbs.extend(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb) for i, cb in enumerate(callbacks or []))
+    stopping = None
     if valid_data is not None and patience:
-        cbs.append(("early_stopping", BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True, sink=_quiet if not verbose else print)))
+        stopping = BestEpochStopping(monitor="valid_acc", lower_is_better=False, patience=patience, load_best=True,
+                                     sink=_quiet if not verbose else print)
+        cbs.append(("restore_best", RestoreBestEpoch(stopping)))
+    # The user's callbacks see every epoch too, the one early stopping ends on included, and the
+    # restored best epoch at the end of training.
+    cbs.extend(cb if isinstance(cb, tuple) else (f"user_{i}_{type(cb).__name__}", cb) for i, cb in enumerate(callbacks or []))
+    if stopping is not None:
+        cbs.append(("early_stopping", stopping))
     cbs.extend(cb for cb in extra_callbacks if cb not in early)
     if verbose:
         cbs.append(("progress", ProgressBar()))
