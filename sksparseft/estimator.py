@@ -127,9 +127,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         With a 2-D indicator ``y``: probability at or above which a label is predicted;
         "auto" chooses one threshold per label on the validation split (best F1).
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-        Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...). They run
-        before the built-in early stopping, so they see the end of every epoch, the last included;
-        at the end of training they see the best epoch's weights restored.
+        Extra skorch callbacks for the training loop (Checkpoint, LRScheduler, ...). They see the
+        end of every epoch, the last included, and the best epoch restored at the end of training.
     memory : str, path, joblib.Memory or None, default=None
         Folder (or ``joblib.Memory``, as in ``Pipeline``) where fits keep what the frozen backbone
         computed per text (probe features; cached frozen blocks), for the folds and candidates of
