@@ -55,8 +55,8 @@ def contrastive_weights(model, distributed):
 class RecordingClassifier(TokenSparseClassifier):
     """Keeps the contrastive stage's losses (the step a subclass may override), to show the stage ran."""
 
-    def _contrastive_losses(self, state, **options):
-        self.contrastive_losses = super()._contrastive_losses(state, **options)
+    def run_contrastive(self, state, **options):
+        self.contrastive_losses = super().run_contrastive(state, **options)
         return self.contrastive_losses
 
 

@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-import sksparseft.fit.interpolation as interpolation
 from cases import FAST
 from sksparseft import TokenSparseClassifier
 from sksparseft.model.backbone import load_backbone
-from sksparseft.fit.interpolation import load_interpolated_, select_interpolation, validation_scores
+from sksparseft.fit.interpolation import load_interpolated_, select_interpolation, validation_scorer, validation_scores
 from sksparseft.model.mask import SparseMask
 from sksparseft.model.module import ClassifierModule
 from sksparseft.model.sparse_delta import param_key as _key
@@ -39,35 +38,33 @@ def test_interpolated_state_is_the_straight_line(tiny_model):
     assert all(torch.equal(v, start[n]) for n, v in m.trainable_state().items())
 
 
-def test_selection_searches_coarse_then_refines_and_loads_the_winner(tiny_model, monkeypatch):
+def test_selection_searches_coarse_then_refines_and_loads_the_winner(tiny_model):
     _, m, start, end = _start_and_end(tiny_model)
     # Accuracy as a known function of where the module sits (read from the head's bias).
     b0, b1 = start["head.bias"], end["head.bias"]
 
-    def fake_scores(module, data, batch_size, device, kind=None):
+    def fake_scores(module):
         a = float(((module.head.bias.detach() - b0) @ (b1 - b0)) / ((b1 - b0) @ (b1 - b0)))
         return round(1.0 - abs(a - 0.625), 6), 0.5
 
-    monkeypatch.setattr(interpolation, "validation_scores", fake_scores)
-    a, scores = select_interpolation(m, start, end, None, 8, torch.device("cpu"))
+    a, scores = select_interpolation(m, start, end, fake_scores)
     assert a == 0.625
     assert sorted(scores) == [0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 1.0]
     torch.testing.assert_close(m.head.bias, torch.lerp(b0, b1, 0.625))
 
 
-def test_selection_breaks_ties_by_log_loss_then_by_the_larger_weight(tiny_model, monkeypatch):
+def test_selection_breaks_ties_by_log_loss_then_by_the_larger_weight(tiny_model):
     _, m, start, end = _start_and_end(tiny_model)
-    monkeypatch.setattr(interpolation, "validation_scores", lambda *args, **kwargs: (0.9, 0.3))
-    a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"), known={0.0: (0.9, 0.1)})
+    a, _ = select_interpolation(m, start, end, lambda module: (0.9, 0.3), known={0.0: (0.9, 0.1)})
     assert a == 0.0  # same accuracy, lower log-loss
-    a, _ = select_interpolation(m, start, end, None, 8, torch.device("cpu"))
+    a, _ = select_interpolation(m, start, end, lambda module: (0.9, 0.3))
     assert a == 1.0  # a full tie keeps the finetune as trained
 
 
 def test_reported_scores_are_those_of_the_loaded_weights(tiny_model):
     tok, m, start, end = _start_and_end(tiny_model)
     data = (encode(tok, TEXTS, 16), LABELS)
-    a, scores = select_interpolation(m, start, end, data, 4, torch.device("cpu"))
+    a, scores = select_interpolation(m, start, end, validation_scorer(data, 4, torch.device("cpu")))
     assert scores[a] == validation_scores(m, data, 4, torch.device("cpu"))
     assert scores[a][0] == max(s[0] for s in scores.values())
 

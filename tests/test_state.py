@@ -53,7 +53,7 @@ def test_history_puts_the_probe_first_with_the_frozen_floor():
     state = FitState(texts=[], y=np.array([]), classes=np.array([]), y_enc=np.array([]), device="cpu")
     state.history = [{"epoch": 1, "valid_acc": 0.7}, {"epoch": 2, "valid_acc": 0.8}]
     assert state.fit_history() == state.history  # no validation split: the epochs alone
-    state.probe_scores, state.floor_scores = (0.6, 1.1), (0.5, 1.2)
+    state.selection.start_scores, state.selection.floor_scores = (0.6, 1.1), (0.5, 1.2)
     rows = state.fit_history()
     assert rows[0] == {"epoch": 0, "valid_acc": 0.6, "stage": "linear_probe", "frozen_probe_valid_acc": 0.5}
     assert rows[1:] == state.history and "frozen_probe_valid_acc" not in state.history[0]  # not edited in place

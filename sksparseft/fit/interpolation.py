@@ -46,10 +46,18 @@ def validation_scores(module, data, batch_size, device, kind=None):
     return weighted_score(kind, logits, t, weight), float(kind.loss(logits, t, sample_weight=w))
 
 
-def select_interpolation(module, start, end, valid_data, batch_size, device, known=None, kind=None):
+def validation_scorer(data, batch_size, device, kind=None):
+    """``score(module)``: :func:`validation_scores` of the module as loaded on ``data``; None without data."""
+    if data is None:
+        return None
+    return lambda module: validation_scores(module, data, batch_size, device, kind=kind)
+
+
+def select_interpolation(module, start, end, score, known=None):
     """Choose ``a`` in [0, 1] by validation accuracy (ties: lower log-loss, then larger ``a``).
 
-    ``known`` maps already measured points to their (accuracy, log-loss). Leaves the
+    ``score(module)`` gives the validation ``(accuracy, log-loss)`` of the module as loaded
+    (:func:`validation_scorer`); ``known`` maps already measured points to theirs. Leaves the
     chosen blend loaded in ``module`` and returns ``(a, {a: (accuracy, log-loss)})``.
     """
     scores = dict(known or {})
@@ -58,7 +66,7 @@ def select_interpolation(module, start, end, valid_data, batch_size, device, kno
         for a in points:
             if a not in scores:
                 load_interpolated_(module, start, end, a)
-                scores[a] = validation_scores(module, valid_data, batch_size, device, kind=kind)
+                scores[a] = score(module)
 
     def best():
         return max(scores, key=lambda a: (scores[a][0], -scores[a][1], a))

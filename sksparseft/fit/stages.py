@@ -1,9 +1,13 @@
 """The stages of ``TokenSparseClassifier.fit``, in order, each a method over one :class:`FitState`.
 
-texts -> tokens (load) -> token groups -> module and linear probe -> selection (what the
-strategy trains: sensitivity and mask for token_sparse) -> contrastive (optional) -> training -> interpolation
-(probe-to-finetune blend) -> head refit -> finalize. A subclass (or a benchmark) overrides
-or wraps one stage to change or observe it; ``fit`` itself only runs them in turn.
+texts -> tokens (load) -> token groups -> rejection (with ``unknown_label``) -> module and linear
+probe -> selection (what the strategy trains: sensitivity and mask for token_sparse) -> contrastive
+(optional) -> training -> interpolation (probe-to-finetune blend, the floor) -> thresholds
+(multi-label) -> head refit -> finalize. The stages orchestrate; the snapshots a fit can end on and
+the choices between them live in :mod:`sksparseft.fit.selection`. A subclass (or a benchmark)
+overrides or wraps one stage, or one of the steps :class:`FitStages` names public
+(``get_training_net``, ``get_training_data``, ``run_contrastive``), to change or observe it;
+``fit`` itself only runs the stages in turn.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from .checkpoint import fingerprint, fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
 from ..model.devices import autocast, broadcast_from_main, oom_advice
 from .frozen import FrozenWork
-from .interpolation import load_interpolated_, select_interpolation, validation_scores
+from .interpolation import validation_scorer
 from ..model.module import ClassifierModule
 from .rejection import fit_rejector, frozen_copy
+from .selection import ModelSelection
 from .targets import best_f1_thresholds
 from ..strategies import FitContext
 from ..text.tokens import content_sequences, discover_token_groups, encode, group_positions
@@ -128,15 +133,12 @@ class FitStages(FrozenWork):
             sync=broadcast_from_main if state.accelerator is not None else None)
 
     # -- the module and its head (LP-FT) ----------------------------------------------
-    def _sparse_backward(self, state):
-        # The sparse backward (no dense weight gradients) pays on CPUs; on GPUs, where small
-        # batches are bound by kernel launches, the plain path measured faster (docs/gpu.md).
-        return state.device.type == "cpu"
-
     def stage_linear_probe(self, state):
         state.module = ClassifierModule(
             state.encoder, len(state.classes), pooling=state.pooling, dropout=self.dropout,
-            amp=state.autocast_dtype is not None, sparse_backward=self._sparse_backward(state),
+            # The sparse backward (no dense weight gradients) pays on CPUs; on GPUs, where small batches
+            # are bound by kernel launches, the plain path measured faster (docs/gpu.md).
+            amp=state.autocast_dtype is not None, sparse_backward=state.device.type == "cpu",
         ).to(state.device)
         self._cache_frozen_blocks(state)
         if self.head_init == "linear_probe":
@@ -184,53 +186,39 @@ class FitStages(FrozenWork):
         state.mask_summary = state.strategy.summary(module, state.mask)
         lr = self.learning_rate
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
-        self._record_floor(state)
+        state.selection = self._model_selection(state)
+        state.selection.record_floor(module, state.probe_head)
 
-    def _record_floor(self, state):
-        """The frozen backbone with the linear probe: what fit falls back to (and its validation score).
-
-        Taken before anything trains, with the strategy's tensors at their start (a zero delta,
-        pretrained tensors, adapters as created), so that no later choice keeps a model that
-        scored below it on validation, and a diverged fit has somewhere to return to.
-        """
-        module = state.module
-        floor = module.trainable_state()
-        floor.update({f"head.{k}": v for k, v in state.probe_head.items()})
-        state.floor_state = floor
-        if state.valid_data is not None:
-            current = {f"head.{k}": v.detach().clone() for k, v in module.head.state_dict().items()}
-            module.load_trainable_state_(floor)
-            with self._oom_advice("validation"):
-                state.floor_scores = validation_scores(module, state.valid_data, self._eval_batch(), state.device,
-                                                       kind=state.kind)
-            module.load_trainable_state_(current)
+    def _model_selection(self, state):
+        """The fit's :class:`~sksparseft.fit.selection.ModelSelection`: its validation scorer and what trains."""
+        trained = tuple(s for s, on in (("contrastive", self.contrastive_epochs), ("training", self.max_epochs)) if on)
+        return ModelSelection(
+            score=validation_scorer(state.valid_data, self._eval_batch(), state.device, kind=state.kind),
+            trained=trained, sync=broadcast_from_main if state.accelerator is not None else None,
+            say=print if self.verbose else (lambda message: None))
 
     # -- contrastive: the selected entries trained on a supervised contrastive loss -------------
     def stage_contrastive(self, state):
         with self._oom_advice("contrastive training"):
-            losses = self._contrastive_losses(state)
+            losses = self.run_contrastive(state)
         if state.accelerator is not None:
             # Each process's dropout drew for its own share of the batches: put every process back on one
             # random stream, or their data loaders would shuffle differently and their epochs fall out of step.
             torch.set_rng_state(broadcast_from_main(torch.get_rng_state()))
         if self.verbose and losses:
             print("contrastive loss per epoch: " + ", ".join(f"{v:.4f}" for v in losses))
-        if not all(np.isfinite(losses)):
-            epoch = next(i for i, v in enumerate(losses, 1) if not np.isfinite(v))
-            warnings.warn(f"the contrastive stage's loss became non-finite in epoch {epoch} (learning_rate too "
-                          "high?); its weights are discarded and training goes on from the frozen backbone",
-                          stacklevel=4)
-            state.module.load_trainable_state_(state.floor_state)
-            state.diverged.append("contrastive")
+        if state.selection.discard_if_diverged("contrastive", losses, state.module):
             return
         if self.head_init == "linear_probe":
             self._fit_probe(state)  # training starts from a probe on the features it will finetune
             _same_head_everywhere(state)
 
-    def _contrastive_losses(self, state, **options):
-        """Run the contrastive training (a step a subclass may override); the mean loss of each epoch.
+    def run_contrastive(self, state, **options):
+        """Train ``state.module`` on the supervised contrastive loss; the mean loss of each epoch.
 
-        ``options`` go to :func:`~sksparseft.fit.contrastive.train_contrastive` (e.g. ``features``).
+        A step a subclass may override (calling ``super()``): ``options`` go to
+        :func:`~sksparseft.fit.contrastive.train_contrastive` (e.g. ``features``, the function that
+        turns a batch into pooled features).
         """
         return train_contrastive(
             state.module, state.train_encodings, state.y_train, epochs=self.contrastive_epochs,
@@ -249,12 +237,10 @@ class FitStages(FrozenWork):
         if self.checkpoint_path is not None:
             resume, resume_state = resume_callbacks(self.checkpoint_path, fingerprint(state))
             extra.extend(resume)
-        state.net = self._training_net(state, extra)
-        # Where training starts (the linear probe): one end of the line along which the
-        # interpolation stage chooses the fitted weights.
-        state.start_state = state.module.trainable_state()
+        state.net = self.get_training_net(state, extra)
+        state.selection.record_start(state.module)
         with self._oom_advice("training"):
-            fit_or_resume(state.net, self._training_data(state), state.y_train, resume_state,
+            fit_or_resume(state.net, self.get_training_data(state), state.y_train, resume_state,
                           max_epochs=self.max_epochs, patience=self.patience)
         net = state.net
         state.module = net.module_
@@ -265,19 +251,21 @@ class FitStages(FrozenWork):
                 stacklevel=4,
             )
         state.history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
-        bad = [row.get("epoch") for row in state.history if not np.isfinite(row.get("train_loss", 0.0))]
-        if bad:
-            warnings.warn(f"the cross-entropy finetune's loss became non-finite in epoch {bad[0]} (learning_rate too "
-                          "high?); its weights are discarded", stacklevel=4)
-            state.module.load_trainable_state_(state.start_state)
-            state.diverged.append("training")
+        losses = [row.get("train_loss", 0.0) for row in state.history]
+        if state.selection.discard_if_diverged("training", losses, state.module):
             return
-        state.average = dict(net.callbacks_)["epoch_average"].average() if self.average_epochs else None
-        if state.average is not None:
-            state.module.load_trainable_state_(state.average)  # the finetuned end: the epochs' average
+        if self.average_epochs:
+            average = state.selection.average = dict(net.callbacks_)["epoch_average"].average()
+            if average is not None:
+                state.module.load_trainable_state_(average)  # the finetuned end: the epochs' average
 
-    def _training_net(self, state, extra_callbacks=()):
-        """The skorch net that trains ``state.module`` (a step a subclass may override)."""
+    def get_training_net(self, state, extra_callbacks=()):
+        """The skorch net that trains ``state.module`` in the cross-entropy stage.
+
+        A step a subclass may override (calling ``super()`` and changing the net, e.g. its
+        ``iterator_train__collate_fn``); ``extra_callbacks`` are the fit's own (epoch average,
+        checkpoint), which the net must keep.
+        """
         lr = state.learning_rate
         return build_net(
             state.module, n_train=len(state.train_idx), lr=lr, head_lr=self.head_learning_rate or lr,
@@ -287,86 +275,18 @@ class FitStages(FrozenWork):
             accelerator=state.accelerator, kind=state.kind, shuffle_seed=state.seed,
         )
 
-    def _training_data(self, state):
-        """The encodings the net trains on (a step a subclass may override): the training part."""
+    def get_training_data(self, state):
+        """The encodings the net trains on: the training part (a step a subclass may override).
+
+        Extra keys ride along to the batches, where a collate function of the net may read them.
+        """
         return state.train_encodings
 
-    # -- interpolation: where on the line from the probe to the finetune -------------------
+    # -- interpolation: where on the line from the probe to the finetune; never below the floor ---------
     def stage_interpolation(self, state):
-        if not self.max_epochs and not self.contrastive_epochs:
-            state.blend = 0.0  # nothing was trained: the model is the linear probe
-        if state.valid_data is not None and state.start_state is not None:
-            state.probe_scores = self._start_scores(state)
-            if "training" in state.diverged:
-                state.blend = 0.0  # the finetune was discarded: the line has one point
-            else:
-                self._choose_blend(state)
-        self._keep_floor_if_better(state)
-
-    def _start_scores(self, state):
-        """Validation scores of where the cross-entropy finetune started (the linear probe)."""
-        module = state.module
-        end = module.trainable_state()
-        module.load_trainable_state_(state.start_state)
-        with self._oom_advice("validation"):
-            scores = validation_scores(module, state.valid_data, self._eval_batch(), state.device, kind=state.kind)
-        module.load_trainable_state_(end)
-        return scores
-
-    def _keep_floor_if_better(self, state):
-        """Fall back to the frozen backbone and its probe if what training chose scored below it on validation.
-
-        A fit whose every stage diverged falls back too, with or without a validation split.
-        """
-        trained = bool(self.max_epochs or self.contrastive_epochs)
-        nothing_left = trained and set(state.diverged) >= {s for s, on in (("contrastive", self.contrastive_epochs),
-                                                                           ("training", self.max_epochs)) if on}
-        fall_back = nothing_left
-        if state.floor_scores is not None and trained and not fall_back:
-            chosen = state.scores.get(state.blend) if state.scores else None
-            if chosen is None:
-                with self._oom_advice("validation"):
-                    chosen = validation_scores(state.module, state.valid_data, self._eval_batch(), state.device,
-                                               kind=state.kind)
-            fall_back = chosen[0] < state.floor_scores[0]  # ties keep the finetune
-        if state.accelerator is not None:
-            fall_back = broadcast_from_main(fall_back)
-        if fall_back:
-            state.module.load_trainable_state_(state.floor_state)
-            state.blend, state.fell_back = 0.0, True
-            if self.verbose:
-                print("keeping the frozen backbone with the linear probe: nothing trained scored above it on validation")
-
-    def _choose_blend(self, state):
-        module, probe = state.module, state.probe_scores
-        end_state = module.trainable_state()
-        if self.interpolate_weights:
-            state.blend, state.scores = self._select_interpolation(state, end_state)
-        else:
-            if state.average is not None:
-                best = validation_scores(module, state.valid_data, self._eval_batch(), state.device, kind=state.kind)[0]
-            else:
-                best = max((row.get("valid_acc", -1.0) for row in state.history), default=-1.0)
-            if best < probe[0]:
-                state.blend = 0.0
-                module.load_trainable_state_(state.start_state)
-        if state.accelerator is not None:
-            # Every process must end with the same model, whatever its own float noise chose.
-            state.blend, state.scores = broadcast_from_main((state.blend, state.scores))
-            load_interpolated_(module, state.start_state, end_state, state.blend)
-        if self.verbose:
-            if state.blend == 0.0:
-                print(f"finetuning did not beat the linear probe on validation (probe {probe[0]:.4f}): keeping the probe")
-            elif state.blend < 1.0:
-                print(f"interpolated {state.blend:.3f} of the way from the linear probe to the finetune "
-                      f"(validation accuracy {state.scores[state.blend][0]:.4f})")
-
-    def _select_interpolation(self, state, end_state):
-        """WiSE-FT: the best point ``a`` on the line from the probe (0) to ``end_state`` (1), loaded; ``(a, scores)``."""
-        return select_interpolation(
-            state.module, state.start_state, end_state, state.valid_data, self._eval_batch(), state.device,
-            known={0.0: state.probe_scores}, kind=state.kind,
-        )
+        selection, module = state.selection, state.module
+        selection.choose_blend(module, state.history, self.interpolate_weights)
+        selection.keep_floor_if_better(module)
 
     # -- thresholds: per-label decisions of a multi-label model ---------------------------
     def stage_thresholds(self, state):
@@ -429,18 +349,13 @@ class FitStages(FrozenWork):
             classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
             strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,
             n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.fit_history(),
-            pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=self._finetuned(state),
-            interpolation_=state.blend, interpolation_scores_=state.scores, fit_time_=state.fit_time,
+            pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=state.selection.finetuned,
+            interpolation_=state.selection.blend, interpolation_scores_=state.selection.scores,
+            fit_time_=state.fit_time,
             fit_stages_=dict(state.stage_times), module_=state.module, tokenizer_=state.tokenizer,
             device_=state.device, multilabel_=state.kind.multilabel, label_names_=state.label_names,
             thresholds_=state.thresholds, unknown_threshold_=state.unknown_threshold, rejector_=state.rejector,
         )
-
-    def _finetuned(self, state):
-        """Whether the fitted model differs from the frozen backbone with its linear probe."""
-        if state.fell_back or not (self.max_epochs or self.contrastive_epochs):
-            return False
-        return state.blend > 0.0 or bool(self.contrastive_epochs and "contrastive" not in state.diverged)
 
 
 def _same_head_everywhere(state):

@@ -13,6 +13,7 @@ import torch
 from ..strategies import get_strategy
 from ..model.devices import broadcast_from_main, make_accelerator, resolve_device, resolve_precision
 from ..validation import check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled
+from .selection import ModelSelection
 from .targets import target_kind
 
 
@@ -26,9 +27,10 @@ class FitState:
     ``sample_weight``, the multi-label ``label_names`` and the estimator's ``params``. The
     rest is filled stage by stage, in order: load (tokenizer .. valid_data), token_groups
     (groups .. focus), rejection (rejector, unknown_threshold), linear_probe (module,
-    probe_head), selection (mask .. learning_rate, floor), contrastive, training (start_state,
-    history .. average), interpolation (probe_scores, blend, scores), thresholds, head_refit,
-    finalize.
+    probe_head), selection (mask .. learning_rate, and ``selection``: the
+    :class:`~sksparseft.fit.selection.ModelSelection` that holds the snapshots and choices from
+    here on), contrastive, training (net, history, interrupted), interpolation, thresholds,
+    head_refit, finalize.
     """
 
     texts: list
@@ -68,25 +70,16 @@ class FitState:
     # module and probe
     module: object = None
     probe_head: dict | None = None  # the linear probe on frozen features (head state)
-    floor_state: dict | None = None  # the frozen backbone with that probe: what fit falls back to
-    floor_scores: tuple | None = None  # its validation (accuracy, log-loss)
-    diverged: list = field(default_factory=list)  # stages whose loss became non-finite
-    fell_back: bool = False
     # selection
     mask: object = None
     mask_summary: dict | None = None
     n_trainable: int = 0
     learning_rate: float | None = None
+    selection: ModelSelection = field(default_factory=ModelSelection)  # snapshots and choices (set in selection)
     # training
     net: object = None
-    start_state: dict | None = None
     history: list = field(default_factory=list)  # the cross-entropy epochs' rows
     interrupted: bool = False
-    average: dict | None = None
-    # interpolation
-    probe_scores: tuple | None = None  # validation (accuracy, log-loss) where training started
-    blend: float = 1.0
-    scores: dict = field(default_factory=dict)
     # thresholds
     unknown_threshold: float | None = None
     thresholds: np.ndarray | None = None
@@ -134,12 +127,7 @@ class FitState:
 
     def fit_history(self):
         """``history_``: with a validation split, row 0 is the linear probe where training started."""
-        rows = [dict(row) for row in self.history]
-        if self.probe_scores is not None:
-            rows.insert(0, {"epoch": 0, "valid_acc": self.probe_scores[0], "stage": "linear_probe"})
-        if rows and self.floor_scores is not None:
-            rows[0]["frozen_probe_valid_acc"] = self.floor_scores[0]
-        return rows
+        return self.selection.history(self.history)
 
     def set_encodings(self, encodings):
         """Install the encoded texts; the training and held-out parts are cut once, here.
