@@ -2,6 +2,7 @@
 no module importing a deprecated path."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,8 +72,12 @@ def _imported_modules(rel):
 
 
 def test_no_module_imports_the_benchmarks():
+    """The lab (benchmarks/) is not installed with the package: no module imports it, by statement or by name."""
     offenders = {str(rel): name for rel in _modules(include_whole=True) for name in _imported_modules(rel)
                  if name == "benchmarks" or name.startswith("benchmarks.")}
+    dynamic = re.compile(r"""(import_module|__import__)\(\s*["']benchmarks\b""")
+    offenders |= {str(rel): "dynamic import" for rel in _modules(include_whole=True)
+                  if dynamic.search((PACKAGE / rel).read_text(encoding="utf-8"))}
     assert offenders == {}
 
 
