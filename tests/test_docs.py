@@ -1,4 +1,6 @@
-"""The docs hold what the raw rows say, every results file has a config, and the product speaks of itself."""
+"""The docs hold what the raw rows say, their links and paths hold, and the product speaks of itself.
+
+How the lab's runner and renderer pick and name rows is tested with the lab (benchmarks/tests/test_render.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 render = pytest.importorskip("benchmarks.render", reason="run from the repository root (python -m pytest)")
-run = pytest.importorskip("benchmarks.run")
 
 
 @pytest.mark.parametrize("doc", render.DOCS, ids=lambda p: p.name)
@@ -25,28 +26,6 @@ def test_the_docs_have_rendered_blocks_and_none_is_unknown():
     assert set(names) - set(render.REFERENCE_BLOCKS) == set(render.BLOCKS)
 
 
-def test_every_results_file_has_the_config_that_writes_it():
-    files = sorted(render.RESULTS.glob("*.jsonl"))
-    assert files
-    assert [f.name for f in files if run.config_of(f) is None] == []
-
-
-def test_a_tag_names_the_machine_not_another_config():
-    assert run.config_of(Path("full_10shot_h200.jsonl")) == "full_10shot"
-    assert run.config_of(Path("cost_cpu_full.jsonl")) == "cost_cpu_full"
-    assert run.config_of(Path("unknown.jsonl")) is None
-
-
-def test_rendering_follows_the_rows():
-    rows = render.rows_by_file()
-    text = "<!-- rendered:summary -->\nstale\n<!-- /rendered:summary -->\n"
-    fresh = render.rendered(text, rows)
-    config = render.summary_config(rows)
-    assert "stale" not in fresh and f"(`{config}`)" in fresh
-    rows[config] = [dict(r, accuracy=0.5) for r in rows[config]]
-    assert "0.5000" in render.rendered(text, rows)
-
-
 def test_no_file_speaks_of_how_the_work_was_organised():
     word = re.compile(r"\b" + "ses" + r"sions?\b", re.I)
     places = [ROOT / "README.md", ROOT / "CHANGELOG.md"] + [
@@ -54,13 +33,6 @@ def test_no_file_speaks_of_how_the_work_was_organised():
         for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".sh", ".toml", ".yml", ".txt")
     ]
     assert [str(p.relative_to(ROOT)) for p in places if word.search(p.read_text())] == []
-
-
-def test_a_rerun_supersedes_the_older_row_of_the_same_seed():
-    old = {"method": "full", "dataset": "d", "regime": "10shot", "seed": 0, "accuracy": 0.5}
-    rows = [old, dict(old, seed=1), dict(old, accuracy=0.7, version="0.2.0", date="2026-11-29")]
-    kept = render.newest_runs(rows)
-    assert sorted((r["seed"], r["accuracy"]) for r in kept) == [(0, 0.7), (1, 0.5)]
 
 
 # -- links, paths and the benchmarks page's order ------------------------------------------------

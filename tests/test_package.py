@@ -1,7 +1,8 @@
 """House rules of the package, as tests: a test file per module, short modules, no benchmarks imports,
-no module importing a deprecated path."""
+no module importing a deprecated path, one torch floor in pyproject.toml and CI."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import sksparseft
 
 PACKAGE = Path(sksparseft.__file__).parent
 TESTS = Path(__file__).parent
+ROOT = TESTS.parent
 # Packages tested as a whole: tests/test_strategies.py, tests/test_datasets.py.
 WHOLE = ("strategies", "datasets")
 MAX_LINES = 450
@@ -71,8 +73,12 @@ def _imported_modules(rel):
 
 
 def test_no_module_imports_the_benchmarks():
+    """The lab (benchmarks/) is not installed with the package: no module imports it, by statement or by name."""
     offenders = {str(rel): name for rel in _modules(include_whole=True) for name in _imported_modules(rel)
                  if name == "benchmarks" or name.startswith("benchmarks.")}
+    dynamic = re.compile(r"""(import_module|__import__)\(\s*["']benchmarks\b""")
+    offenders |= {str(rel): "dynamic import" for rel in _modules(include_whole=True)
+                  if dynamic.search((PACKAGE / rel).read_text(encoding="utf-8"))}
     assert offenders == {}
 
 
@@ -112,3 +118,26 @@ def test_importing_every_module_raises_no_deprecation_warning():
     count, *failed = proc.stdout.strip().split("\n")
     assert int(count) > 30
     assert [f for f in failed if f] == []
+
+
+def _requirement(name):
+    """The requirement on ``name`` in pyproject.toml's dependencies."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    found = [r for r in map(Requirement, deps) if r.name == name]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_ci_states_the_torch_floor_pyproject_asks_for():
+    """.ci/run's comment says which torch the package asks for, beside the torch it pins: the same floor as
+    pyproject.toml's, and the pin within it."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    stated = re.findall(r"the package asks for torch>=([\w.]+)", ci)
+    pinned = set(re.findall(r"torch==([\w.+]+)", ci))
+    torch = _requirement("torch")
+    floors = [s.version for s in torch.specifier if s.operator == ">="]
+    assert stated == floors and len(floors) == 1, (stated, str(torch.specifier))
+    assert len(pinned) == 1 and torch.specifier.contains(pinned.pop())

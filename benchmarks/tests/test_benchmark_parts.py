@@ -1,15 +1,16 @@
 """The benchmark tool's parts and runner: they see inside fit through stage hooks and must observe without
-changing the fit. The research screen's parts and leads are tested in tests/research/."""
+changing the fit. The research screen's parts and leads are tested in test_research_screen.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cases import FAST
+from .cases import FAST
 from sksparseft import TokenSparseClassifier
 
-interpolation = pytest.importorskip("benchmarks.interpolation", reason="run from the repository root (python -m pytest)")
+interpolation = pytest.importorskip("benchmarks.interpolation",
+                                    reason="run from the repository root (python -m pytest benchmarks/tests)")
 cost = pytest.importorskip("benchmarks.cost")
 run = pytest.importorskip("benchmarks.run")
 features = pytest.importorskip("benchmarks.features")
