@@ -29,8 +29,9 @@ from .common import MODEL, append_row, banking77_sample, how_run, in_fresh_proce
 class PlainPath(TokenSparseClassifier):
     """The estimator with the sparse delta on the plain path whatever the device."""
 
-    def _sparse_backward(self, state):
-        return False
+    def stage_linear_probe(self, state):
+        super().stage_linear_probe(state)
+        state.module.sparse_backward = False  # read by the delta's forward at every training step
 
 
 # name: (strategy, plain path, strategy_options[, other estimator parameters])

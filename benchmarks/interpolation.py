@@ -22,15 +22,17 @@ from .common import MODEL, append_row, encode_labelled, how_run, load
 class InterpolationScoredOnTest(TokenSparseClassifier):
     """The default estimator, with every interpolation point it measures also scored on a test split."""
 
-    def _select_interpolation(self, state, end_state):
-        a, scores = super()._select_interpolation(state, end_state)
+    def stage_interpolation(self, state):
+        module, selection = state.module, state.selection
+        end_state = module.trainable_state()
+        super().stage_interpolation(state)
+        kept = module.trainable_state()
         test = encode_labelled(state, self._test_texts, self._test_labels, self.max_length)
         self.test_scores_ = {}
-        for b in scores:
-            load_interpolated_(state.module, state.start_state, end_state, b)
-            self.test_scores_[b] = validation_scores(state.module, test, eval_batch_size(self.batch_size), state.device)
-        load_interpolated_(state.module, state.start_state, end_state, a)
-        return a, scores
+        for b in selection.scores:
+            load_interpolated_(module, selection.start, end_state, b)
+            self.test_scores_[b] = validation_scores(module, test, eval_batch_size(self.batch_size), state.device)
+        module.load_trainable_state_(kept)
 
 
 def one_fit(dataset, regime, seed, strategy):

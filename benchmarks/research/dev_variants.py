@@ -11,7 +11,7 @@ same trained weights and scored on the dev split:
 
 ``probe``            the linear probe the finetune started from (a = 0)
 ``finetune``         the best epoch as trained (a = 1)
-``default``          the point on the probe -> finetune line chosen on validation
+``default``          the point on the probe -> finetune line chosen on validation, never below the frozen probe
 ``refit_train``      ``default``'s encoder, head refit by logistic regression on the training part
 ``refit_all``        same, head refit on every labelled text fit was given (what ``refit_head=True`` keeps)
 ``probe_all``        frozen encoder, head fit on every labelled text (the free reference)
@@ -49,8 +49,9 @@ class Snapshots(Callback):
 class DevScoredEnding(TokenSparseClassifier):
     """The default estimator; its interpolation stage also scores every variant on a dev split."""
 
-    def _select_interpolation(self, state, end_state):
-        module, start, bs, device = state.module, state.start_state, eval_batch_size(self.batch_size), state.device
+    def stage_interpolation(self, state):
+        module, selection, bs, device = state.module, state.selection, eval_batch_size(self.batch_size), state.device
+        start, end_state = selection.start, module.trainable_state()
         dev = encode_labelled(state, self._dev_texts, self._dev_labels, self.max_length)
         scores = self.dev_scores_ = {}
 
@@ -65,20 +66,19 @@ class DevScoredEnding(TokenSparseClassifier):
         load_interpolated_(module, start, end_state, 0.0)
         scores["probe"] = validation_scores(module, dev, bs, device)
         scores["probe_all"] = refit(every)
-        load_interpolated_(module, start, end_state, 1.0)
+        module.load_trainable_state_(end_state)
         scores["finetune"] = validation_scores(module, dev, bs, device)
         average = {n: torch.stack([s[n] for s in self._snapshots]).mean(0) for n in end_state}
-        self.a_epoch_average_, _ = select_interpolation(module, start, average, state.valid_data, bs, device,
-                                                        known={0.0: state.probe_scores})
+        self.a_epoch_average_, _ = select_interpolation(module, start, average, selection.score)
         scores["epoch_average"] = validation_scores(module, dev, bs, device)
         scores["epoch_average_refit_all"] = refit(every)
-        a, chosen = super()._select_interpolation(state, end_state)
+        module.load_trainable_state_(end_state)
+        super().stage_interpolation(state)  # the package's choice: the blend, never below the frozen probe
         scores["default"] = validation_scores(module, dev, bs, device)
         head = {n: v.clone() for n, v in module.head.state_dict().items()}
         scores["refit_train"] = refit([train_part])
         scores["refit_all"] = refit(every)
         module.head.load_state_dict(head)  # fit goes on with what it chose
-        return a, chosen
 
 
 def one_fit(dataset, regime, seed, dev_size, dev_fraction):

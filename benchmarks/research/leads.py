@@ -5,7 +5,7 @@ split carved from the training set (``benchmarks/research/dev_screen.py``). What
 into the package; what loses stays here, so that the screen's rows can be reproduced. A lead
 overrides methods of the package's fit (``OVERRIDES`` names them): a whole ``stage_<name>``
 that it wraps around the package's own (``super()``), or one of the steps a stage offers a
-subclass (``_training_net``, ``_training_data``, ``_contrastive_losses``), which it calls and
+subclass (``get_training_net``, ``get_training_data``, ``run_contrastive``), which it calls and
 changes; lab code (``views``: token views) runs only through them. It copies no stage, patches
 nothing in the package, and what it fits is the package's own ``ClassifierModule``.
 
@@ -59,18 +59,18 @@ class TokenViews(TokenSparseClassifier):
     special tokens). Validation, the probe and predict see whole texts.
     """
 
-    OVERRIDES = ("_training_net", "_training_data")
+    OVERRIDES = ("get_training_net", "get_training_data")
     view_drop = 0.2
     views_keep_groups = True
 
-    def _training_net(self, state, extra_callbacks=()):
+    def get_training_net(self, state, extra_callbacks=()):
         # The package's net, its training batches collated into views.
-        net = super()._training_net(state, extra_callbacks)
+        net = super().get_training_net(state, extra_callbacks)
         return net.set_params(iterator_train__collate_fn=ViewCollate(self.view_drop))
 
-    def _training_data(self, state):
+    def get_training_data(self, state):
         # The training part with what a view keeps (``ViewCollate`` takes it out of the batch).
-        return {**super()._training_data(state), "keep": kept_positions(state, groups=self.views_keep_groups)}
+        return {**super().get_training_data(state), "keep": kept_positions(state, groups=self.views_keep_groups)}
 
 
 # -- supervised contrastive pre-finetuning ----------------------------------------------------
@@ -164,14 +164,14 @@ class JointContrastive(TokenSparseClassifier):
     ``balanced_batches=False`` keeps the package's training batches.
     """
 
-    OVERRIDES = ("_training_net",)
+    OVERRIDES = ("get_training_net",)
     supcon_weight = 1.0
     con_tau = 0.05
     balanced_batches = True
 
-    def _training_net(self, state, extra_callbacks=()):
+    def get_training_net(self, state, extra_callbacks=()):
         # The package's net rebuilt as a SupConNet from its parameters (as sklearn's clone does).
-        params = dict(super()._training_net(state, extra_callbacks).get_params(deep=False))
+        params = dict(super().get_training_net(state, extra_callbacks).get_params(deep=False))
         if self.balanced_batches:
             params["iterator_train"] = BalancedLoader
         params.pop("_params_to_validate", None)
@@ -308,13 +308,13 @@ class ContrastiveViews(Contrastive, TokenViews):
 class ContrastiveGroupViews(TokenSparseClassifier):
     """The contrastive stage on views that keep the token groups (and special tokens) and drop other tokens."""
 
-    OVERRIDES = ("_contrastive_losses",)
+    OVERRIDES = ("run_contrastive",)
     view_drop = 0.3
 
-    def _contrastive_losses(self, state, **options):
+    def run_contrastive(self, state, **options):
         # The package's contrastive training, each batch's features taken from views of its texts.
         features = partial(_view_features, keep=kept_positions(state), view_drop=self.view_drop)
-        return super()._contrastive_losses(state, **dict(options, features=features))
+        return super().run_contrastive(state, **dict(options, features=features))
 
 
 #: every lead a dev_screen variant may name

@@ -83,7 +83,7 @@ def test_the_lab_strategies_stay_out_of_the_registry_until_asked():
 
 # -- the leads ------------------------------------------------------------------------------
 #: The steps of a stage that a lead may override besides whole stages (sksparseft/fit/stages.py).
-STEPS = ("_training_net", "_training_data", "_contrastive_losses")
+STEPS = ("get_training_net", "get_training_data", "run_contrastive")
 
 
 @pytest.mark.parametrize("name", sorted(leads.LEADS))
