@@ -128,6 +128,12 @@ class ModelSelection:
         """Snapshot where the cross-entropy finetune starts."""
         self.start = module.trainable_state()
 
+    def end_at_average(self, module, average):
+        """The finetune ends at ``average``, the mean of its epochs' weights (None: no epoch ended)."""
+        if average is not None:
+            self.average = average
+            module.load_trainable_state_(average)
+
     # -- 1. divergence --------------------------------------------------------------------------
     def discard_if_diverged(self, stage, losses, module):
         """Undo ``stage`` (``"contrastive"`` or ``"training"``) if one of its ``losses`` is non-finite.

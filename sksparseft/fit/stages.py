@@ -255,9 +255,7 @@ class FitStages(FrozenWork):
         if state.selection.discard_if_diverged("training", losses, state.module):
             return
         if self.average_epochs:
-            average = state.selection.average = dict(net.callbacks_)["epoch_average"].average()
-            if average is not None:
-                state.module.load_trainable_state_(average)  # the finetuned end: the epochs' average
+            state.selection.end_at_average(state.module, dict(net.callbacks_)["epoch_average"].average())
 
     def get_training_net(self, state, extra_callbacks=()):
         """The skorch net that trains ``state.module`` in the cross-entropy stage.

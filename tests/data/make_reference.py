@@ -5,10 +5,10 @@ Run from the repository root with the code whose behaviour the references must p
     python tests/data/make_reference.py                 # every case and the model files
     python tests/data/make_reference.py CASE [CASE...]  # add or redo only these cases
 
-It fits every case of ``tests/test_reference.py`` on the config-built tiny BERT and stores
-``predict_proba`` on fixed queries (reference.npz), and saves two model files of the current
-format against the packaged all-MiniLM-L6-v2 (the files every later version must still load),
-with their predictions. Only rerun it on purpose: the references are the check that a
+It fits every case of ``tests/reference_cases.py`` on the config-built tiny BERT and the
+``trained_texts()`` task, and stores ``predict_proba`` on ``TRAINED_QUERIES`` (reference.npz);
+it saves two model files of the current format against the packaged all-MiniLM-L6-v2 (the
+files every later version must still load), with their predictions on ``QUERIES``. Only rerun it on purpose: the references are the check that a
 refactor changed nothing.
 """
 
@@ -27,24 +27,25 @@ sys.path.insert(0, str(HERE.parent))
 def main(only=()):
     import tempfile
 
-    from reference_cases import CASES, LEGACY, QUERIES, make_tiny_bert, toy_texts
+    from reference_cases import CASES, LEGACY, QUERIES, TRAINED_QUERIES, make_tiny_bert, toy_texts, trained_texts
 
     from sksparseft import TokenSparseClassifier
 
-    X, y = toy_texts()
-    out = dict(np.load(HERE / "reference.npz")) if only else {}
+    X, y = trained_texts()
+    out = {k: v for k, v in np.load(HERE / "reference.npz").items() if k in CASES} if only else {}
     with tempfile.TemporaryDirectory() as tmp:
         tiny = make_tiny_bert(tmp)
         for name, params in CASES.items():
             if only and name not in only:
                 continue
             clf = TokenSparseClassifier(tiny, **params).fit(X, y)
-            out[name] = clf.predict_proba(QUERIES)
+            out[name] = clf.predict_proba(TRAINED_QUERIES)
             print(name, out[name].shape, flush=True)
     np.savez_compressed(HERE / "reference.npz", **out)
     if only:
         return  # the model files of the current format stay as they were
     legacy = {}
+    X, y = toy_texts()
     for name, params in LEGACY.items():
         clf = TokenSparseClassifier(**params).fit(X, y)
         path = HERE / f"legacy_{name}.safetensors"

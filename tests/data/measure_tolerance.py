@@ -1,7 +1,7 @@
 """The two sizes that set the tolerance of tests/test_reference.py, measured on every reference case.
 
-Run from the repository root: ``python tests/data/measure_tolerance.py`` (minutes; writes
-tests/data/tolerance_rows.json). Each case is fitted in a fresh process six ways:
+Run from the repository root: ``python tests/data/measure_tolerance.py [CASE ...]`` (minutes;
+writes tests/data/tolerance_rows.json, replacing the rows of the cases named, or all). Each case is fitted in a fresh process six ways:
 
 - ``base``: as the reference test fits it;
 - float noise another machine can bring: ``avx2`` and ``default_isa`` (``ATEN_CPU_CAPABILITY``:
@@ -30,22 +30,27 @@ if MODE == "child":
 
     if os.environ.get("THREADS"):
         torch.set_num_threads(int(os.environ["THREADS"]))
-    from reference_cases import CASES, QUERIES, toy_texts
+    from reference_cases import CASES, TRAINED_QUERIES, trained_texts
     from sksparseft import TokenSparseClassifier
     from sksparseft.strategies import get_strategy
     folder, scale, out = sys.argv[2], float(sys.argv[3]), sys.argv[4]
-    X, y = toy_texts()
+    X, y = trained_texts()
     res = {}
+    only = [c for c in os.environ.get("MEASURE_CASES", "").split(",") if c]
     for name, params in CASES.items():
+        if only and name not in only:
+            continue
         p = dict(params)
         if scale != 1.0:
             clf0 = TokenSparseClassifier(folder, **params)
             p["learning_rate"] = scale * get_strategy(clf0.strategy, clf0.strategy_options).default_learning_rate
         clf = TokenSparseClassifier(folder, **p).fit(X, y)
-        res[name] = clf.predict_proba(QUERIES).tolist()
+        res[name] = clf.predict_proba(TRAINED_QUERIES).tolist()
     json.dump(res, open(out, "w"))
     sys.exit()
-from reference_cases import make_tiny_bert  # noqa: E402
+from reference_cases import CASES, make_tiny_bert  # noqa: E402
+ONLY = sys.argv[1:]
+os.environ["MEASURE_CASES"] = ",".join(ONLY)
 tmp = tempfile.mkdtemp(); folder = make_tiny_bert(tmp)
 runs = {"base": ({}, 1.0), "avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, 1.0), "default_isa": ({"ATEN_CPU_CAPABILITY": "default"}, 1.0),
         "threads1": ({"THREADS": "1"}, 1.0), "lr_x1.05": ({}, 1.05), "lr_x0.95": ({}, 0.95)}
@@ -55,6 +60,8 @@ for name, (env, scale) in runs.items():
     subprocess.run([sys.executable, __file__, "child", folder, str(scale), path], env={**os.environ, **env}, check=True)
     out[name] = json.load(open(path)); print("done", name, flush=True)
 ref = np.load(Path(__file__).with_name("reference.npz"))
+ROWS = Path(__file__).with_name("tolerance_rows.json")
+kept = {r["case"]: r for r in json.loads(ROWS.read_text())} if ONLY and ROWS.exists() else {}
 rows = []
 for case in out["base"]:
     b = np.asarray(out["base"][case])
@@ -62,5 +69,5 @@ for case in out["base"]:
     for k in runs:
         if k != "base":
             o = np.asarray(out[k][case]); r[k] = float(np.abs(o - b).max()); r[k + "_labels_same"] = bool((o.argmax(1) == b.argmax(1)).all())
-    rows.append(r); print(r)
-Path(__file__).with_name("tolerance_rows.json").write_text(json.dumps(rows, indent=1))
+    kept[case] = r; print(r)
+ROWS.write_text(json.dumps([kept[c] for c in CASES if c in kept], indent=1))
