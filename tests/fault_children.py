@@ -2,7 +2,9 @@
 
 ``python fault_children.py fit TINY_MODEL CHECKPOINT OUT [CONTRASTIVE_EPOCHS]``
     a checkpointed fit (killed with SIGKILL by the test, then run again); probabilities to OUT (.npy),
-    and printed (JSON) the numbers of the epochs this process ran
+    and printed (JSON) the numbers of the epochs this process ran, its stages, whether it finetuned
+    (``finetuned_``), where on the probe-to-finetune line it ended (``interpolation_``), each
+    training epoch's seconds and the sksparseft it imported
 ``python fault_children.py save MODEL_FILE TARGET N START``
     load MODEL_FILE, say so (START.ready.PID), wait for the file START, then save to TARGET N times
 ``python fault_children.py memory MODEL_FILE N``
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+import sksparseft
 from sksparseft import TokenSparseClassifier
 
 TEXTS = [f"{s} {tail}" for s in ("my card has not arrived", "refund my payment", "i forgot my pin",
@@ -42,7 +45,9 @@ def fit(tiny_model, checkpoint, out, contrastive_epochs=FIT["contrastive_epochs"
     clf = TokenSparseClassifier(tiny_model, checkpoint_path=checkpoint if checkpoint != "-" else None,
                                 callbacks=[log], **{**FIT, "contrastive_epochs": int(contrastive_epochs)})
     np.save(out, clf.fit(TEXTS, LABELS).predict_proba(TEXTS))
-    print(json.dumps({"epochs": log.epochs, "stages": list(clf.fit_stages_)}))
+    print(json.dumps({"epochs": log.epochs, "stages": list(clf.fit_stages_), "finetuned": bool(clf.finetuned_),
+                      "interpolation": float(clf.interpolation_), "package": sksparseft.__file__,
+                      "durations": [row["dur"] for row in clf.history_ if "dur" in row]}))
 
 
 def save(model_file, target, n, start):

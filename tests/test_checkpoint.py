@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from cases import FAST as BASE
 from cases import EpochLog
@@ -12,43 +13,72 @@ from sksparseft.model.module import ClassifierModule
 
 
 FAST = dict(BASE, max_epochs=4, random_state=0, patience=0, learning_rate=3e-3)
+DEFAULT_PATIENCE = TokenSparseClassifier().patience
 
 
-@pytest.mark.parametrize("patience,average", [(0, False), (3, False), (0, True), (3, True)])
-def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_data, tmp_path, monkeypatch, patience, average):
+class ScoresPeakAfterTheInterrupt(Callback):
+    """Sets each epoch's ``valid_acc`` (what early stopping watches) to 0.5, 0.4, 0.6, 0.55: the best epoch is
+    the third, after the interruption and the checkpoint, with misses on either side of it.
+
+    On the toy data every epoch scores 1.0 on validation and ties the first, which early stopping then
+    keeps: an interrupted fit with patience would end with the uninterrupted one's weights (the first
+    epoch's, restored from the checkpoint), and a resume that trained from the wrong weights would still
+    predict the reference. It runs before early stopping (user callbacks do).
+    """
+
+    SCORES = (0.5, 0.4, 0.6, 0.55)
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("valid_acc", self.SCORES[net.history[-1, "epoch"] - 1])
+
+
+@pytest.mark.parametrize("patience,average", [(0, False), (DEFAULT_PATIENCE, False), (3, False),
+                                              (0, True), (DEFAULT_PATIENCE, True)])
+def test_interrupted_fit_resumes_to_the_uninterrupted_result(tiny_model, toy_data, tmp_path, monkeypatch, patience,
+                                                             average):
+    """Interrupted (KeyboardInterrupt in epoch 2) and resumed, the fit predicts what the uninterrupted
+    one does, bit for bit; the interrupted model differs from both, with early stopping too.
+
+    Mutation check: ``restore`` not loading the checkpoint's trainable tensors (the resumed epochs go on
+    from the start weights) -> fails, with the default patience too (on the real scores, patience 3 without
+    averaging passed: early stopping restored epoch 1, the interrupted model equal to the reference).
+    """
     X, y = toy_data
     params = {**FAST, "patience": patience, "average_epochs": average}
-    reference = TokenSparseClassifier(tiny_model, **params).fit(X, y)
+    scores = ScoresPeakAfterTheInterrupt()
+    reference = TokenSparseClassifier(tiny_model, callbacks=[scores], **params).fit(X, y)
+    # All four epochs ran (no early stop), scored as set.
+    assert [(r["epoch"], r["valid_acc"]) for r in reference.history_[1:]] == list(enumerate(scores.SCORES, 1))
     path = str(tmp_path / "ckpt.pt")
 
     calls = {"n": 0}
     original = ClassifierModule.forward
 
-    def interrupt_in_epoch_three(self, *args, **kwargs):
+    def interrupt_in_epoch_two(self, *args, **kwargs):
         if self.training:
             calls["n"] += 1
-            if calls["n"] == 12:  # 5 train batches per epoch
+            if calls["n"] == 12:  # 6 train batches per epoch: the last batch of epoch 2
                 raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ClassifierModule, "forward", interrupt_in_epoch_three)
+    monkeypatch.setattr(ClassifierModule, "forward", interrupt_in_epoch_two)
     with pytest.warns(UserWarning, match="interrupted"):
-        broken = TokenSparseClassifier(tiny_model, checkpoint_path=path, **params).fit(X, y)
+        broken = TokenSparseClassifier(tiny_model, checkpoint_path=path, callbacks=[scores], **params).fit(X, y)
     assert broken.interrupted_ and os.path.isfile(path)
     monkeypatch.setattr(ClassifierModule, "forward", original)
 
     saved = torch.load(path, weights_only=True)["epoch"]  # epochs the checkpoint holds
-    assert saved >= 1
+    assert 1 <= saved < 3  # before the best epoch
     log = EpochLog()
-    resumed = TokenSparseClassifier(tiny_model, checkpoint_path=path, callbacks=[log], **params).fit(X, y)
+    resumed = TokenSparseClassifier(tiny_model, checkpoint_path=path, callbacks=[scores, log], **params).fit(X, y)
     assert not resumed.interrupted_
     # It went on from the checkpoint: only the epochs the checkpoint had not done ran, numbered on from it.
     assert log.epochs == [r["epoch"] for r in reference.history_[1:]][saved:]
     assert [r["epoch"] for r in resumed.history_[1:]] == [r["epoch"] for r in reference.history_[1:]]
     assert [r["epoch"] for r in resumed.history_[1:]][:3] == [1, 2, 3]
     np.testing.assert_array_equal(resumed.predict_proba(X), reference.predict_proba(X))
-    if patience == 0:
-        assert not np.array_equal(broken.predict_proba(X), reference.predict_proba(X))
+    # The interruption changed the answer (so the equality above is the resume's doing), whatever the patience.
+    assert not np.array_equal(broken.predict_proba(X), reference.predict_proba(X))
 
 
 def test_checkpoint_of_another_fit_is_not_used(tiny_model, toy_data, tmp_path):

@@ -3,19 +3,23 @@
 - one fitted (or loaded) estimator serves 8 threads with the sequential answers;
 - predicting a long generator keeps peak memory flat, and equals batch-by-batch calls;
 - ``kill -9`` in the middle of a checkpointed fit, then ``fit`` again: it resumes (runs only the epochs
-  after the checkpoint's) and gives the uninterrupted answer, with and without the contrastive stage;
-- a full disk during save, a checkpoint write and each export: the old file intact, no temporary
-  left, an error that names the path and says the disk is full;
+  after the checkpoint's, at least one) and gives the uninterrupted answer, a finetune and not the
+  linear probe, with and without the contrastive stage;
+- a full disk (a small tmpfs, mounted as root or in a user namespace) during save, a checkpoint write
+  and each export: the old file intact, no temporary left, an error that names the path and says the
+  disk is full;
 - two processes saving to one path at once: one complete, loadable model.
 """
 
 import errno
+import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,16 +29,20 @@ import pytest
 import torch
 from cases import FAST as BASE
 
+import sksparseft
 from sksparseft import TokenSparseClassifier
 from sksparseft.atomic import atomic_dir, atomic_write
 
 CHILD = str(Path(__file__).with_name("fault_children.py"))
 FAST = dict(BASE, random_state=0, validation_fraction=0.0, learning_rate=1e-2)
+# The children import the sksparseft this process imported (a checkout's, not whichever one is installed):
+# fault_children.py runs as a script, so its own folder, not the checkout, heads its sys.path.
+CHILD_ENV = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=os.pathsep.join(
+    [str(Path(sksparseft.__file__).resolve().parents[1])] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
 
 
 def _child(*args, **kwargs):
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, CHILD, *map(str, args)], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, CHILD, *map(str, args)], capture_output=True, text=True, env=CHILD_ENV,
                           check=False, **kwargs)
 
 
@@ -84,53 +92,132 @@ def test_a_long_generator_keeps_peak_memory_flat(model_file):
 
 
 # -- kill -9 during a checkpointed fit --------------------------------------------------------
+def _report(res):
+    """The JSON line a ``fault_children.py fit`` process printed last."""
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def probe_proba(tiny_model):
+    """Probabilities of the fault fit with nothing trained (max_epochs=0, contrastive_epochs=0): the linear probe."""
+    from fault_children import FIT, LABELS, TEXTS
+
+    clf = TokenSparseClassifier(tiny_model, **{**FIT, "max_epochs": 0, "contrastive_epochs": 0}).fit(TEXTS, LABELS)
+    assert not clf.finetuned_
+    return clf.predict_proba(TEXTS)
+
+
 @pytest.mark.parametrize("seed,contrastive_epochs", [(0, 0), (1, 2)], ids=["cross_entropy_only", "default_stages"])
-def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_model, tmp_path, seed, contrastive_epochs):
+def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_model, probe_proba, tmp_path, seed,
+                                                                       contrastive_epochs):
+    """The resumed fit trains (not the probe fallback), runs only and at least one of the epochs after the
+    checkpoint, and predicts bit for bit what the uninterrupted fit predicts.
+
+    Mutation check: a resume that reruns every epoch from scratch (``fit_or_resume`` ignoring the
+    checkpoint) -> fails (epochs 1..40 ran). Mutation check: a resume that runs no epoch (``remaining = 0``)
+    -> fails (no epoch ran). Mutation check: every fit falls back to the probe (``fall_back = True`` in
+    ``_keep_floor_if_better``) -> fails (``finetuned_`` false), where equality alone passed.
+    """
     # contrastive_epochs=2 is the default fit: the contrastive stage runs again before the resumed epochs.
     reference = _child("fit", tiny_model, "-", tmp_path / "reference.npy", contrastive_epochs)
     assert reference.returncode == 0, reference.stderr[-2000:]
-    ran = json.loads(reference.stdout.strip().splitlines()[-1])
+    ran = _report(reference)
+    assert Path(ran["package"]).resolve() == Path(sksparseft.__file__).resolve()  # the code under test, no other copy
     n_epochs = 40  # fault_children.FIT: max_epochs=40, patience=0 (no early stop)
     assert ran["epochs"] == list(range(1, n_epochs + 1))
     assert ("contrastive" in ran["stages"]) == bool(contrastive_epochs)
+    # It trained: equal probabilities would prove nothing if both fits fell back to the frozen probe.
+    assert ran["finetuned"] and ran["interpolation"] > 0.0, ran
+    trained_gap = np.abs(np.load(tmp_path / "reference.npy") - probe_proba).max()
+    assert trained_gap > 1e-2, f"the finetune predicts what the linear probe predicts (gap {trained_gap:.2g})"
     checkpoint = tmp_path / "fit.ckpt"
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen([sys.executable, CHILD, "fit", tiny_model, str(checkpoint), str(tmp_path / "killed.npy"),
-                             str(contrastive_epochs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                             str(contrastive_epochs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=CHILD_ENV)
     while proc.poll() is None and not checkpoint.exists():
         time.sleep(0.01)
-    # A random moment after the first epoch's checkpoint: in an epoch or in a checkpoint write.
-    time.sleep(np.random.default_rng(seed).uniform(0.0, 1.0))
+    # A random moment after the first epoch's checkpoint, in an epoch or in a checkpoint write: within
+    # about 20 of the reference's epochs, so that on a machine of any speed epochs remain to be resumed.
+    epoch_s = float(np.median(ran["durations"]))
+    time.sleep(np.random.default_rng(seed).uniform(0.0, 20 * epoch_s))
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the fit ended before it could be killed"
     assert not (tmp_path / "killed.npy").exists()
     saved = torch.load(checkpoint, weights_only=True)["epoch"]  # the epochs the killed fit finished
-    assert 1 <= saved <= n_epochs
+    assert 1 <= saved < n_epochs, f"killed after {saved} epochs: none left to resume"
     resumed = _child("fit", tiny_model, checkpoint, tmp_path / "resumed.npy", contrastive_epochs)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    # It resumed, not restarted: only the epochs after the checkpoint's ran, numbered on from it.
-    assert json.loads(resumed.stdout.strip().splitlines()[-1])["epochs"] == list(range(saved + 1, n_epochs + 1))
+    again = _report(resumed)
+    # It resumed, not restarted: only the epochs after the checkpoint's ran, numbered on from it, and at least one.
+    assert again["epochs"], "the resumed fit ran no epoch"
+    assert again["epochs"] == list(range(saved + 1, n_epochs + 1))
+    assert again["finetuned"], again
     # Processes on one machine, same library builds: bit for bit.
     np.testing.assert_array_equal(np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "reference.npy"))
 
 
 # -- a full disk --------------------------------------------------------------------------------
-def _can_mount_tmpfs():
-    if not shutil.which("unshare") or not shutil.which("mount"):
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True, check=False)
-    return probe.returncode == 0
+def _tried(args):
+    """``None`` if the command ``args`` succeeds, else why not (one line)."""
+    try:
+        res = subprocess.run(args, capture_output=True, text=True, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if res.returncode == 0 else (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs a tmpfs in a user namespace (unshare -rm + mount)")
+@functools.cache
+def _tmpfs_route():
+    """``(route, why_not)``: how this machine gives a test a small disk of its own.
+
+    ``"mount"``: mount a tmpfs directly (root, or CAP_SYS_ADMIN, where mounting is permitted);
+    else ``"unshare"``: a tmpfs in a user namespace (``unshare -rm``); else ``None`` and what each lacked.
+    """
+    why = []
+    if not shutil.which("mount") or not shutil.which("umount"):
+        why.append("no mount/umount command")
+    elif os.geteuid() != 0:
+        why.append("mount -t tmpfs: not root")
+    else:
+        with tempfile.TemporaryDirectory() as probe:
+            error = _tried(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe])
+            if error is None:
+                _tried(["umount", probe])
+                return "mount", None
+            why.append(f"mount -t tmpfs as root: {error}")
+    if not shutil.which("unshare"):
+        why.append("no unshare command for a user namespace")
+    else:
+        error = _tried(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"])
+        if error is None:
+            return "unshare", None
+        why.append(f"user namespace (unshare -rm + mount): {error}")
+    return None, "; ".join(why)
+
+
 def test_a_full_disk_leaves_every_file_as_it_was(model_file, tiny_model, tmp_path):
+    """On a real full disk (a 24 MB tmpfs) every writer raises ENOSPC naming its path, and leaves
+    the previous version intact and no temporary behind.
+
+    Mutation check: ``atomic_write`` that keeps its temporary file on failure (no unlink) -> fails.
+    """
+    route, why_not = _tmpfs_route()
+    if route is None:
+        pytest.skip(f"needs a tmpfs mounted as root or in a user namespace; here: {why_not}")
     _, path = model_file
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = f'mount -t tmpfs -o size=24m tmpfs "{disk}" && exec "{sys.executable}" "{CHILD}" disk_full "{path}" "{tiny_model}" "{disk}"'
-    res = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, check=False,
-                         env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    child = [sys.executable, CHILD, "disk_full", str(path), tiny_model, str(disk)]
+    if route == "mount":
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], check=True)
+        try:
+            res = subprocess.run(child, capture_output=True, text=True, check=False, env=CHILD_ENV)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+    else:
+        script = f'mount -t tmpfs -o size=24m tmpfs "{disk}" && exec "$@"'
+        res = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", *child], capture_output=True, text=True,
+                             check=False, env=CHILD_ENV)
     assert res.returncode == 0, res.stderr[-2000:]
     results = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(results) == {"save", "to_huggingface", "to_onnx", "checkpoint"}
@@ -177,9 +264,8 @@ def test_two_processes_saving_to_one_path_leave_one_complete_model(tiny_model, t
     shared = tmp_path / "out" / "model.safetensors"
     shared.parent.mkdir()
     start = tmp_path / "start"
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     procs = [subprocess.Popen([sys.executable, CHILD, "save", str(f), str(shared), "15", str(start)],
-                              stderr=subprocess.PIPE, text=True, env=env) for f in files]
+                              stderr=subprocess.PIPE, text=True, env=CHILD_ENV) for f in files]
     while len(list(tmp_path.glob("start.ready.*"))) < 2 and all(p.poll() is None for p in procs):
         time.sleep(0.01)  # both load their model first, then start together
     start.touch()

@@ -67,6 +67,133 @@ def test_nothing_stale_is_reused(tiny_model, tiny_decoder, toy_data, tmp_path):
     assert len(_entries(tmp_path)) == len(before) + 3  # cls features; the decoder's rows and features
 
 
+# -- nothing stale: what changes the frozen backbone's outputs changes what memory gives ---------------
+CONTEXTS = ["now", "today", "please", "again", "for me", "help", "question", "issue"]
+# Words the tokenizer splits (over + ##dra + ##ft...): adaptive tokenization makes each one token. The two
+# sets get the same new ids (30522, 30523, 30524) in the same texts: the same token ids, other words.
+SPLIT_WORDS = {"first": ("overdraft", "chargeback", "cardholder"), "second": ("remittance", "cashback", "contactless")}
+
+
+def _split_word_data(words):
+    """Three classes, each told by one split word before a context the classes share."""
+    return [f"{w} {c}" for w in words for c in CONTEXTS] * 2, [label for label in "abc" for _ in CONTEXTS] * 2
+
+
+def _numbered(texts):
+    """Each distinct text led by its own number: distinct in their first tokens, whatever max_length cuts."""
+    order = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    return [f"{order[t]} {t}" for t in texts]
+
+
+@pytest.fixture(scope="module")
+def other_weights(tiny_model, tmp_path_factory):
+    """The tiny BERT with noise added to its word embeddings: the same architecture and tokenizer, other weights."""
+    import shutil
+
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert-other")
+    shutil.copytree(tiny_model, folder, dirs_exist_ok=True)  # its tokenizer; the weights are written over
+    model = BertModel.from_pretrained(tiny_model)
+    weight = model.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        weight.add_(weight.std() * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def _drop_pooled_features(folder):
+    """Remove from ``memory`` the namespaces of pooled features (one row per text), keeping the block rows
+    (one row per token). The probe's features do not depend on the frozen depth, so a fit at another
+    ``min_layer`` rightly reads them, computed in other passes: equal up to float noise, not bit for bit."""
+    import shutil
+
+    for namespace in (folder / FOLDER).iterdir():
+        entry = torch.load(next(namespace.glob("*/*.pt")), weights_only=True)
+        if entry["value"].dim() == 1:
+            shutil.rmtree(namespace)
+
+
+# No contrastive stage: the cross-entropy finetune starts from the linear probe fitted on the features
+# memory gives (a contrastive stage would refit the probe on its own features); a learning rate at which
+# the layers strategy's two epochs finetune (at its default 1e-4 the fit keeps the probe).
+REFIT = dict(CACHED, contrastive_epochs=0, learning_rate=3e-3)
+
+
+def _min_layer(k):
+    return dict(REFIT, strategy="random", strategy_options={"min_layer": k, "cache_frozen": True})
+
+
+@pytest.mark.filterwarnings("ignore:.*longer than max_length")
+@pytest.mark.parametrize("change", ["weights", "max_length", "added_tokens", "min_layer"])
+def test_a_refit_after_a_change_predicts_what_a_fit_without_memory_predicts(
+        tiny_model, tiny_model3, other_weights, toy_data, tmp_path, spy, change):
+    """A fit fills ``memory``; a second fit with one change (the backbone's weights, ``max_length``,
+    the words behind the added tokens' ids, the frozen depth ``min_layer``) sharing that memory predicts
+    bit for bit what the same fit with ``memory=None`` predicts (one process): nothing stale is read.
+
+    Mutation checks, each -> fails here: ``backbone_namespace`` without the weights' fingerprint
+    ("weights"); ``text_keys`` keying a text by its first 5 tokens, blind to where max_length=6 cuts it
+    ("max_length"); ``backbone_fingerprint`` over the original vocabulary's embedding rows only
+    ("added_tokens"); the block store named "input of block" without ``k`` ("min_layer").
+    """
+    X, y = toy_data
+    model, first, second = tiny_model, REFIT, REFIT
+    if change == "weights":
+        second_model = other_weights
+    elif change == "max_length":
+        X = _numbered(X)
+        second_model, second = tiny_model, dict(REFIT, max_length=6)  # [CLS], 4 tokens, [SEP]: every text cut
+    elif change == "added_tokens":
+        second_model = tiny_model
+        first = second = dict(REFIT, adaptive_tokenization=True)
+    else:
+        model = second_model = tiny_model3
+        first, second = _min_layer(1), _min_layer(2)
+    X1, y1 = _split_word_data(SPLIT_WORDS["first"]) if change == "added_tokens" else (X, y)
+    X2, y2 = _split_word_data(SPLIT_WORDS["second"]) if change == "added_tokens" else (X, y)
+    filled = TokenSparseClassifier(model, memory=tmp_path, **first).fit(X1, y1)
+    if change == "min_layer":
+        _drop_pooled_features(tmp_path)
+        assert len(_entries(tmp_path)) == 1  # the input of block 1, one row per token
+    assert _entries(tmp_path)  # there is something stale to read
+    refit = TokenSparseClassifier(second_model, memory=tmp_path, **second).fit(X2, y2)
+    plain = TokenSparseClassifier(second_model, **second).fit(X2, y2)
+    if change == "added_tokens":
+        assert [a.token_id for a in refit.added_tokens_] == [a.token_id for a in filled.added_tokens_] != []
+        assert filled.tokenizer_(X1)["input_ids"] == refit.tokenizer_(X2)["input_ids"]  # the same keys
+    if change == "max_length":  # what memory could give stale here is the probe's features: the finetune must count
+        assert refit.finetuned_ and refit.interpolation_ > 0
+    np.testing.assert_array_equal(refit.predict_proba(X2), plain.predict_proba(X2))
+
+
+def test_changing_any_one_backbone_tensor_changes_the_memory_namespace(tiny_model):
+    """Every tensor of the backbone's state (embeddings, each LayerNorm, every block's weights and biases,
+    the pooler) changed by one float32 step in one entry gives another namespace.
+
+    Mutation check: ``backbone_fingerprint`` over the Linear layers' weights only -> fails (the first
+    tensor it misses: the word embeddings).
+    """
+    from sksparseft.model.backbone import load_backbone
+    from sksparseft.model.frozen_store import backbone_namespace
+
+    _, encoder, _ = load_backbone(tiny_model)
+    base = backbone_namespace(encoder, "cpu")
+    state = encoder.state_dict()
+    assert len(state) > 30  # every tensor of the 2-block BERT, not a chosen few
+    for name, tensor in state.items():
+        flat = tensor.view(-1)
+        old = flat[-1].clone()
+        with torch.no_grad():
+            flat[-1] = torch.nextafter(old, old + 1) if tensor.is_floating_point() else old + 1
+        try:
+            assert backbone_namespace(encoder, "cpu") != base, f"{name} is not part of the namespace"
+        finally:
+            with torch.no_grad():
+                flat[-1] = old
+    assert backbone_namespace(encoder, "cpu") == base  # every tensor restored: the same namespace again
+
+
 def test_what_bf16_passes_computed_is_kept_apart(tiny_model, toy_data, tmp_path, spy):
     X, y = toy_data
     TokenSparseClassifier(tiny_model, memory=tmp_path, precision="float32", **CACHED).fit(X, y)

@@ -170,6 +170,63 @@ def test_onnx_export_carries_the_unknown_label_threshold_and_rejection_score(rej
     np.testing.assert_allclose(score, rejecting.rejection_score(X[:6]), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def wide_model(tiny_model, tmp_path_factory):
+    """A 2-layer BERT 128 wide (the tiny one is 32): its linear probe on 15 texts per class over-fits them."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("wide-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=256, max_position_embeddings=128)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(f"{tiny_model}/{name}", folder / name)
+    return str(folder)
+
+
+def test_auto_threshold_accepts_about_95_percent_of_in_scope_texts_the_fit_never_saw(wide_model):
+    """``unknown_threshold="auto"`` accepts about 95% of new in-scope texts: texts of the fit's intents it never saw.
+
+    Data: 30 BANKING77 intents with at least 75 training texts, 75 drawn per intent; per intent 15 train
+    the fit (n = 450 calibration texts), 60 are held out (m = 1800): the same draw, so held-out and
+    training texts are exchangeable. Tolerance, computed: the threshold is the k-th smallest of n
+    out-of-fold scores, k = floor(0.05 (n + 1)) = 22, so the share of new texts it accepts is
+    Beta(n + 1 - k, k) (mean 0.951, sd 0.010), and the number accepted of m is Beta-binomial(m, n + 1 - k,
+    k) (sd 0.011 as a share): the test takes its central 1 - 2e-4 range, 0.899 to 0.984. The final probe is
+    fitted on every text, not on four folds of five (cross-conformal, an approximation): here it accepts
+    0.972, inside the range. Calibrated in sample instead (scores of the probe fitted on every text, which
+    has seen them), the threshold is higher (0.145 against 0.098) and accepts 0.806 of the held-out texts.
+
+    Mutation check: ``fit_rejector`` calibrating on in-sample scores of the probe fitted on all texts -> fails.
+    """
+    from scipy.stats import betabinom
+
+    from sksparseft.datasets import load_banking77
+    from sksparseft.fit.rejection import UNKNOWN_ACCEPTED, conformal_threshold
+
+    n_train, n_held = 15, 60
+    data = load_banking77()
+    counts = {c: int((data.target == c).sum()) for c in data.target_names}
+    intents = [c for c in data.target_names if counts[c] >= n_train + n_held][:30]
+    texts, labels = load_banking77(classes=intents, n_per_class=n_train + n_held, random_state=0, return_X_y=True)
+    first = np.arange(len(texts)) % (n_train + n_held) < n_train  # drawn per intent: its first 15 train
+    X = [t for t, keep in zip(texts, first) if keep]
+    held = [t for t, keep in zip(texts, first) if not keep]
+    assert len(set(X) & set(held)) == 0
+    # The rejector is the frozen backbone's probe: no epoch changes what it scores, so none runs.
+    clf = TokenSparseClassifier(wide_model, unknown_label="oos", unknown_threshold="auto", max_epochs=0,
+                                contrastive_epochs=0, batch_size=32, device="cpu", random_state=0).fit(X, labels[first])
+    accepted = float((clf.rejection_score(held) >= clf.unknown_threshold_).mean())
+
+    n, m = len(X), len(held)
+    k = int(np.floor(round((1 - UNKNOWN_ACCEPTED) * (n + 1), 9)))
+    assert (n, m, k) == (450, 1800, 22) and conformal_threshold(np.arange(n)) == k - 1  # the rule as computed
+    low, high = (betabinom.ppf(q, m, n + 1 - k, k) / m for q in (1e-4, 1 - 1e-4))
+    assert low <= accepted <= high, f"accepted {accepted:.4f} of held-out in-scope texts, expected {low:.3f}-{high:.3f}"
+
+
 def test_conformal_threshold_accepts_the_target_share_of_new_scores():
     from sksparseft.fit.rejection import UNKNOWN_ACCEPTED, conformal_threshold
 
