@@ -102,18 +102,6 @@ def other_weights(tiny_model, tmp_path_factory):
     return str(folder)
 
 
-def _drop_pooled_features(folder):
-    """Remove from ``memory`` the namespaces of pooled features (one row per text), keeping the block rows
-    (one row per token). The probe's features do not depend on the frozen depth, so a fit at another
-    ``min_layer`` rightly reads them, computed in other passes: equal up to float noise, not bit for bit."""
-    import shutil
-
-    for namespace in (folder / FOLDER).iterdir():
-        entry = torch.load(next(namespace.glob("*/*.pt")), weights_only=True)
-        if entry["value"].dim() == 1:
-            shutil.rmtree(namespace)
-
-
 # No contrastive stage: the cross-entropy finetune starts from the linear probe fitted on the features
 # memory gives (a contrastive stage would refit the probe on its own features); a learning rate at which
 # the layers strategy's two epochs finetune (at its default 1e-4 the fit keeps the probe).
@@ -135,7 +123,8 @@ def test_a_refit_after_a_change_predicts_what_a_fit_without_memory_predicts(
     Mutation checks, each -> fails here: ``backbone_namespace`` without the weights' fingerprint
     ("weights"); ``text_keys`` keying a text by its first 5 tokens, blind to where max_length=6 cuts it
     ("max_length"); ``backbone_fingerprint`` over the original vocabulary's embedding rows only
-    ("added_tokens"); the block store named "input of block" without ``k`` ("min_layer").
+    ("added_tokens"); the block store named "input of block" without ``k``, or the probe's features
+    named without the cached depth they were read through ("min_layer").
     """
     X, y = toy_data
     model, first, second = tiny_model, REFIT, REFIT
@@ -153,9 +142,6 @@ def test_a_refit_after_a_change_predicts_what_a_fit_without_memory_predicts(
     X1, y1 = _split_word_data(SPLIT_WORDS["first"]) if change == "added_tokens" else (X, y)
     X2, y2 = _split_word_data(SPLIT_WORDS["second"]) if change == "added_tokens" else (X, y)
     filled = TokenSparseClassifier(model, memory=tmp_path, **first).fit(X1, y1)
-    if change == "min_layer":
-        _drop_pooled_features(tmp_path)
-        assert len(_entries(tmp_path)) == 1  # the input of block 1, one row per token
     assert _entries(tmp_path)  # there is something stale to read
     refit = TokenSparseClassifier(second_model, memory=tmp_path, **second).fit(X2, y2)
     plain = TokenSparseClassifier(second_model, **second).fit(X2, y2)

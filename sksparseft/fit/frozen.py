@@ -21,15 +21,15 @@ class FrozenWork:
     # Activations of frozen blocks kept per text: at most this many bytes.
     _BLOCK_CACHE_BYTES = 2**30
 
-    def _store(self, state, what):
-        """The store of ``memory`` for ``what`` this backbone computes (None without ``memory``)."""
+    def _store(self, state, what, how=""):
+        """The store of ``memory`` for ``what`` this backbone computes (None without ``memory``); ``how``: the path."""
         folder = memory_folder(self.memory)
         if folder is None:
             return None
         if state.backbone_key is None:  # the pretrained weights (and any added tokens), before anything trains
             precision = "" if state.autocast_dtype is None else f" autocast {state.autocast_dtype}"
             state.backbone_key = backbone_namespace(state.encoder, state.device.type + precision)
-        detail = f"{what} pooled {state.pooling}" if what.endswith("features") else what
+        detail = (f"{what} pooled {state.pooling}" if what.endswith("features") else what) + how
         return FrozenStore(folder, f"{state.backbone_key}-{hashlib.sha256(detail.encode()).hexdigest()[:12]}")
 
     def _frozen_features(self, state, module, encodings, progress=None, what="features"):
@@ -38,8 +38,11 @@ class FrozenWork:
         The rejector's are kept apart from the probe's (``what``): each stage then reads rows computed
         in its own batches, so a fit with an empty memory is exactly a fit without one.
         """
-        return frozen_features(module, encodings, eval_batch_size(self.batch_size), state.device,
-                               store=self._store(state, what),
+        k = getattr(module, "cached_blocks", 0)
+        # Features read through k cached blocks sum in another order than through k' blocks: float noise
+        # apart. Kept apart, a fit reads only rows it would have computed itself, bit for bit.
+        store = self._store(state, what, f" through {k} cached blocks" if k else "")
+        return frozen_features(module, encodings, eval_batch_size(self.batch_size), state.device, store=store,
                                progress=progress)
 
     def _keep_block_cache(self, state):
