@@ -116,7 +116,7 @@ def test_a_killed_checkpointed_fit_resumes_to_the_uninterrupted_answer(tiny_mode
     Mutation check: a resume that reruns every epoch from scratch (``fit_or_resume`` ignoring the
     checkpoint) -> fails (epochs 1..40 ran). Mutation check: a resume that runs no epoch (``remaining = 0``)
     -> fails (no epoch ran). Mutation check: every fit falls back to the probe (``fall_back = True`` in
-    ``_keep_floor_if_better``) -> fails (``finetuned_`` false), where equality alone passed.
+    ``ModelSelection.keep_floor_if_better``) -> fails (``finetuned_`` false), where equality alone passed.
     """
     # contrastive_epochs=2 is the default fit: the contrastive stage runs again before the resumed epochs.
     reference = _child("fit", tiny_model, "-", tmp_path / "reference.npy", contrastive_epochs)

@@ -235,22 +235,53 @@ def test_a_fit_that_trains_well_keeps_its_finetune(tiny_model, toy_data):
 
 
 # -- extension points ---------------------------------------------------------------------------------
-def _private_overrides(path):
-    """``Class.method`` for each private, non-dunder method a class in ``path`` defines that the estimator has."""
-    tree = ast.parse(path.read_text())
-    return [f"{path.relative_to(ROOT)}:{node.name}.{f.name}" for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-            for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and f.name.startswith("_") and not f.name.startswith("__") and hasattr(TokenSparseClassifier, f.name)]
+#: The private hooks the public steps replaced: no lab class may still define them.
+REMOVED_HOOKS = {"_training_net", "_training_data", "_contrastive_losses", "_select_interpolation", "_sparse_backward"}
+
+
+def _private_uses(path):
+    """Each private, non-dunder name of the estimator (or a removed hook) that ``path`` defines or reads."""
+    def private(name):
+        return name.startswith("_") and not name.startswith("__") and (
+            hasattr(TokenSparseClassifier, name) or name in REMOVED_HOOKS)
+
+    tree, where = ast.parse(path.read_text()), path.relative_to(ROOT)
+    defined = [f"{where}:{f.lineno} def {f.name}" for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+               for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and private(f.name)]
+    read = [f"{where}:{a.lineno} .{a.attr}" for a in ast.walk(tree) if isinstance(a, ast.Attribute) and private(a.attr)]
+    return defined + read
 
 
 def test_the_lab_extends_fit_through_public_names_only():
-    """Mutation check: an override of ``_precision`` added to a lab class -> fails."""
-    found = [hit for p in sorted((ROOT / "benchmarks").rglob("*.py")) for hit in _private_overrides(p)]
+    """Mutation checks: an override of ``_precision`` added to a lab class -> fails; ``self._fit_probe(state)``
+    called in a lead -> fails; a leftover ``def _training_net`` -> fails."""
+    found = [hit for p in sorted((ROOT / "benchmarks").rglob("*.py")) for hit in _private_uses(p)]
     assert found == []
 
 
+class _Steps(TokenSparseClassifier):
+    """Records which public steps fit called."""
+
+    def get_training_net(self, state, extra_callbacks=()):
+        self.called_ = [*getattr(self, "called_", []), "get_training_net"]
+        return super().get_training_net(state, extra_callbacks)
+
+    def get_training_data(self, state):
+        self.called_ = [*getattr(self, "called_", []), "get_training_data"]
+        return super().get_training_data(state)
+
+    def run_contrastive(self, state, **options):
+        self.called_ = [*getattr(self, "called_", []), "run_contrastive"]
+        return super().run_contrastive(state, **options)
+
+
+def test_fit_calls_each_public_step_once(tiny_model, toy_data):
+    clf = _Steps(tiny_model, random_state=0, **dict(FAST, max_epochs=1, contrastive_epochs=1)).fit(*toy_data)
+    assert sorted(clf.called_) == ["get_training_data", "get_training_net", "run_contrastive"]
+
+
 @pytest.mark.parametrize("step", ["get_training_net", "get_training_data", "run_contrastive"])
-def test_the_public_steps_are_documented_and_used_by_fit(step):
+def test_the_public_steps_are_documented(step):
     from sksparseft.fit.stages import FitStages
 
     assert getattr(FitStages, step).__doc__

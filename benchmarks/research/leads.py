@@ -40,8 +40,9 @@ from torch.nn import functional as F
 
 from sksparseft import TokenSparseClassifier
 from sksparseft.fit.contrastive import class_batches, supcon_loss, train_contrastive
-from sksparseft.fit.training import SparseNet
+from sksparseft.fit.training import SparseNet, fit_head_on_features
 from sksparseft.model.batching import to_batch
+from sksparseft.model.inference import eval_batch_size
 from sksparseft.model.layout import transformer_blocks
 from sksparseft.model.mask import SparseMask
 from sksparseft.strategies import register_strategy
@@ -85,7 +86,9 @@ class Contrastive(TokenSparseClassifier):
 
     def stage_training(self, state):
         self._contrastive(state)
-        self._fit_probe(state)
+        # The probe refit on the features it will finetune (LP-FT), as the package's contrastive stage does.
+        fit_head_on_features(state.module, state.train_encodings, state.y_train, eval_batch_size(self.batch_size),
+                             state.device, class_weight=state.class_weight, kind=state.kind)
         super().stage_training(state)
 
     def _contrastive(self, state):

@@ -41,9 +41,10 @@ if MODE == "child":
         if only and name not in only:
             continue
         p = dict(params)
-        if scale != 1.0:
+        if scale != 1.0:  # the case's own learning rate, or its strategy's customary one
             clf0 = TokenSparseClassifier(folder, **params)
-            p["learning_rate"] = scale * get_strategy(clf0.strategy, clf0.strategy_options).default_learning_rate
+            lr = params.get("learning_rate") or get_strategy(clf0.strategy, clf0.strategy_options).default_learning_rate
+            p["learning_rate"] = scale * lr
         clf = TokenSparseClassifier(folder, **p).fit(X, y)
         res[name] = clf.predict_proba(TRAINED_QUERIES).tolist()
     json.dump(res, open(out, "w"))
