@@ -192,8 +192,14 @@ class FitStages(FrozenWork):
     def _model_selection(self, state):
         """The fit's :class:`~sksparseft.fit.selection.ModelSelection`: its validation scorer and what trains."""
         trained = tuple(s for s, on in (("contrastive", self.contrastive_epochs), ("training", self.max_epochs)) if on)
+        scorer = validation_scorer(state.valid_data, self._eval_batch(), state.device, kind=state.kind)
+
+        def score(module):
+            with self._oom_advice("validation"):  # out of memory: say what to set
+                return scorer(module)
+
         return ModelSelection(
-            score=validation_scorer(state.valid_data, self._eval_batch(), state.device, kind=state.kind),
+            score=score if scorer is not None else None,
             trained=trained, sync=broadcast_from_main if state.accelerator is not None else None,
             say=print if self.verbose else (lambda message: None))
 
