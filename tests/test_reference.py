@@ -43,7 +43,7 @@ def _tolerance(case):
     row = ROWS[case]
     return float(np.sqrt(max(row[k] for k in NOISE) * min(row[k] for k in REAL)))
 
-#: Saved files predict without training: only inference's float noise (well below this) separates machines.
+#: Saved files predict without training: only inference's float noise, which training cannot carry further.
 LEGACY_ATOL = 5e-4
 
 
