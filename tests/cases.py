@@ -18,6 +18,22 @@ from sksparseft.strategies import STRATEGIES
 # Two short epochs on the config-built tiny models; a test adds what it needs on top.
 FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu")
 
+
+def toy_task():
+    """A small three-intent task with clear cue words: 48 texts, 16 a class (the ``toy_data`` fixture)."""
+    texts, labels = [], []
+    cues = {
+        "card": ["my card has not arrived", "where is my new card", "card delivery is late", "when will the card come"],
+        "refund": ["i want a refund please", "refund my payment", "how do i get my money back refund", "refund not received"],
+        "pin": ["i forgot my pin", "change my pin code", "pin is blocked", "reset the pin"],
+    }
+    for label, sents in cues.items():
+        for i in range(4):
+            for s in sents:
+                texts.append(f"{s} {'today' if i % 2 else 'now'}")
+                labels.append(label)
+    return texts, labels
+
 # Every registered strategy, with options small enough for the tiny models.
 STRATEGY_CASES = [
     ("token_sparse", {}),

@@ -41,19 +41,10 @@ def tiny_model3(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def toy_data():
-    """A small two/three-intent task with clear cue words."""
-    texts, labels = [], []
-    cues = {
-        "card": ["my card has not arrived", "where is my new card", "card delivery is late", "when will the card come"],
-        "refund": ["i want a refund please", "refund my payment", "how do i get my money back refund", "refund not received"],
-        "pin": ["i forgot my pin", "change my pin code", "pin is blocked", "reset the pin"],
-    }
-    for label, sents in cues.items():
-        for i in range(4):
-            for s in sents:
-                texts.append(f"{s} {'today' if i % 2 else 'now'}")
-                labels.append(label)
-    return texts, labels
+    """A small three-intent task with clear cue words (``cases.toy_task``)."""
+    from cases import toy_task
+
+    return toy_task()
 
 
 @pytest.fixture(scope="package")

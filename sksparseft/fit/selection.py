@@ -157,10 +157,10 @@ class ModelSelection:
         with self.loaded(module, self.start):
             self.start_scores = self.score(module)
 
-    def choose_blend(self, module, history, interpolate, select=None):
+    def choose_blend(self, module, history, interpolate):
         """Where on the line from the start to the finetune's end the model sits; loaded into ``module``.
 
-        ``interpolate``: the best point on validation (``select(module, end)``, WiSE-FT); else the end
+        ``interpolate``: the best point on validation (WiSE-FT); else the end
         unless its best validation score (the best epoch's, or the average's) is below the start's.
         """
         if "training" in self.diverged or self.start is None or self.score is None:
@@ -168,7 +168,8 @@ class ModelSelection:
         self.measure_start(module)
         end = module.trainable_state()
         if interpolate:
-            self.blend, self.scores = (select or self._select)(module, end)
+            self.blend, self.scores = select_interpolation(module, self.start, end, self.score,
+                                                           known={0.0: self.start_scores})
         else:
             if self.average is not None:
                 best = self.score(module)[0]
@@ -187,10 +188,6 @@ class ModelSelection:
         elif self.blend < 1.0:
             self.say(f"interpolated {self.blend:.3f} of the way from the linear probe to the finetune "
                      f"(validation accuracy {self.scores[self.blend][0]:.4f})")
-
-    def _select(self, module, end):
-        """WiSE-FT on the validation scorer: the best ``a`` on the line, loaded; ``(a, scores)``."""
-        return select_interpolation(module, self.start, end, self.score, known={0.0: self.start_scores})
 
     # -- 3. the floor ---------------------------------------------------------------------------
     def keep_floor_if_better(self, module):

@@ -63,7 +63,6 @@ for name, (env, scale) in runs.items():
 ref = np.load(Path(__file__).with_name("reference.npz"))
 ROWS = Path(__file__).with_name("tolerance_rows.json")
 kept = {r["case"]: r for r in json.loads(ROWS.read_text())} if ONLY and ROWS.exists() else {}
-rows = []
 for case in out["base"]:
     b = np.asarray(out["base"][case])
     r = {"case": case, "pinned": float(np.abs(b - ref[case]).max())}
