@@ -16,9 +16,11 @@ import numpy as np
 
 from .common import MODEL, how_run, load, peak_memory
 
-REFERENCES = ("tfidf_lr", "frozen_lr", "setfit")
+REFERENCES = ("tfidf_lr", "frozen_lr", "frozen_lr_cv", "setfit")
 #: What any classifier must beat, fitted only where a config names it (imbalanced tasks).
 BASELINES = ("majority",)
+#: frozen_lr_cv's grid of C (inverse regularisation), chosen by cross-validation
+FROZEN_LR_CS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
 class FrozenEmbeddings:
@@ -96,6 +98,17 @@ def reference(name, X, y, seed=0, model=MODEL):
 
         embed = FunctionTransformer(FrozenEmbeddings(model))
         return make_pipeline(embed, LogisticRegression(C=1, max_iter=3000)).fit(X, y)
+    if name == "frozen_lr_cv":
+        # What a careful user fits on frozen embeddings: unit-length sentence vectors, C chosen by
+        # stratified 5-fold cross-validation on the training texts (fewer folds where a class has fewer texts).
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.preprocessing import FunctionTransformer, Normalizer
+
+        folds = int(min(5, np.unique(y, return_counts=True)[1].min()))
+        cv = StratifiedKFold(max(folds, 2), shuffle=True, random_state=seed)
+        lr = LogisticRegressionCV(Cs=list(FROZEN_LR_CS), cv=cv, max_iter=3000)
+        return make_pipeline(FunctionTransformer(FrozenEmbeddings(model)), Normalizer(), lr).fit(X, y)
     if name == "majority":
         from sklearn.dummy import DummyClassifier
 
@@ -120,6 +133,8 @@ def validation_trace(model):
              "interpolation_scores": {str(a): [float(s) for s in v] for a, v in model.interpolation_scores_.items()}}
     if history and "frozen_probe_valid_acc" in history[0]:
         trace["frozen_probe_valid_acc"] = float(history[0]["frozen_probe_valid_acc"])
+    if getattr(model, "finetune_plan_", None):  # the epochs the fit planned from its data (0.8.0 on)
+        trace["finetune_plan"] = dict(model.finetune_plan_)
     return trace
 
 
@@ -146,6 +161,8 @@ def one_run(spec, queue):
     if spec["method"] in REFERENCES:
         model = reference(spec["method"], X, y, seed=spec["seed"], model=spec.get("params", {}).get("model", MODEL))
         row["trainable_params"] = _trainable(model)
+        if hasattr(getattr(model, "steps", [[None]])[-1][-1], "C_"):  # frozen_lr_cv: the C it chose
+            row["C"] = float(model.steps[-1][-1].C_[0])
     else:
         params = {"model": MODEL, **spec.get("params", {})}
         model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **params)

@@ -95,6 +95,19 @@ PATIENCE_PAIR = {**PATIENCE_CANDIDATES,
                  "random_p3_bf16": {"method": "random", "params": {"precision": "bfloat16", "patience": 3}}}
 
 
+#: The budget_screen's candidate: the default in bf16 with the cross-entropy finetune budgeted at 600 optimiser
+#: steps (max_steps) and the contrastive stage at 64 (contrastive_max_steps); beside it 0.7.10's default in bf16
+#: (neither budget), named so whatever the package's defaults, and `full` in bf16 (the candidate's budgets).
+BUDGET_CANDIDATES = {
+    "budget_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_steps": 600,
+                                                   "contrastive_max_steps": 64}},
+}
+DEFAULT_0_7_10 = {"random_0710_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_steps": None,
+                                                                       "contrastive_max_steps": None}}}
+FULL_BF16 = {"full_bf16": {"method": "full", "params": {"precision": "bfloat16", "max_steps": 600,
+                                                        "contrastive_max_steps": 64}}}
+
+
 def ten_shot_screen(name, about, candidates):
     """A dev screen on the 10-shot splits of both intent sets, seeds 0-2: frozen-embedding LR, ``candidates``,
     the default in bf16 and `full` (in the order they run)."""
@@ -143,7 +156,7 @@ CONFIGS = {
                        "about": "the default of 0.3.0 (contrastive stage on) beside full finetuning, the ablations and "
                                 "the references, 10-shot, CPU"},
     "main_job": {"datasets": ["banking77"], "regimes": ["full"], "seeds": SEEDS,
-                 "strategies": ["random", "fisher", "full"], "references": ["frozen_lr", "tfidf_lr"], "estimator": {},
+                 "strategies": ["random", "fisher", "full"], "references": ["frozen_lr", "frozen_lr_cv", "tfidf_lr"], "estimator": {},
                  "about": "the README's main job (all 10,003 BANKING77 training texts, the test split) at today's "
                           "defaults, beside full finetuning and the fisher ablation at theirs and the references, "
                           "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
@@ -351,6 +364,20 @@ CONFIGS = {
         "full_c2 --datasets banking77 --seeds 0; the rule: docs/benchmarks.md, 'Does patience 2 hold with all the "
         "training data?')",
         {**PATIENCE_PAIR, "full_c2": PRECISION_VARIANTS["full_c2"]}),
+    "budget_screen": {"part": "dev_screen", "name": "budget_screen", "datasets": BOTH, "seeds": [0, 1, 2],
+                      "regime": "10shot", "dev_size": 1500,
+                      "about": "the finetune budgeted in optimiser steps (max_steps=600, contrastive_max_steps=64), "
+                               "beside 0.7.10's default, `full` in bf16 and frozen-embedding LR (C=1 and C chosen by "
+                               "cross-validation); 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'Can "
+                               "the finetune be budgeted in steps?')",
+                      "variants": {"frozen_lr": {"method": "frozen_lr"}, "frozen_lr_cv": {"method": "frozen_lr_cv"},
+                                   **BUDGET_CANDIDATES, **DEFAULT_0_7_10, **FULL_BF16}},
+    "budget_screen_full": full_data_screen(
+        "budget_screen_full", ["banking77", "clinc150", "drugreviews"],
+        "the budget_screen's candidate with all the training data but a dev fifth, seeds 0-2, beside frozen-embedding "
+        "LR (C=1 and C chosen by cross-validation) and the majority class; `full` in bf16 on seed 0 (--only full_bf16 "
+        "--seeds 0); the rule: docs/benchmarks.md, 'Can the finetune be budgeted in steps?'",
+        {"frozen_lr_cv": {"method": "frozen_lr_cv"}, **BUDGET_CANDIDATES, **FULL_BF16}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "

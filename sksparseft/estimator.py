@@ -29,16 +29,14 @@ from .validation import validate_texts
 class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     """Text classifier that finetunes a small subset of a pretrained encoder's entries.
 
-    ``fit`` finds the token groups that tell the classes apart in the training texts
-    (``token_groups_``, behind ``explain``), fits a linear probe on the frozen
-    backbone's features, lets the ``strategy`` choose what trains (by default a random
-    ``density`` share of the backbone's entries), trains it on a supervised contrastive
-    objective (``contrastive_epochs``) and then with cross-entropy (``max_epochs``),
-    keeps the point between the start and the end of that finetune that is best on
-    validation (``interpolate_weights``), never less than the frozen probe there, and
-    refits the head on every text (``refit_head``). Every other backbone entry stays
-    exactly as pretrained. The stages are methods a subclass can override
-    (:class:`~sksparseft.fit.stages.FitStages`); measurements are on the benchmarks page.
+    ``fit`` finds the token groups that tell the classes apart (``token_groups_``, behind
+    ``explain``), fits a linear probe on the frozen backbone's features, lets the ``strategy``
+    choose what trains (by default a random ``density`` share of the backbone's entries), trains
+    it on a supervised contrastive objective and then with cross-entropy (epochs, or a step
+    budget on many texts), keeps the point between the start and the end of that finetune best
+    on validation, never less than the frozen probe there, and refits the head on every text.
+    Other backbone entries stay as pretrained. Stages are methods a subclass can override
+    (:class:`~sksparseft.fit.stages.FitStages`).
 
     Parameters
     ----------
@@ -81,6 +79,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         pretrained weights, whole tensors and adapters towards zero.
     max_epochs : int, default=8
         Most passes of the cross-entropy finetune over the training data; 0 skips it.
+    max_steps : int or None, default=600
+        Step budget of that finetune: when ``max_epochs`` epochs take more optimiser steps, it
+        runs the budget over an epoch's steps, rounded, at least one (``finetune_plan_``).
     batch_size : int, default=32
         Texts per training step (length-bucketed batches, padding trimmed).
     max_length : int, default=128
@@ -98,22 +99,20 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Held-out share of the training data for early stopping and the choices made
         on validation; 0 disables it.
     patience : int, default=2
-        Epochs without a better validation accuracy before stopping; the best epoch's
-        weights are restored.
+        Epochs without a better validation accuracy before stopping (best epoch restored).
     interpolate_weights : bool, default=True
         Move the trained weights along the line from where the cross-entropy finetune
         started (0, the linear probe) to where it ended (1), to the point best on
         validation (WiSE-FT); False keeps the finetune, or its start if that scored higher.
     average_epochs : bool, default=False
-        Use the average of the weights after every epoch as the finetuned end of that
-        line instead of the best epoch.
+        The average of the weights after every epoch as that line's end, not the best epoch.
     refit_head : bool, default=True
         Once the weights are chosen, refit the head as the linear probe's logistic
         regression on every text given to ``fit``, validation split included.
     contrastive_epochs : int, default=2
         Epochs of supervised contrastive training (batches of 4 texts per class) of what
         the strategy trains, before the cross-entropy finetune; 0 turns the stage off.
-    contrastive_max_steps : int or None, default=None
+    contrastive_max_steps : int or None, default=64
         Most optimiser steps (batches) of the contrastive stage over all its epochs; the last epoch run
         is cut short, its steps spread over the classes. None runs every epoch whole (docs/speed.md).
     unknown_label : str, int or None, default=None
@@ -172,16 +171,15 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Discovered token groups, best first (text, token ids, score, class, count).
     added_tokens_ : list of AddedToken
         Tokens added by ``adaptive_tokenization``.
-    strategy_ : dict
-        The fitted strategy and its settings.
-    mask_ : SparseMask or None
-        The trained backbone entries (None for adapter strategies).
+    strategy_, mask_ : dict, SparseMask or None
+        The fitted strategy and its settings; the trained backbone entries (None for adapters).
     mask_summary_ : dict
         Selected entries and density, per layer and module kind (adapters: parameters added).
-    n_trainable_params_ : int
-        Parameters training could change, the head included.
-    learning_rate_ : float
-        The learning rate used.
+    n_trainable_params_, learning_rate_ : int, float
+        Parameters training could change, the head included; the learning rate used.
+    finetune_plan_ : dict
+        The cross-entropy epochs planned from the data: ``regime`` ("every epoch", or "step
+        budget" where ``max_steps`` set them), ``epochs``, ``steps_per_epoch``, ``max_steps``.
     history_ : list of dict
         Per-epoch log (``train_loss``, ``valid_loss``, ``valid_acc``, ``dur``...); with a
         validation split, row 0 is the linear probe where the finetune started.
@@ -205,10 +203,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     def __init__(
         self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, density=0.01, n_token_groups=None,
         max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples=256, learning_rate=None,
-        head_learning_rate=None, weight_decay=0.01, max_epochs=8, batch_size=32, max_length=128, pooling="auto",
+        head_learning_rate=None, weight_decay=0.01, max_epochs=8, max_steps=600, batch_size=32, max_length=128, pooling="auto",
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=2,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2,
-        contrastive_max_steps=None, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
+        contrastive_max_steps=64, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
         callbacks=None, memory=None, checkpoint_path=None, device="auto", precision="auto", accelerate=False,
         random_state=None, verbose=0,
     ):
@@ -225,6 +223,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         self.head_learning_rate = head_learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.max_length = max_length
         self.pooling = pooling
@@ -265,6 +264,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         "head_learning_rate": [Interval(Real, 0.0, np.inf, closed="neither"), None],
         "weight_decay": [Interval(Real, 0.0, np.inf, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_length": [Interval(Integral, 2, None, closed="left")],
         "pooling": [StrOptions({"auto", *POOLINGS})],

@@ -35,6 +35,8 @@ def one_screen(spec, queue):
     try:
         if spec["method"] in REFERENCES + BASELINES:
             model = reference(spec["method"], X, y, seed=spec["seed"])
+            if hasattr(getattr(model, "steps", [[None]])[-1][-1], "C_"):  # frozen_lr_cv: the C it chose
+                row["C"] = float(model.steps[-1][-1].C_[0])
         else:
             cls = getattr(leads, spec["lead"]) if spec.get("lead") else TokenSparseClassifier
             if spec.get("attrs"):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..model.backbone import default_pooling, load_backbone
+from .budget import plan_epochs
 from .checkpoint import fingerprint, fit_or_resume, resume_callbacks
 from .contrastive import train_contrastive
 from ..model.devices import autocast, broadcast_from_main, oom_advice
@@ -188,6 +189,7 @@ class FitStages(FrozenWork):
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
         state.selection = self._model_selection(state)
         state.selection.record_floor(module, state.probe_head)
+        state.plan = plan_epochs(len(state.train_idx), self.batch_size, self.max_epochs, self.max_steps)
 
     def _model_selection(self, state):
         """The fit's :class:`~sksparseft.fit.selection.ModelSelection`: its validation scorer and what trains."""
@@ -247,7 +249,7 @@ class FitStages(FrozenWork):
         state.selection.record_start(state.module)
         with self._oom_advice("training"):
             fit_or_resume(state.net, self.get_training_data(state), state.y_train, resume_state,
-                          max_epochs=self.max_epochs, patience=self.patience)
+                          max_epochs=state.plan["epochs"], patience=self.patience)
         net = state.net
         state.module = net.module_
         state.interrupted = bool(getattr(net, "interrupted_", False))
@@ -273,7 +275,7 @@ class FitStages(FrozenWork):
         lr = state.learning_rate
         return build_net(
             state.module, n_train=len(state.train_idx), lr=lr, head_lr=self.head_learning_rate or lr,
-            weight_decay=self.weight_decay, max_epochs=self.max_epochs, batch_size=self.batch_size,
+            weight_decay=self.weight_decay, max_epochs=state.plan["epochs"], batch_size=self.batch_size,
             device=state.device, class_weight=state.class_weight, valid_data=state.valid_data,
             patience=self.patience, callbacks=self.callbacks, verbose=self.verbose, extra_callbacks=extra_callbacks,
             accelerator=state.accelerator, kind=state.kind, shuffle_seed=state.seed,
@@ -353,6 +355,7 @@ class FitStages(FrozenWork):
             classes_=state.classes, token_groups_=state.groups, added_tokens_=state.added,
             strategy_=state.strategy.describe(), mask_=state.mask, mask_summary_=state.mask_summary,
             n_trainable_params_=state.n_trainable, learning_rate_=state.learning_rate, history_=state.fit_history(),
+            finetune_plan_=dict(state.plan),
             pooling_=state.pooling, interrupted_=state.interrupted, finetuned_=state.selection.finetuned,
             interpolation_=state.selection.blend, interpolation_scores_=state.selection.scores,
             fit_time_=state.fit_time,

@@ -75,6 +75,7 @@ class FitState:
     mask_summary: dict | None = None
     n_trainable: int = 0
     learning_rate: float | None = None
+    plan: dict = field(default_factory=dict)  # the cross-entropy epochs planned (fit.budget.plan_epochs)
     selection: ModelSelection = field(default_factory=ModelSelection)  # snapshots and choices (set in selection)
     # training
     net: object = None

@@ -18,7 +18,7 @@ from .older_files import FITTED as OLDER_FITTED
 #: Every fitted attribute; assigned together, only at the end of fit or load.
 FITTED = (
     "classes_", "token_groups_", "added_tokens_", "strategy_", "mask_", "mask_summary_", "n_trainable_params_",
-    "learning_rate_", "history_", "pooling_", "interrupted_", "finetuned_", "interpolation_",
+    "learning_rate_", "finetune_plan_", "history_", "pooling_", "interrupted_", "finetuned_", "interpolation_",
     "interpolation_scores_", "fit_time_", "fit_stages_", "multilabel_", "label_names_", "thresholds_",
     "unknown_threshold_", "rejector_", "module_", "tokenizer_", "device_",
 )
@@ -125,6 +125,7 @@ _CODEC = {
     "mask_summary_": ("mask_summary", _same, _same),
     "n_trainable_params_": ("n_trainable_params", int, _same),
     "learning_rate_": ("learning_rate", float, _same),
+    "finetune_plan_": ("finetune_plan", _same, _same),
     "history_": ("history", _same, _same),
     "pooling_": ("pooling", _same, _same),
     "interrupted_": ("interrupted", bool, _same),

@@ -17,6 +17,7 @@ PARAMS = {
     "memory": None,  # before 0.7.0: nothing kept across fits
     "precision": "auto",  # before 0.7.2: bf16 autocast on CUDA only, which "auto" then meant
     "contrastive_max_steps": None,  # before 0.7.7: every contrastive epoch whole
+    "max_steps": None,  # before 0.8.0: every cross-entropy epoch up to max_epochs
 }
 
 #: fitted attribute -> its value in files written before it existed (a callable reads the file's fitted fields)
@@ -26,6 +27,8 @@ FITTED = {
     "interpolation_": lambda fields: 1.0 if fields["finetuned"] else 0.0,
     "interpolation_scores_": [],
     "fit_stages_": {},
+    # Before 0.8.0 no step budget: the plan was max_epochs epochs (not recorded then).
+    "finetune_plan_": {"regime": "every epoch", "epochs": None, "steps_per_epoch": None, "max_steps": None},
     # Before 0.4.0: one label per text, never a rejection.
     "multilabel_": False,
     "label_names_": None,
