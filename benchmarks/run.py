@@ -102,10 +102,18 @@ BUDGET_CANDIDATES = {
     "budget_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_steps": 600,
                                                    "contrastive_max_steps": 64}},
 }
+#: The second candidate (docs/benchmarks.md, "A tighter budget"), and `full` in bf16 with its budgets.
+BUDGET_CANDIDATES["budget300_bf16"] = {"method": "random", "params": {"precision": "bfloat16", "max_steps": 300,
+                                                                     "contrastive_max_steps": 32}}
+FULL_BF16_300 = {"full_bf16_300": {"method": "full", "params": {"precision": "bfloat16", "max_steps": 300,
+                                                                "contrastive_max_steps": 32}}}
 DEFAULT_0_7_10 = {"random_0710_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_steps": None,
                                                                        "contrastive_max_steps": None}}}
 FULL_BF16 = {"full_bf16": {"method": "full", "params": {"precision": "bfloat16", "max_steps": 600,
                                                         "contrastive_max_steps": 64}}}
+#: `full` at its own precision on the CPU (float32), with the same budgets: the cost tables show both.
+FULL_F32 = {"full_f32": {"method": "full", "params": {"precision": "float32", "max_steps": 600,
+                                                      "contrastive_max_steps": 64}}}
 
 
 def ten_shot_screen(name, about, candidates):
@@ -161,6 +169,10 @@ CONFIGS = {
                           "defaults, beside full finetuning and the fisher ablation at theirs and the references, "
                           "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
                           "minutes a fit), SetFit not at all (hours a fit)"},
+    "main_job_bf16": {"datasets": ["banking77"], "regimes": ["full"], "seeds": SEEDS, "strategies": ["full"],
+                      "references": [], "estimator": {"precision": "bfloat16"},
+                      "about": "the README's main job with `full` in bf16 (the default's precision on a CPU with "
+                               "native bf16), beside the `main_job` rows of the same version"},
     "main_job_patience": {"datasets": ["banking77"], "regimes": ["full"], "seeds": [0], "strategies": ["random"],
                           "estimator": {}, "sweep": {"patience": [3]},
                           "about": "the README's main job with the default's patience of 0.7.7 and before (3), beside the "
@@ -371,13 +383,13 @@ CONFIGS = {
                                "cross-validation); 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'Can "
                                "the finetune be budgeted in steps?')",
                       "variants": {"frozen_lr": {"method": "frozen_lr"}, "frozen_lr_cv": {"method": "frozen_lr_cv"},
-                                   **BUDGET_CANDIDATES, **DEFAULT_0_7_10, **FULL_BF16}},
+                                   **BUDGET_CANDIDATES, **DEFAULT_0_7_10, **FULL_BF16, **FULL_F32}},
     "budget_screen_full": full_data_screen(
         "budget_screen_full", ["banking77", "clinc150", "drugreviews"],
         "the budget_screen's candidate with all the training data but a dev fifth, seeds 0-2, beside frozen-embedding "
         "LR (C=1 and C chosen by cross-validation) and the majority class; `full` in bf16 on seed 0 (--only full_bf16 "
         "--seeds 0); the rule: docs/benchmarks.md, 'Can the finetune be budgeted in steps?'",
-        {"frozen_lr_cv": {"method": "frozen_lr_cv"}, **BUDGET_CANDIDATES, **FULL_BF16}),
+        {"frozen_lr_cv": {"method": "frozen_lr_cv"}, **BUDGET_CANDIDATES, **FULL_BF16, **FULL_F32, **FULL_BF16_300}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "

@@ -56,6 +56,8 @@ def main():
     print(f"mask: {s['selected']:,} of {s['total']:,} backbone entries ({s['density']:.3%}), "
           f"{clf.n_trainable_params_:,} trainable with the head")
     epochs = [r for r in clf.history_ if r.get("stage") != "linear_probe"]
+    plan = clf.finetune_plan_
+    print(f"finetune plan: {plan['regime']}, {plan['epochs']} cross-entropy epoch(s) of {plan['steps_per_epoch']} steps")
     print(f"epochs run: {len(epochs)}; weights {clf.interpolation_:g} of the way from the linear probe (0) "
           f"to the finetune (1), chosen on validation"
           + ("; head then refit on all training texts" if clf.refit_head else ""))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..common import RESULTS
 from .comparisons import _comparisons, _summary, summary_config
+from .budget import budget_screen, main_job_release, speed_costs
 from .cost import _cost, _exports, _main_job, _processes, _search
 from .dev_splits import DEV_VARIANTS, _dev_screen, _dev_variants, _interpolation
 from .features import _multilabel, _oos, _serving
@@ -48,6 +49,10 @@ BLOCKS = {
     "patience-screen-full": lambda files, plots: _ce_screen(files, plots, "patience_screen_full"),
     "patience-replay": _patience_replay,
     "patience-check-full": _patience_check,
+    "budget-screen": budget_screen,
+    "speed-costs": speed_costs,
+    "main-job-release": main_job_release,
+    "budget-screen-full": lambda files, plots: budget_screen(files, plots, "budget_screen_full"),
     "search": _search,
     "main-job": _main_job,
     "search-bf16": lambda files, plots: _search(files, plots, "search_bf16"),

@@ -27,7 +27,8 @@ IMG = ROOT / "docs" / "img"
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
 
 
-REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "tfidf_lr": "TF-IDF LR", "setfit": "SetFit"}
+REFERENCE_NAMES = {"frozen_lr": "frozen-embedding LR", "frozen_lr_cv": "frozen-embedding LR, C by cross-validation",
+                   "tfidf_lr": "TF-IDF LR", "setfit": "SetFit"}
 
 
 def rows_by_file():

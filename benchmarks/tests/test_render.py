@@ -39,3 +39,38 @@ def test_a_rerun_supersedes_the_older_row_of_the_same_seed():
     rows = [old, dict(old, seed=1), dict(old, accuracy=0.7, version="0.2.0", date="2026-11-29")]
     kept = render.newest_runs(rows)
     assert sorted((r["seed"], r["accuracy"]) for r in kept) == [(0, 0.7), (1, 0.5)]
+
+
+def _budget_refs(**kw):
+    ref = {"default": 0.86, "frozen": 0.85, "frozen_cv": 0.84, "full": 0.862}
+    return {**ref, **kw}
+
+
+def test_the_budget_rule_at_10_shots_fails_each_clause_on_its_own():
+    from benchmarks.render.budget import budget_tests
+
+    def failed(mean, **ref):
+        return [name for name, ok in budget_tests("banking77", False, mean, _budget_refs(**ref)) if not ok]
+
+    assert failed(0.8600) == []
+    assert failed(0.8560) == ["within 0.3 of 0.7.10's default", "within 0.3 of full (or no further below it than "
+                                                                 "0.7.10's default)"]
+    assert failed(0.8600, frozen=0.8600) == ["above frozen LR (C=1)"]
+    assert failed(0.8600, frozen_cv=0.8601) == ["above frozen LR (C by cross-validation)"]
+    # 0.7.10's default 0.5 below full: the candidate may be as far below, not further.
+    assert failed(0.8600, full=0.865) == []
+    assert failed(0.8590, full=0.865) == ["within 0.3 of full (or no further below it than 0.7.10's default)"]
+
+
+def test_the_budget_rule_with_all_the_data_has_its_fixed_bars_and_seconds():
+    from benchmarks.render.budget import budget_tests
+
+    def failed(dataset, mean, seconds=150.0, **ref):
+        return [name for name, ok in budget_tests(dataset, True, mean, _budget_refs(**ref), seconds) if not ok]
+
+    assert failed("drugreviews", 0.709, frozen_cv=0.70) == []
+    assert failed("drugreviews", 0.7089, frozen_cv=0.70) == ["at least 0.709"]
+    assert failed("clinc150", 0.975, frozen_cv=0.975) == ["above frozen LR (C by cross-validation)"]
+    assert failed("banking77", 0.93, frozen_cv=0.93) == []
+    assert failed("banking77", 0.9237, frozen_cv=0.92) == ["at least 0.7.8's default less 0.3 (0.9238)"]
+    assert failed("banking77", 0.93, seconds=181.0, frozen_cv=0.92) == ["median fit seconds at most 180"]

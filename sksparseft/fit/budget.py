@@ -23,4 +23,5 @@ def plan_epochs(n_train, batch_size, max_epochs, max_steps):
         return {"regime": EVERY_EPOCH, "epochs": int(max_epochs), "steps_per_epoch": per_epoch,
                 "max_steps": max_steps}
     epochs = min(int(max_epochs), max(1, round(max_steps / per_epoch)))
-    return {"regime": STEP_BUDGET, "epochs": epochs, "steps_per_epoch": per_epoch, "max_steps": max_steps}
+    regime = STEP_BUDGET if epochs < max_epochs else EVERY_EPOCH  # rounded up to every epoch: nothing cut
+    return {"regime": regime, "epochs": epochs, "steps_per_epoch": per_epoch, "max_steps": max_steps}
