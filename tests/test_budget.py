@@ -80,3 +80,13 @@ def test_max_steps_is_checked_before_anything_loads(toy_data):
     texts, labels = toy_data
     with pytest.raises(ValueError, match="max_steps"):
         TokenSparseClassifier(model="no-such-model", max_steps=0).fit(texts, labels)
+
+
+def test_budgets_that_do_not_bind_change_nothing(tiny_model, toy_data):
+    # Budgets above what a small set needs (6 steps an epoch here) leave the fit as without them, bit for bit.
+    texts, labels = toy_data
+    params = dict(model=tiny_model, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    budgeted = TokenSparseClassifier(max_steps=600, contrastive_max_steps=64, **params).fit(texts, labels)
+    unbudgeted = TokenSparseClassifier(**params).fit(texts, labels)
+    assert budgeted.finetune_plan_["regime"] == unbudgeted.finetune_plan_["regime"] == EVERY_EPOCH
+    np.testing.assert_array_equal(budgeted.predict_proba(texts), unbudgeted.predict_proba(texts))
