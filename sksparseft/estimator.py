@@ -79,7 +79,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         pretrained weights, whole tensors and adapters towards zero.
     max_epochs : int, default=8
         Most passes of the cross-entropy finetune over the training data; 0 skips it.
-    max_steps : int or None, default=None
+    max_steps : int or None, default=600
         Step budget of that finetune: when ``max_epochs`` epochs take more optimiser steps, it
         runs the budget over an epoch's steps, rounded, at least one (``finetune_plan_``).
     batch_size : int, default=32
@@ -112,7 +112,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     contrastive_epochs : int, default=2
         Epochs of supervised contrastive training (batches of 4 texts per class) of what
         the strategy trains, before the cross-entropy finetune; 0 turns the stage off.
-    contrastive_max_steps : int or None, default=None
+    contrastive_max_steps : int or None, default=64
         Most optimiser steps (batches) of the contrastive stage over all its epochs; the last epoch run
         is cut short, its steps spread over the classes. None runs every epoch whole (docs/speed.md).
     unknown_label : str, int or None, default=None
@@ -203,10 +203,10 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     def __init__(
         self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, density=0.01, n_token_groups=None,
         max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples=256, learning_rate=None,
-        head_learning_rate=None, weight_decay=0.01, max_epochs=8, max_steps=None, batch_size=32, max_length=128, pooling="auto",
+        head_learning_rate=None, weight_decay=0.01, max_epochs=8, max_steps=600, batch_size=32, max_length=128, pooling="auto",
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=2,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2,
-        contrastive_max_steps=None, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
+        contrastive_max_steps=64, unknown_label=None, unknown_threshold="auto", multilabel_threshold=0.5,
         callbacks=None, memory=None, checkpoint_path=None, device="auto", precision="auto", accelerate=False,
         random_state=None, verbose=0,
     ):
