@@ -81,10 +81,11 @@ def budget_screen(files, plots, config="budget_screen"):
 
 
 #: The speed guide's columns: the default, the two step budgets, the careful user's frozen LR, `full` in both precisions.
-COST_COLUMNS = (("default", "random_0710_bf16"), ("max_steps=600, contrastive_max_steps=64", "budget_bf16"),
+COST_COLUMNS = (("default (max_steps=600, contrastive_max_steps=64)", "budget_bf16"),
+                ("0.7.10's default (no budgets)", "random_0710_bf16"),
                 ("max_steps=300, contrastive_max_steps=32", "budget300_bf16"),
                 ("frozen-embedding LR, C by CV", "frozen_lr_cv"), ("full, bf16", "full_bf16"), ("full, float32", "full_f32"))
-#: With all the data the screen ran no default: its rows from `patience_check_full` (the same fit, 0.7.8,
+#: With all the data the screen ran no 0.7.10 default: its rows from `patience_check_full` (the same fit, 0.7.8,
 #: 2026-12-05: seconds of another day's CPU) stand in, marked.
 DEFAULT_ELSEWHERE = ("patience_check_full", "random_p2_bf16")
 
@@ -129,7 +130,7 @@ def speed_costs(files, plots):
     return [f"`python -m benchmarks.run --config budget_screen` and `--config budget_screen_full`; written by "
             f"{provenance(used)}; {ex['device']}, torch {ex['torch']}; one fit at a time, bf16 autocast unless the "
             "column says float32. Dev accuracy: mean ± sample std over seeds 0-2 (where fewer ran, the seeds are "
-            "named); s: median fit seconds. † the default's rows of `patience_check_full` (the same fit, 0.7.8, "
+            "named); s: median fit seconds. † 0.7.10's default as `patience_check_full` ran it (the same fit, 0.7.8, "
             "another day; frozen-embedding LR at C=1 took " + ("; ".join(pace) or "no row") + " there and here).", "",
             header, "|---" * (2 + 2 * len(COST_COLUMNS)) + "|", *body, ""]
 
