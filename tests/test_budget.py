@@ -13,6 +13,8 @@ from sksparseft.fit.budget import EVERY_EPOCH, STEP_BUDGET, plan_epochs
     (693, (EVERY_EPOCH, 8)),     # 22 steps an epoch: 176 in all, inside the budget
     (2400, (EVERY_EPOCH, 8)),    # 75 an epoch: exactly 600, still every epoch
     (2401, (EVERY_EPOCH, 8)),    # 76 an epoch: 608 over the budget, but 600 / 76 rounds to all 8
+    (2560, (EVERY_EPOCH, 8)),    # 80 an epoch: 600 / 80 = 7.5 rounds to 8 (half to even)
+    (2561, (STEP_BUDGET, 7)),    # 81 an epoch: the first size whose epochs are cut
     (7204, (STEP_BUDGET, 3)),    # 226 an epoch: 2.65 rounds to 3
     (9003, (STEP_BUDGET, 2)),    # 282 an epoch: 2.13 rounds to 2
     (13500, (STEP_BUDGET, 1)),   # 422 an epoch: 1.42 rounds to 1
@@ -29,8 +31,9 @@ def test_plan_epochs_never_exceeds_max_epochs_and_none_is_no_budget():
     assert plan_epochs(10**6, 32, 8, None) == {"regime": EVERY_EPOCH, "epochs": 8, "steps_per_epoch": 31250,
                                                "max_steps": None}
     assert plan_epochs(100, 32, 0, 600)["epochs"] == 0  # max_epochs=0: no cross-entropy stage
-    # A budget of more than max_epochs epochs past the boundary still stops at max_epochs.
-    assert plan_epochs(3000, 32, 2, 100)["epochs"] == 1
+    # Past the budget, the rounded budget: 100 steps over 94 an epoch is one epoch of two.
+    assert plan_epochs(3000, 32, 2, 100) == {"regime": STEP_BUDGET, "epochs": 1, "steps_per_epoch": 94,
+                                             "max_steps": 100}
 
 
 # 48 toy texts, 5 held out: 43 train in 6 batches of 8 an epoch; patience 0 runs every planned epoch.
@@ -62,7 +65,7 @@ def test_a_fit_inside_the_budget_runs_every_epoch_as_without_one(tiny_model, toy
 def test_the_regime_follows_the_data_at_the_same_parameters(tiny_model, toy_data):
     texts, labels = toy_data
     est = TokenSparseClassifier(model=tiny_model, max_epochs=3, max_steps=18, **PARAMS)
-    few = est.fit(texts[::2], labels[::2]).finetune_plan_  # 22 texts: 3 steps an epoch, 9 in all
+    few = est.fit(texts[::2], labels[::2]).finetune_plan_  # 24 texts, 21 train: 3 steps an epoch, 9 in all
     many = est.fit(texts * 2, labels * 2).finetune_plan_  # 96 texts: 11 steps an epoch, 33 in all
     assert few["regime"] == EVERY_EPOCH and few["epochs"] == 3
     assert many["regime"] == STEP_BUDGET and many["epochs"] == 2  # 18 / 11 rounds to 2
@@ -87,6 +90,6 @@ def test_budgets_that_do_not_bind_change_nothing(tiny_model, toy_data):
     texts, labels = toy_data
     params = dict(model=tiny_model, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
     budgeted = TokenSparseClassifier(max_steps=600, contrastive_max_steps=64, **params).fit(texts, labels)
-    unbudgeted = TokenSparseClassifier(**params).fit(texts, labels)
+    unbudgeted = TokenSparseClassifier(max_steps=None, contrastive_max_steps=None, **params).fit(texts, labels)
     assert budgeted.finetune_plan_["regime"] == unbudgeted.finetune_plan_["regime"] == EVERY_EPOCH
     np.testing.assert_array_equal(budgeted.predict_proba(texts), unbudgeted.predict_proba(texts))

@@ -95,6 +95,7 @@ def _fitted_values(classes=None, **overrides):
         mask_summary_={"selected": 10, "total": 1000, "density": 0.01},
         n_trainable_params_=np.int64(10),
         learning_rate_=np.float32(0.001),
+        finetune_plan_={"regime": "step budget", "epochs": 2, "steps_per_epoch": 282, "max_steps": 600},
         history_=[{"epoch": 1, "train_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}],
         pooling_="mean",
         interrupted_=np.bool_(False),

@@ -17,6 +17,7 @@ EXPECTED = {
     "added_tokens_": [],
     "interpolation_scores_": {},
     "fit_stages_": {},
+    "finetune_plan_": {"regime": "every epoch", "epochs": None, "steps_per_epoch": None, "max_steps": None},
     "multilabel_": False,
     "label_names_": None,
     "thresholds_": None,
@@ -37,7 +38,8 @@ def _full_json():
     """The same file with every field a later version writes."""
     added = [{"text": "overdraft", "token_id": 30522, "pieces": [1, 2], "count": 3}]
     return dict(_oldest_json(), added_tokens=added, interpolation=0.5, interpolation_scores=[[0.5, 0.9, 0.3]],
-                fit_stages={"training": 1.0}, multilabel=True, label_names=["a", "b"], thresholds=[0.5, 0.5],
+                fit_stages={"training": 1.0}, multilabel=True,
+                finetune_plan={"regime": "step budget", "epochs": 2, "steps_per_epoch": 282, "max_steps": 600}, label_names=["a", "b"], thresholds=[0.5, 0.5],
                 unknown_threshold=0.3)
 
 
