@@ -23,7 +23,7 @@ def one_screen(spec, queue):
 
     from sksparseft import TokenSparseClassifier
 
-    from ..compare import BASELINES, REFERENCES, reference, validation_trace
+    from ..compare import ALL_REFERENCES, BASELINES, reference, validation_trace
     from . import leads
 
     leads.register_lab_strategies()  # token_layers and fisher_batched, in this fit's process only
@@ -33,7 +33,7 @@ def one_screen(spec, queue):
     row = {k: v for k, v in spec.items()}
     t0 = time.perf_counter()
     try:
-        if spec["method"] in REFERENCES + BASELINES:
+        if spec["method"] in ALL_REFERENCES + BASELINES:
             model = reference(spec["method"], X, y, seed=spec["seed"])
             if hasattr(getattr(model, "steps", [[None]])[-1][-1], "C_"):  # frozen_lr_cv: the C it chose
                 row["C"] = float(model.steps[-1][-1].C_[0])
