@@ -82,7 +82,7 @@ def budget_screen(files, plots, config="budget_screen"):
 
 #: The speed guide's columns: the default, the two step budgets, the careful user's frozen LR, `full` in both precisions.
 COST_COLUMNS = (("default (max_steps=600, contrastive_max_steps=64)", "budget_bf16"),
-                ("0.7.10's default (no budgets)", "random_0710_bf16"),
+                ("no budgets", "random_0710_bf16"),
                 ("max_steps=300, contrastive_max_steps=32", "budget300_bf16"),
                 ("frozen-embedding LR, C by CV", "frozen_lr_cv"), ("full, bf16", "full_bf16"), ("full, float32", "full_f32"))
 #: With all the data the screen ran no 0.7.10 default: its rows from `patience_check_full` (the same fit, 0.7.8,
