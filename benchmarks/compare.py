@@ -2,24 +2,24 @@
 
 Methods are the strategies of TokenSparseClassifier and the references a user would pick
 instead: ``frozen_lr`` (logistic regression on the backbone's frozen mean-pooled embeddings),
-``tfidf_lr`` (word and bigram TF-IDF, logistic regression) and ``setfit`` (the ``setfit``
-package as its users run it: the same backbone files, 20 pair iterations, one epoch, batch 16,
-its logistic-regression head; ``pip install setfit``).
+``tfidf_lr`` (word and bigram TF-IDF, logistic regression), and the peers ``setfit`` and ``fastfit``
+at their documented recipes on the same backbone files, each in its own environment
+(:mod:`benchmarks.peers`).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 
 import numpy as np
 
 from .common import MODEL, how_run, load, peak_memory
+from .fingerprint import fingerprint
 
 REFERENCES = ("tfidf_lr", "frozen_lr", "setfit")
 #: Every reference a config may name: the default ones and frozen_lr_cv (named where a config asks for it, so
 #: the configs whose rows were written before it keep their fits).
-ALL_REFERENCES = REFERENCES + ("frozen_lr_cv",)
+ALL_REFERENCES = REFERENCES + ("frozen_lr_cv", "fastfit")
 #: What any classifier must beat, fitted only where a config names it (imbalanced tasks).
 BASELINES = ("majority",)
 #: frozen_lr_cv's grid of C (inverse regularisation), chosen by cross-validation
@@ -54,38 +54,6 @@ class FrozenEmbeddings:
         return run_inference(module, encode(tokenizer, list(texts), self.max_length), 128, device, what="features")
 
 
-class SetFitReference:
-    """SetFit (Tunstall et al. 2022) with its defaults, behind fit / predict_proba / classes_."""
-
-    def __init__(self, model=MODEL, seed=0, num_iterations=20, batch_size=16):
-        self.model, self.seed, self.num_iterations, self.batch_size = model, seed, num_iterations, batch_size
-
-    def fit(self, X, y):
-        from datasets import Dataset
-        from setfit import SetFitModel, Trainer, TrainingArguments
-
-        from sksparseft.model.backbone import resolve_model_path
-
-        self.model_ = SetFitModel.from_pretrained(str(resolve_model_path(self.model)), local_files_only=True)
-        data = Dataset.from_dict({"text": list(X), "label": [str(v) for v in y]})
-        # SetFit's trainer writes checkpoints to ./checkpoints by default: never into the working tree.
-        with tempfile.TemporaryDirectory() as tmp:
-            args = TrainingArguments(output_dir=tmp, save_strategy="no", batch_size=self.batch_size, num_epochs=1,
-                                     num_iterations=self.num_iterations, seed=self.seed, report_to="none")
-            Trainer(model=self.model_, args=args, train_dataset=data).train()
-        self.classes_ = np.asarray(self.model_.model_head.classes_, dtype=object)
-        return self
-
-    def predict_proba(self, X):
-        return np.asarray(self.model_.predict_proba(list(X), as_numpy=True))
-
-    @property
-    def n_trainable_params(self):
-        body = sum(p.numel() for p in self.model_.model_body.parameters())
-        head = self.model_.model_head
-        return int(body + head.coef_.size + head.intercept_.size)
-
-
 def reference(name, X, y, seed=0, model=MODEL):
     """A fitted reference model (``predict_proba`` columns follow its ``classes_``); ``model``: its backbone."""
     from sklearn.linear_model import LogisticRegression
@@ -116,13 +84,15 @@ def reference(name, X, y, seed=0, model=MODEL):
         from sklearn.dummy import DummyClassifier
 
         return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(X), 1)), y)
-    if name == "setfit":
-        return SetFitReference(model, seed=seed).fit(X, y)
+    if name in ("setfit", "fastfit"):
+        from .peers import PeerReference
+
+        return PeerReference(name, model, seed=seed).fit(X, y)
     raise ValueError(f"unknown reference {name!r}; known: {ALL_REFERENCES + BASELINES}")
 
 
 def _trainable(model):
-    if isinstance(model, SetFitReference):
+    if hasattr(model, "n_trainable_params"):  # a peer
         return model.n_trainable_params
     return int(model[-1].coef_.size + model[-1].intercept_.size)
 
@@ -160,7 +130,7 @@ def one_run(spec, queue):
     X, y, Xt, yt, oos = load(spec["dataset"], spec["regime"], spec["seed"])
     torch.manual_seed(spec["seed"])
     t0 = time.perf_counter()
-    row = dict(spec)
+    row = dict(spec, fingerprint=fingerprint(spec["method"]))
     if spec["method"] in ALL_REFERENCES:
         model = reference(spec["method"], X, y, seed=spec["seed"], model=spec.get("params", {}).get("model", MODEL))
         row["trainable_params"] = _trainable(model)
@@ -168,7 +138,7 @@ def one_run(spec, queue):
             row["C"] = float(model.steps[-1][-1].C_[0])
     else:
         params = {"model": MODEL, **spec.get("params", {})}
-        model = TokenSparseClassifier(strategy=spec["method"], random_state=spec["seed"], **params)
+        model = TokenSparseClassifier(strategy=spec.get("strategy", spec["method"]), random_state=spec["seed"], **params)
         model.fit(X, y)
         row.update(trainable_params=int(model.n_trainable_params_), epochs=len(model.history_) - 1,
                    finetuned=bool(model.finetuned_), interpolation=model.interpolation_,
@@ -176,6 +146,8 @@ def one_run(spec, queue):
                    contrastive_epochs=model.contrastive_epochs, stages=model.fit_stages_,
                    precision_used=_precision_used(model), **validation_trace(model))
     row["fit_s"] = time.perf_counter() - t0
+    if hasattr(model, "fit_s_"):  # a peer: the seconds of its fit in its own process, its start-up aside
+        row.update(fit_s=model.fit_s_, peer_versions=model.versions_)
     t0 = time.perf_counter()
     proba = model.predict_proba(Xt)
     row["predict_s"] = time.perf_counter() - t0
@@ -189,5 +161,7 @@ def one_run(spec, queue):
         row["oos_threshold"] = thr
         row["oos_recall"] = float((model.predict_proba(oos["test_oos"]).max(axis=1) < thr).mean())
         row["inscope_accept"] = float((proba.max(axis=1) >= thr).mean())
+    if hasattr(model, "close"):
+        model.close()
     row.update(n_train=len(X), n_test=len(Xt), model=spec.get("params", {}).get("model", MODEL), **peak_memory(), **how_run())
     queue.put(row)

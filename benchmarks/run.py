@@ -169,6 +169,14 @@ CONFIGS = {
                           "defaults, beside full finetuning and the fisher ablation at theirs and the references, "
                           "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
                           "minutes a fit), SetFit not at all (hours a fit)"},
+    "release": {"cells": [["banking77", "10shot"], ["clinc150", "10shot"], ["banking77", "full"]], "seeds": SEEDS,
+                "strategies": ["random", "token_sparse", "full", "full_bf16"],
+                "references": ["frozen_lr_cv", "tfidf_lr", "setfit", "fastfit"], "estimator": {},
+                "variants": {"full_bf16": {"strategy": "full", "precision": "bfloat16"}},
+                "about": "the release's rows (README and guide render only these): 10-shot BANKING77 and CLINC150 and "
+                         "all of BANKING77, test splits, at the defaults, beside full finetuning in float32 and bf16, "
+                         "the paper's method, frozen-embedding LR with C by cross-validation, TF-IDF LR and the peers "
+                         "SetFit and FastFit in their own environments"},
     "main_job_bf16": {"datasets": ["banking77"], "regimes": ["full"], "seeds": SEEDS, "strategies": ["full"],
                       "references": [], "estimator": {"precision": "bfloat16"},
                       "about": "the README's main job with `full` in bf16 (the default's precision on a CPU with "
@@ -469,27 +477,37 @@ def config_of(path):
     return None
 
 
-def compare_specs(name, cfg, only=None, datasets=None, seeds=None):
+def compare_specs(name, cfg, only=None, datasets=None, seeds=None, regimes=None):
     """One spec per fit of a ``compare`` config."""
     from .compare import REFERENCES
 
     refs = [] if "sweep" in cfg else cfg.get("references", list(REFERENCES))
     methods = refs + cfg["strategies"]
     sweeps = [{}] if "sweep" not in cfg else [{k: v} for k, vals in cfg["sweep"].items() for v in vals]
-    return [
-        {"config": name, "dataset": dataset, "regime": regime, "seed": seed, "method": method,
-         "params": {**cfg["estimator"], **extra}}
-        for dataset in cfg["datasets"] if not datasets or dataset in datasets
-        for regime in cfg["regimes"] for seed in cfg["seeds"] if seeds is None or seed in seeds
-        for method in methods if not only or method in only
-        for extra in sweeps
-    ]
+    # (dataset, regime) cells: every pair of the config's datasets and regimes, or the cells it names
+    cells = cfg.get("cells") or [(d, r) for d in cfg["datasets"] for r in cfg["regimes"]]
+    variants = cfg.get("variants", {})  # a method named for a strategy at other settings: {"strategy": ..., **params}
+    specs = []
+    for dataset, regime in cells:
+        if (datasets and dataset not in datasets) or (regimes and regime not in regimes):
+            continue
+        for seed in cfg["seeds"]:
+            for method in methods:
+                if (seeds is not None and seed not in seeds) or (only and method not in only):
+                    continue
+                variant = dict(variants.get(method, {}))
+                strategy = variant.pop("strategy", None)
+                for extra in sweeps:
+                    spec = {"config": name, "dataset": dataset, "regime": regime, "seed": seed, "method": method,
+                            "params": {**cfg["estimator"], **variant, **extra}}
+                    specs.append(spec if strategy is None else {**spec, "strategy": strategy})
+    return specs
 
 
 def run_compare(name, cfg, out, args):
     from .compare import one_run
 
-    specs = compare_specs(name, cfg, args.only, args.datasets, args.seeds)
+    specs = compare_specs(name, cfg, args.only, args.datasets, args.seeds, getattr(args, "regimes", None))
     start = time.perf_counter()
     for i, spec in enumerate(specs, 1):
         row = in_fresh_process(one_run, spec)
@@ -503,7 +521,8 @@ def run_compare(name, cfg, out, args):
 
 def run_config(name, args):
     cfg = CONFIGS[name]
-    datasets = {d for job in cfg.get("jobs", [{"dataset": d} for d in cfg.get("datasets", ["banking77"])])
+    named = cfg.get("datasets") or sorted({d for d, _ in cfg.get("cells", [])}) or ["banking77"]
+    datasets = {d for job in cfg.get("jobs", [{"dataset": d} for d in named])
                 for d in [job["dataset"]] if not args.datasets or d in args.datasets}
     for dataset in sorted(datasets):
         try:
@@ -525,6 +544,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", help="compare configs: run only these methods")
     ap.add_argument("--datasets", nargs="*", choices=ALL_DATASETS, help="run only these of the config's datasets")
     ap.add_argument("--seeds", nargs="*", type=int, help="run only these of the config's seeds")
+    ap.add_argument("--regimes", nargs="*", help="compare configs: run only these of the config's regimes")
     ap.add_argument("--tag", help="suffix of the results file, e.g. the GPU's name: results/<config>_<tag>.jsonl")
     ap.add_argument("--list", action="store_true", help="list the configs and their results files")
     ap.add_argument("--render-only", action="store_true", help="render the docs from the raw rows, run nothing")

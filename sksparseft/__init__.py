@@ -6,6 +6,6 @@ from . import _moved
 
 _moved.install()
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 __all__ = ["TokenSparseClassifier", "TokenGroup", "__version__"]

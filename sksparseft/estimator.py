@@ -8,7 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .explain import explain, token_group_table
@@ -31,7 +31,7 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
 
     ``fit`` finds the token groups that tell the classes apart (``token_groups_``, behind
     ``explain``), fits a linear probe on the frozen backbone's features, lets the ``strategy``
-    choose what trains (by default a random ``density`` share of the backbone's entries), trains
+    choose what trains (by default a random 1% of the backbone's entries), trains
     it on a supervised contrastive objective and then with cross-entropy (epochs, or a step
     budget: ``max_steps``), keeps the point between the start and the end of that finetune best
     on validation, never less than the frozen probe there, and refits the head on every text.
@@ -53,10 +53,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Options of the strategy, by name, checked when fit starts; each strategy's
         options, their defaults and what they accept are listed in docs/strategies.md
         (and declared in its options class, e.g. ``sksparseft.strategies.LoRAOptions``).
-    density : float in (0, 1], default=0.01
-        Share of the backbone's entries that the mask strategies (``random``,
-        ``token_sparse``, ``fisher``, ``random_rows``) train; ``mask_summary_`` says how
-        much a fit trained.
+    density, n_sensitivity_samples : deprecated
+        Options of the mask strategies since 0.9.0 (``strategy_options={"density": 0.05}``);
+        a value given here warns and is passed on until 0.11.0.
     n_token_groups : int or None, default=None
         Token groups to keep; None means 10 per class.
     max_ngram : int, default=3
@@ -67,8 +66,6 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     adaptive_tokenization : bool, default=False
         Add each token group that is one word split into pieces to the tokenizer as a
         whole-word token, its embedding row started at the mean of its pieces' rows.
-    n_sensitivity_samples : int, default=256
-        Training texts used to score parameter sensitivity.
     learning_rate : float or None, default=None
         AdamW learning rate of what the strategy trains (warm-up, then linear decay);
         None uses the strategy's customary rate (docs/strategies.md).
@@ -201,8 +198,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, density=0.01, n_token_groups=None,
-        max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples=256, learning_rate=None,
+        self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, density="deprecated", n_token_groups=None,
+        max_ngram=3, min_count=3, adaptive_tokenization=False, n_sensitivity_samples="deprecated", learning_rate=None,
         head_learning_rate=None, weight_decay=0.01, max_epochs=8, max_steps=600, batch_size=32, max_length=128, pooling="auto",
         dropout=0.1, head_init="linear_probe", class_weight=None, validation_fraction=0.1, patience=2,
         interpolate_weights=True, average_epochs=False, refit_head=True, contrastive_epochs=2,
@@ -254,12 +251,12 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         # Names are checked against the live registry (register_strategy), with the options, in fit.
         "strategy": [str],
         "strategy_options": [dict, None],
-        "density": [Interval(Real, 0.0, 1.0, closed="right")],
+        "density": [Interval(Real, 0.0, 1.0, closed="right"), Hidden(StrOptions({"deprecated"}))],
         "n_token_groups": [Interval(Integral, 0, None, closed="left"), None],
         "max_ngram": [Interval(Integral, 1, None, closed="left")],
         "min_count": [Interval(Integral, 1, None, closed="left")],
         "adaptive_tokenization": ["boolean"],
-        "n_sensitivity_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_sensitivity_samples": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({"deprecated"}))],
         "learning_rate": [Interval(Real, 0.0, np.inf, closed="neither"), None],
         "head_learning_rate": [Interval(Real, 0.0, np.inf, closed="neither"), None],
         "weight_decay": [Interval(Real, 0.0, np.inf, closed="left")],

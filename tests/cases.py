@@ -16,7 +16,7 @@ from skorch.callbacks import Callback
 from sksparseft.strategies import STRATEGIES
 
 # Two short epochs on the config-built tiny models; a test adds what it needs on top.
-FAST = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu")
+FAST = dict(max_epochs=2, batch_size=8, device="cpu")
 
 
 def toy_task():

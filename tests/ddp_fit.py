@@ -69,7 +69,7 @@ def fit(model):
     # Every stage, averaging too; six epochs with a short last batch, so that processes whose batch
     # order followed their own (dropout-drawn) random stream would cut different batches and hang.
     clf = RecordingClassifier(model, strategy="token_sparse", accelerate=True, device="cpu", max_epochs=6, batch_size=8,
-                              patience=0, n_sensitivity_samples=8, validation_fraction=0.2, random_state=0,
+                              patience=0, validation_fraction=0.2, random_state=0,
                               learning_rate=1e-2, contrastive_epochs=2, average_epochs=True)
     clf.fit(texts, labels)
     delta = {n: v.tolist() for n, (i, v) in clf.module_.delta().items()}

@@ -34,7 +34,7 @@ TEXTS = [f"{s} {tail}" for s in ("my card has not arrived", "refund my payment",
          for tail in ("now", "today", "please", "again")]
 LABELS = [("card", "refund", "pin", "card", "refund", "pin")[i // 4] for i in range(len(TEXTS))]
 #: The checkpointed fit: long enough (many short epochs) to be killed in the middle.
-FIT = dict(max_epochs=40, patience=0, batch_size=4, n_sensitivity_samples=8, device="cpu", random_state=0,
+FIT = dict(max_epochs=40, patience=0, batch_size=4, device="cpu", random_state=0,
            validation_fraction=0.2, contrastive_epochs=0, learning_rate=3e-3)
 
 

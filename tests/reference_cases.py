@@ -11,8 +11,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # least 5 times as far as another machine's float noise does (tests/data/tolerance_rows.json). The
 # cases on ``PLAIN`` fit without a validation split, so that the pin holds their finetune, not the
 # floor; the cases with one pin the choices too.
-BASE = dict(max_epochs=6, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0, contrastive_epochs=0,
-            strategy="token_sparse", learning_rate=3e-3, validation_fraction=0.25, precision="float32", patience=3)
+#: the sensitivity strategies' texts scored (token_sparse, fisher)
+SENS = {"n_sensitivity_samples": 16}
+BASE = dict(max_epochs=6, batch_size=8, device="cpu", random_state=0, contrastive_epochs=0,
+            strategy="token_sparse", strategy_options=SENS, learning_rate=3e-3, validation_fraction=0.25, precision="float32", patience=3)
 #: No validation split: the finetune as trained.
 PLAIN = dict(BASE, validation_fraction=0.0)
 #: Today's default parameters, on the CPU, with a seed. Pinned in float32, what ``precision="auto"``
@@ -29,29 +31,30 @@ CASES = {
     "default": dict(DEFAULT, precision="float32"),
     "token_sparse": dict(BASE),
     "fisher": dict(PLAIN, strategy="fisher", learning_rate=3e-3),
-    "random": dict(PLAIN, strategy="random", learning_rate=1e-2),
-    "random_rows": dict(PLAIN, strategy="random_rows", learning_rate=1e-2),
-    "bitfit": dict(PLAIN, strategy="bitfit", learning_rate=3e-2),
+    "random": dict(PLAIN, strategy="random", strategy_options=None, learning_rate=1e-2),
+    "random_rows": dict(PLAIN, strategy="random_rows", strategy_options=None, learning_rate=1e-2),
+    "bitfit": dict(PLAIN, strategy="bitfit", strategy_options=None, learning_rate=3e-2),
     "layers": dict(PLAIN, strategy="layers", strategy_options={"n_layers": 1}, learning_rate=1e-2),
-    "full": dict(BASE, strategy="full", learning_rate=1e-3),
+    "full": dict(BASE, strategy="full", strategy_options=None, learning_rate=1e-3),
     "lora": dict(PLAIN, strategy="lora", strategy_options={"r": 4}, learning_rate=3e-3),
     "prefix": dict(PLAIN, strategy="prefix", strategy_options={"n_prefix": 4}, learning_rate=3e-1),
-    "min_layer_cached": dict(BASE, strategy_options={"min_layer": 1, "cache_frozen": True}),
+    "min_layer_cached": dict(BASE, strategy_options={**SENS, "min_layer": 1, "cache_frozen": True}),
     "adaptive": dict(BASE, adaptive_tokenization=True, learning_rate=1e-3),
     "average_epochs": dict(BASE, average_epochs=True),
     "either_or_no_refit": dict(BASE, interpolate_weights=False, refit_head=False),
     "no_validation": dict(PLAIN, learning_rate=1e-3),
-    "random_head_balanced": dict(PLAIN, head_init="random", class_weight="balanced", density=0.05, learning_rate=1e-2),
+    "random_head_balanced": dict(PLAIN, head_init="random", class_weight="balanced",
+                                 strategy_options={**SENS, "density": 0.05}, learning_rate=1e-2),
     "contrastive": dict(BASE, contrastive_epochs=2, learning_rate=1e-3),
-    "contrastive_full": dict(BASE, strategy="full", contrastive_epochs=1, learning_rate=1e-3),
+    "contrastive_full": dict(BASE, strategy="full", strategy_options=None, contrastive_epochs=1, learning_rate=1e-3),
 }
 
 # Model files of the current format, fitted on ``toy_texts()`` against the packaged backbone: later
 # versions must load them (their settings as when they were made).
-_LEGACY_BASE = dict(max_epochs=1, batch_size=8, n_sensitivity_samples=16, device="cpu", random_state=0,
+_LEGACY_BASE = dict(max_epochs=1, batch_size=8, device="cpu", random_state=0,
                     contrastive_epochs=0, strategy="token_sparse", precision="float32", patience=3)
 LEGACY = {
-    "token_sparse": dict(_LEGACY_BASE, density=0.001),
+    "token_sparse": dict(_LEGACY_BASE, strategy_options={**SENS, "density": 0.001}),
     "lora": dict(_LEGACY_BASE, strategy="lora", strategy_options={"r": 2}),
 }
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, 
 
 def test_single_process_accelerate_fits_like_a_plain_fit(tiny_model, toy_data):
     X, y = toy_data
-    common = dict(max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0,
+    common = dict(max_epochs=2, batch_size=8, device="cpu", random_state=0,
                   validation_fraction=0.0, learning_rate=1e-2)
     plain = TokenSparseClassifier(tiny_model, **common).fit(X, y)
     acc = TokenSparseClassifier(tiny_model, accelerate=True, **common).fit(X, y)

@@ -37,7 +37,7 @@ def test_plan_epochs_never_exceeds_max_epochs_and_none_is_no_budget():
 
 
 # 48 toy texts, 5 held out: 43 train in 6 batches of 8 an epoch; patience 0 runs every planned epoch.
-PARAMS = dict(batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0, patience=0)
+PARAMS = dict(batch_size=8, device="cpu", random_state=0, patience=0)
 
 
 def test_a_fit_past_the_budget_is_the_fit_of_its_planned_epochs(tiny_model, toy_data):
@@ -88,7 +88,7 @@ def test_max_steps_is_checked_before_anything_loads(toy_data):
 def test_budgets_that_do_not_bind_change_nothing(tiny_model, toy_data):
     # Budgets above what a small set needs (6 steps an epoch here) leave the fit as without them, bit for bit.
     texts, labels = toy_data
-    params = dict(model=tiny_model, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    params = dict(model=tiny_model, batch_size=8, device="cpu", random_state=0)
     budgeted = TokenSparseClassifier(max_steps=600, contrastive_max_steps=64, **params).fit(texts, labels)
     unbudgeted = TokenSparseClassifier(max_steps=None, contrastive_max_steps=None, **params).fit(texts, labels)
     assert budgeted.finetune_plan_["regime"] == unbudgeted.finetune_plan_["regime"] == EVERY_EPOCH

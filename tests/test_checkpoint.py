@@ -143,7 +143,7 @@ def test_the_fingerprint_changes_with_anything_that_shapes_the_fit():
 
 def test_checkpointed_fit_that_stops_early_and_averages_epochs_is_the_plain_fit(tiny_model, toy_data, tmp_path):
     X, y = toy_data
-    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+    params = dict(max_epochs=12, batch_size=8, device="cpu", validation_fraction=0.25,
                   contrastive_epochs=1, random_state=0, patience=1, average_epochs=True)
     plain = TokenSparseClassifier(tiny_model, **params).fit(X, y)
     assert len(plain.history_) - 1 < params["max_epochs"]  # early stopping ended it

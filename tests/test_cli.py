@@ -27,7 +27,7 @@ def files(tmp_path_factory, toy_data):
 @pytest.fixture(scope="module")
 def model(files, tiny_model):
     path = files / "model.safetensors"
-    sets = [f"model={tiny_model}", "max_epochs=1", "batch_size=8", "n_sensitivity_samples=8",
+    sets = [f"model={tiny_model}", "max_epochs=1", "batch_size=8",
             "validation_fraction=0.0", "random_state=0"]
     args = ["fit", "--data", str(files / "train.csv"), "--model-out", str(path), "--quiet", "--device", "cpu"]
     for s in sets:

@@ -181,7 +181,7 @@ def test_train_contrastive_changes_only_what_the_strategy_trains_and_pulls_class
 
 def test_fit_runs_the_contrastive_stage_and_is_reproducible(tiny_model, toy_data):
     texts, labels = toy_data
-    params = dict(model=tiny_model, max_epochs=2, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    params = dict(model=tiny_model, max_epochs=2, batch_size=8, device="cpu", random_state=0)
     a = TokenSparseClassifier(contrastive_epochs=2, **params).fit(texts, labels)
     b = TokenSparseClassifier(contrastive_epochs=2, **params).fit(texts, labels)
     off = TokenSparseClassifier(contrastive_epochs=0, **params).fit(texts, labels)
@@ -194,7 +194,7 @@ def test_fit_runs_the_contrastive_stage_and_is_reproducible(tiny_model, toy_data
 
 def test_max_epochs_zero_is_the_contrastive_stage_and_the_head_only(tiny_model, toy_data):
     texts, labels = toy_data
-    params = dict(model=tiny_model, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    params = dict(model=tiny_model, batch_size=8, device="cpu", random_state=0)
     only = TokenSparseClassifier(contrastive_epochs=2, max_epochs=0, **params).fit(texts, labels)
     assert list(only.fit_stages_) == ["load", "token_groups", "linear_probe", "selection", "contrastive",
                                       "interpolation", "head_refit", "finalize"]
@@ -259,7 +259,7 @@ def test_train_contrastive_max_steps_at_or_above_the_stage_is_the_uncapped_stage
 
 def test_contrastive_max_steps_in_fit(tiny_model, toy_data):
     texts, labels = toy_data
-    params = dict(model=tiny_model, max_epochs=1, batch_size=8, n_sensitivity_samples=8, device="cpu", random_state=0)
+    params = dict(model=tiny_model, max_epochs=1, batch_size=8, device="cpu", random_state=0)
     whole = TokenSparseClassifier(**params).fit(texts, labels)
     above = TokenSparseClassifier(contrastive_max_steps=10_000, **params).fit(texts, labels)
     one = TokenSparseClassifier(contrastive_max_steps=1, **params).fit(texts, labels)

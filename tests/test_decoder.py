@@ -66,7 +66,7 @@ def test_decoder_strategies_fit_and_predict(tiny_decoder, toy_data, strategy, op
 
 def test_token_sparse_mask_covers_decoder_layers_and_leaves_the_rest_untouched(tiny_decoder, toy_data):
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_decoder, strategy="token_sparse", density=0.05, **FAST).fit(X, y)
+    clf = TokenSparseClassifier(tiny_decoder, strategy="token_sparse", strategy_options={"density": 0.05}, **FAST).fit(X, y)
     summary = clf.mask_summary_
     assert {"layer.0", "layer.1"} <= set(summary["per_layer"])
     assert summary["per_module"]["attention"]["selected"] > 0 and summary["per_module"]["mlp"]["selected"] > 0
@@ -112,7 +112,7 @@ def test_smollm2_from_gguf_is_cached_and_classifies(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     idx = np.concatenate([rng.choice(np.flatnonzero(y == c), 12, replace=False) for c in classes])
     train, test = idx[::2], idx[1::2]
-    clf = TokenSparseClassifier("SmolLM2-135M-Instruct", max_epochs=1, batch_size=8, n_sensitivity_samples=16,
+    clf = TokenSparseClassifier("SmolLM2-135M-Instruct", max_epochs=1, batch_size=8, 
                                 validation_fraction=0.0, device="cpu", random_state=0)
     clf.fit([X[i] for i in train], y[train])
     assert clf.pooling_ == "last"

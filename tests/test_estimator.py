@@ -140,9 +140,9 @@ def test_sklearn_api(tiny_model, toy_data):
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, **FAST)
     params = clf.get_params()
-    assert params["model"] == tiny_model and params["density"] == 0.01
-    clf.set_params(density=0.02)
-    assert clone(clf).get_params()["density"] == 0.02
+    assert params["model"] == tiny_model and params["strategy_options"] is None
+    clf.set_params(strategy_options={"density": 0.02})
+    assert clone(clf).get_params()["strategy_options"] == {"density": 0.02}
     assert not hasattr(clone(clf), "classes_")
     pipe = make_pipeline(FunctionTransformer(_lower), TokenSparseClassifier(tiny_model, random_state=0, **FAST))
     pipe.fit(X, y)
@@ -152,14 +152,15 @@ def test_sklearn_api(tiny_model, toy_data):
     scores = cross_val_score(TokenSparseClassifier(tiny_model, random_state=0, **FAST), X, np.asarray(y), cv=2)
     assert scores.shape == (2,)
     search = GridSearchCV(TokenSparseClassifier(tiny_model, strategy="token_sparse", random_state=0, **FAST),
-                          {"density": [0.005, 0.02]}, cv=2)
+                          {"strategy_options": [{"density": 0.005}, {"density": 0.02}]}, cv=2)
     search.fit(X, np.asarray(y))
     best = search.best_estimator_
-    assert best.density == search.best_params_["density"]
+    density = best.strategy_options["density"]
+    assert density == search.best_params_["strategy_options"]["density"]
     # The refit model is fitted at the chosen density: its scored entries are that share of the backbone.
     s = best.mask_summary_
     rows = best.mask_.indices["embeddings.word_embeddings.weight"].numel()  # the token groups' rows, on top
-    assert s["selected"] - rows == round(best.density * s["total"])
+    assert s["selected"] - rows == round(density * s["total"])
 
 
 def test_user_callbacks_run(tiny_model, toy_data):
@@ -196,7 +197,7 @@ def test_user_callbacks_see_the_epoch_early_stopping_ends_on(tiny_model, toy_dat
             self.restored = all(torch.equal(now[k], v) for k, v in best.items())
 
     ends = Ends()
-    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+    params = dict(max_epochs=12, batch_size=8, device="cpu", validation_fraction=0.25,
                   contrastive_epochs=1, random_state=0, patience=1)
     clf = TokenSparseClassifier(tiny_model, callbacks=[ends], **params).fit(X, y)
     ran = [row["epoch"] for row in clf.history_[1:]]
@@ -211,8 +212,10 @@ def test_predict_before_fit():
 
 
 @pytest.mark.parametrize("param,value,match", [
-    ("density", 0.0, "density"),
-    ("density", 1.5, "density"),
+    ("strategy_options", {"density": 0.0}, "density"),
+    ("strategy_options", {"density": 1.5}, "density"),
+    ("strategy_options", {"n_sensitivity_samples": 0}, "n_sensitivity_samples"),
+    ("density", 1.5, "density"),  # the moved parameter is still checked while it is honoured
     ("max_epochs", -1, "max_epochs"),
     ("batch_size", -2, "batch_size"),
     ("pooling", "max", "pooling"),
@@ -281,7 +284,7 @@ from sksparseft.datasets import load_banking77
 X, y = load_banking77("train", return_X_y=True)
 idx = np.random.default_rng(0).permutation(len(X))[:300]
 X, y = [X[i] for i in idx], np.asarray(y)[idx]
-clf = TokenSparseClassifier(sys.argv[1], random_state=0, max_epochs=1, batch_size=16, n_sensitivity_samples=16,
+clf = TokenSparseClassifier(sys.argv[1], random_state=0, max_epochs=1, batch_size=16, 
                             device="cpu", validation_fraction=0.0).fit(X, y)
 np.save(sys.argv[2], clf.predict_proba(X[:100]))
 """

@@ -39,15 +39,15 @@ def check_clone_keeps_parameters_and_drops_fitted_state(est, X, y, fitted):
 
 def check_get_set_params_round_trip(est, X, y, fitted):
     params = est.get_params()
-    other = clone(est).set_params(density=0.5, max_epochs=7)
-    assert other.get_params()["density"] == 0.5 and other.get_params()["max_epochs"] == 7
+    other = clone(est).set_params(strategy_options={"density": 0.5}, max_epochs=7)
+    assert other.get_params()["strategy_options"] == {"density": 0.5} and other.get_params()["max_epochs"] == 7
     other.set_params(**params)
     assert other.get_params() == params
 
 
 def check_init_stores_parameters_only(est, X, y, fitted):
-    fresh = TokenSparseClassifier(est.model, density=0.3, strategy_options={"x": 1})
-    assert fresh.density == 0.3 and fresh.strategy_options == {"x": 1}  # nothing checked or copied yet
+    fresh = TokenSparseClassifier(est.model, max_steps=0, strategy_options={"x": 1})
+    assert fresh.max_steps == 0 and fresh.strategy_options == {"x": 1}  # nothing checked or copied yet
     assert not any(hasattr(fresh, name) for name in FITTED)
 
 

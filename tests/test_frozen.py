@@ -218,7 +218,7 @@ def test_an_empty_memory_changes_nothing_with_rejection_too(tiny_model, toy_data
 
 
 # The contrastive stage trains every block; the cross-entropy epochs only block 1 and up.
-AFTER_CONTRASTIVE = dict(FAST, strategy="random", density=0.01, contrastive_epochs=1, random_state=0,
+AFTER_CONTRASTIVE = dict(FAST, strategy="random", contrastive_epochs=1, random_state=0,
                          strategy_options={"ce_min_layer": 1})
 
 

@@ -1,110 +1,91 @@
-"""The module paths of 0.6.0 (_moved.py): importable with a DeprecationWarning, the very same modules."""
+"""The mask-only parameters that moved into the strategies' options: the deprecation cycle.
 
-import importlib
-import importlib.util
-import pickle
-import pickletools
-import sys
-from pathlib import Path
+``density`` and ``n_sensitivity_samples`` are options of the mask strategies; the old parameters
+warn (FutureWarning) and are honoured until 0.11.0, exactly as the option would be.
+"""
 
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
 import pytest
-import torch
 
-import sksparseft
-from sksparseft._moved import MOVED, REMOVED_IN, _OldPaths, install
+from sksparseft import TokenSparseClassifier
+from sksparseft.fit.moved import MOVED
+from sksparseft.io.persistence import params_from_json
+from sksparseft.strategies import STRATEGIES, option_names
 
-PACKAGE = Path(sksparseft.__file__).parent
+from cases import FAST
 
-
-@pytest.fixture
-def fresh(monkeypatch):
-    """Forget the old paths' entries in sys.modules (restored after), so that importing them runs the finder."""
-
-    def forget(old):
-        monkeypatch.delitem(sys.modules, old, raising=False)
-        parent, _, child = old.rpartition(".")
-        monkeypatch.delattr(sys.modules[parent], child, raising=False)
-
-    return forget
+PARAMS = dict(FAST, max_epochs=1, contrastive_epochs=0, random_state=0, validation_fraction=0.0)
 
 
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_each_old_path_imports_the_new_module_with_a_warning(old, fresh):
-    new = MOVED[old]
-    fresh(old)
-    with pytest.warns(DeprecationWarning) as record:
-        module = importlib.import_module(old)
-    messages = [str(w.message) for w in record if issubclass(w.category, DeprecationWarning)]
-    assert f"{old} moved to {new}; the old path goes in {REMOVED_IN}" in messages
-    assert module is importlib.import_module(new) is sys.modules[old] is sys.modules[new]
-    assert module.__name__ == new and module.__spec__.name == new  # its own spec, not the old path's
-    assert importlib.import_module(old) is module  # second import: from sys.modules
+@pytest.mark.parametrize("strategy,name,value", [("random", "density", 0.05), ("token_sparse", "density", 0.02),
+                                                 ("fisher", "n_sensitivity_samples", 4)])
+def test_a_moved_parameter_warns_and_fits_as_the_option_does(tiny_model, toy_data, strategy, name, value):
+    X, y = toy_data
+    with pytest.warns(FutureWarning, match=rf"strategy_options=\{{'{name}': {value}\}}.*|{name} moved"):
+        old = TokenSparseClassifier(tiny_model, strategy=strategy, **{name: value}, **PARAMS).fit(X, y)
+    new = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options={name: value}, **PARAMS).fit(X, y)
+    default = TokenSparseClassifier(tiny_model, strategy=strategy, **PARAMS).fit(X, y)
+    assert old.strategy_[name] == new.strategy_[name] == value
+    np.testing.assert_array_equal(old.predict_proba(X), new.predict_proba(X))
+    assert old.mask_summary_["selected"] == new.mask_summary_["selected"]
+    if name == "density":  # the option does something: the default's mask is another size
+        assert default.mask_summary_["selected"] != new.mask_summary_["selected"]
 
 
-def test_the_warning_points_at_the_importing_line(fresh):
-    fresh("sksparseft.persistence")
-    with pytest.warns(DeprecationWarning, match="sksparseft.persistence moved to sksparseft.io.persistence") as record:
-        import sksparseft.persistence  # noqa: F401
-    assert record[0].filename == __file__
+def test_the_options_given_without_the_old_parameters_never_warn(tiny_model, toy_data):
+    X, y = toy_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        TokenSparseClassifier(tiny_model, strategy_options={"density": 0.02}, **PARAMS).fit(X, y)
 
 
-def test_from_old_path_import_name(fresh):
-    from sksparseft.io.persistence import ModelFileError as new_class
+def test_a_moved_parameter_given_twice_is_refused_before_anything_loads(tiny_model, toy_data, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the backbone must not be loaded")
 
-    fresh("sksparseft.persistence")
-    with pytest.warns(DeprecationWarning):
-        from sksparseft.persistence import ModelFileError
-    assert ModelFileError is new_class
-    with pytest.raises(new_class):  # except clauses written against the old path keep catching
-        raise ModelFileError("x")
+    monkeypatch.setattr(TokenSparseClassifier, "stage_load", never)
+    with pytest.raises(ValueError, match="density is given twice"):
+        TokenSparseClassifier(tiny_model, density=0.02, strategy_options={"density": 0.05}, **PARAMS).fit(*toy_data)
 
 
-def test_old_paths_are_not_shadowed_by_files_and_new_paths_exist():
-    for old, new in MOVED.items():
-        rel = old.split(".")[1:]
-        assert not PACKAGE.joinpath(*rel).with_suffix(".py").exists(), old
-        assert not PACKAGE.joinpath(*rel).is_dir(), old
-        assert importlib.util.find_spec(new) is not None, new
+def test_a_strategy_without_the_option_ignores_the_old_parameter_as_before(tiny_model, toy_data):
+    X, y = toy_data
+    assert "density" not in option_names("full")
+    with pytest.warns(FutureWarning):
+        old = TokenSparseClassifier(tiny_model, strategy="full", density=0.5, **PARAMS).fit(X, y)
+    new = TokenSparseClassifier(tiny_model, strategy="full", **PARAMS).fit(X, y)
+    np.testing.assert_array_equal(old.predict_proba(X), new.predict_proba(X))
 
 
-def test_a_name_that_never_existed_is_not_found():
-    with pytest.raises(ModuleNotFoundError):
-        importlib.import_module("sksparseft.no_such_module")
-    assert _OldPaths().find_spec("sksparseft.no_such_module") is None
-    assert _OldPaths().find_spec("sksparseft.io.persistence") is None  # new paths load normally
+def test_the_mask_strategies_hold_the_moved_options_and_the_others_none():
+    for name, cls in STRATEGIES.items():
+        mask = name in ("random", "random_rows", "token_sparse", "fisher")
+        assert ("density" in option_names(name)) == mask, name
+        assert ("n_sensitivity_samples" in option_names(name)) == (name in ("token_sparse", "fisher")), name
 
 
-def test_install_adds_the_finder_once():
-    install()
-    install()
-    assert sum(isinstance(f, _OldPaths) for f in sys.meta_path) == 1
+def test_files_saved_before_the_move_load_with_their_values_as_options_and_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        params = params_from_json({"strategy": "token_sparse", "density": 0.001, "n_sensitivity_samples": 256,
+                                   "strategy_options": {"min_layer": 1}})
+    # a value other than the option's default moves; the default one is dropped
+    assert params["strategy_options"] == {"min_layer": 1, "density": 0.001}
+    assert all(params[name] == "deprecated" for name in MOVED)
+    assert "strategy_options" not in params_from_json({"strategy": "full", "density": 0.5})
 
 
-def _pickle_by_old_path(obj, new, old):
-    data = pickle.dumps(obj, protocol=2)
-    # Protocol 2 names a class with GLOBAL: "module\nname\n", plain text without length prefixes.
-    globals_ = [arg for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"]
-    assert any(g.startswith(new + " ") for g in globals_)
-    data = data.replace(f"c{new}\n".encode(), f"c{old}\n".encode())
-    assert [arg for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL" and arg.startswith(old + " ")]
-    return data
+def test_a_model_file_saved_before_the_move_loads_and_refits_without_a_warning(tmp_path, tiny_model, toy_data):
+    from pathlib import Path
 
-
-def test_a_pickle_naming_the_old_module_loads_the_new_class(fresh):
-    from sksparseft.model.mask import SparseMask
-    from sksparseft.text.tokens import TokenGroup
-
-    mask = SparseMask({"a.weight": torch.tensor([3, 1])}, {"a.weight": (2, 2)})
-    group = TokenGroup("card", (5,), 0.5, "card", 3)
-    data_mask = _pickle_by_old_path(mask, "sksparseft.model.mask", "sksparseft.mask")
-    data_group = _pickle_by_old_path(group, "sksparseft.text.tokens", "sksparseft.tokens")
-    fresh("sksparseft.mask")
-    fresh("sksparseft.tokens")
-    with pytest.warns(DeprecationWarning, match="sksparseft.mask moved to sksparseft.model.mask"):
-        back = pickle.loads(data_mask)
-    assert type(back) is SparseMask
-    assert back.indices["a.weight"].tolist() == [1, 3] and back.shapes == {"a.weight": (2, 2)}
-    with pytest.warns(DeprecationWarning, match="sksparseft.tokens moved to sksparseft.text.tokens"):
-        assert pickle.loads(data_group) == group
-    # Pickled again, the object names its new module.
-    assert b"sksparseft.model.mask" in pickle.dumps(back, protocol=2)
+    legacy = Path(__file__).parent / "data" / "legacy_token_sparse.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        clf = TokenSparseClassifier.load(legacy)
+        assert clf.strategy_options["density"] == 0.001 and clf.density == "deprecated"
+        clf.set_params(model=tiny_model, **PARAMS).fit(*toy_data)
+    assert clf.strategy_["density"] == 0.001

@@ -149,7 +149,7 @@ def test_cli_fits_and_predicts_label_sets(tiny_model, joined, tmp_path):
     model = tmp_path / "m.safetensors"
     args = ["fit", "--data", str(data), "--label-column", "labels", "--label-sep", "|", "--model-out", str(model),
             "--quiet", "--device", "cpu", "--set", f"model={tiny_model}", "--set", "max_epochs=1",
-            "--set", "batch_size=8", "--set", "n_sensitivity_samples=8", "--set", "random_state=0"]
+            "--set", "batch_size=8", "--set", "random_state=0"]
     assert main(args) == EXIT_OK
     clf = TokenSparseClassifier.load(model)
     assert clf.multilabel_ and clf.label_names_ == sorted(LABELS)

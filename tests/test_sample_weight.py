@@ -93,9 +93,9 @@ def test_sample_weight_passes_through_pipeline_and_grid_search(tiny_model, toy_d
     pipe = Pipeline([("clf", TokenSparseClassifier(tiny_model, **dict(SETTINGS, max_epochs=1)))])
     pipe.fit(X, y, clf__sample_weight=w)
     search = GridSearchCV(TokenSparseClassifier(tiny_model, **dict(SETTINGS, max_epochs=1)),
-                          {"density": [0.01, 0.05]}, cv=2)
+                          {"strategy_options": [{"density": 0.01}, {"density": 0.05}]}, cv=2)
     search.fit(np.asarray(X, dtype=object), np.asarray(y, dtype=object), sample_weight=w)
-    assert search.best_params_["density"] in (0.01, 0.05)
+    assert search.best_params_["strategy_options"]["density"] in (0.01, 0.05)
 
 
 def test_pandas_and_object_array_inputs(tiny_model, toy_data):
@@ -128,7 +128,7 @@ def test_cli_reads_weights_from_a_column(tiny_model, toy_data, tmp_path):
         w.writerows((t, c, 3 if c == "refund" else 1) for t, c in zip(X, y))
     args = ["fit", "--data", str(data), "--model-out", str(tmp_path / "m.safetensors"), "--quiet", "--device", "cpu",
             "--set", f"model={tiny_model}", "--set", "max_epochs=1", "--set", "batch_size=8",
-            "--set", "n_sensitivity_samples=8", "--set", "random_state=0"]
+            "--set", "random_state=0"]
     assert main(args + ["--weight-column", "weight"]) == EXIT_OK
     assert TokenSparseClassifier.load(tmp_path / "m.safetensors").classes_.tolist() == ["card", "pin", "refund"]
     assert main(args + ["--weight-column", "label"]) == EXIT_INPUT  # not numbers

@@ -18,7 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dask_search.py"
 def test_gridsearch_runs_on_a_local_dask_cluster(tiny_model, toy_data):
     search_on_dask = runpy.run_path(str(EXAMPLE))["search_on_dask"]  # the example's own code
     X, y = toy_data
-    est = TokenSparseClassifier(tiny_model, max_epochs=1, batch_size=8, n_sensitivity_samples=8, device="cpu",
+    est = TokenSparseClassifier(tiny_model, max_epochs=1, batch_size=8, device="cpu",
                                 random_state=0, validation_fraction=0.0)
     search, workers = search_on_dask(est, {"strategy": ["token_sparse", "bitfit"]}, X, np.asarray(y), n_workers=2, cv=2)
     assert workers == 2

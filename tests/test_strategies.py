@@ -129,8 +129,7 @@ def test_prefix_changes_attention_and_respects_padding(tiny_model):
     e = encode(tok, ["short", "a much longer text with many more tokens in it"], 32)
     ids, am = torch.as_tensor(e["input_ids"]), torch.as_tensor(e["attention_mask"])
     before = module(ids, am)
-    ctx = FitContext(encodings=e, y=np.array([0, 1]), groups=[], focus=None, density=0.01,
-                     n_sensitivity_samples=2, device="cpu", random_state=0)
+    ctx = FitContext(encodings=e, y=np.array([0, 1]), groups=[], focus=None, device="cpu", random_state=0)
     get_strategy("prefix", {"n_prefix": 3}).setup(module, ctx)
     with torch.no_grad():
         for m in module.encoder.modules():
@@ -255,7 +254,7 @@ def test_row_masks_train_whole_rows_of_the_chosen_blocks_only(tiny_model, toy_da
     from sksparseft.model.sparse_delta import _layout
 
     X, y = toy_data
-    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options=options, density=0.001,
+    clf = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options={**options, "density": 0.001},
                                 **dict(FAST, contrastive_epochs=0)).fit(X, y)
     mask = clf.mask_
     assert mask.indices and all(block_index(n) >= options.get("min_layer", 0) for n in mask.indices)

@@ -129,7 +129,7 @@ def test_early_stopping_waits_patience_epochs_and_a_shorter_patience_is_the_same
     from sksparseft import TokenSparseClassifier
 
     X, y = toy_data
-    params = dict(max_epochs=12, batch_size=8, n_sensitivity_samples=8, device="cpu", validation_fraction=0.25,
+    params = dict(max_epochs=12, batch_size=8, device="cpu", validation_fraction=0.25,
                   contrastive_epochs=1, random_state=0)
     three = TokenSparseClassifier(tiny_model, patience=3, **params).fit(X, y)
     two = TokenSparseClassifier(tiny_model, patience=2, **params).fit(X, y)

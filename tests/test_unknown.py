@@ -54,7 +54,7 @@ def test_rejection_scores_come_from_the_frozen_backbone(rejecting, toy_data):
 def test_a_fit_with_the_contrastive_stage_calibrates_its_threshold_without_a_validation_split(tiny_model, toy_data):
     X, y = toy_data
     clf = TokenSparseClassifier(tiny_model, unknown_label="oos", random_state=0, max_epochs=1, batch_size=8,
-                                n_sensitivity_samples=8, device="cpu", validation_fraction=0.0).fit(X, y)
+                                device="cpu", validation_fraction=0.0).fit(X, y)
     assert clf.contrastive_epochs > 0 and "contrastive" in clf.fit_stages_
     assert 0.0 < clf.unknown_threshold_ < 1.0
     assert (clf.rejection_score(X) >= clf.unknown_threshold_).mean() >= 0.9
@@ -150,7 +150,7 @@ def test_cli_sets_the_unknown_label_and_reports_rejection(tiny_model, toy_data, 
     model = tmp_path / "m.safetensors"
     args = ["fit", "--data", str(data), "--model-out", str(model), "--quiet", "--device", "cpu",
             "--set", f"model={tiny_model}", "--set", "max_epochs=1", "--set", "batch_size=8",
-            "--set", "n_sensitivity_samples=8", "--set", "contrastive_epochs=0", "--set", "random_state=0",
+            "--set", "contrastive_epochs=0", "--set", "random_state=0",
             "--set", "unknown_label=oos", "--set", "unknown_threshold=0.9"]
     assert main(args) == EXIT_OK
     out = tmp_path / "report.json"

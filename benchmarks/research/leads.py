@@ -252,10 +252,10 @@ class LayerFocus(TokenSparse):
 
         eligible = set(eligible_parameters(module))
         scores = layer_focus_scores(module, ctx.encodings, ctx.y, ctx.focus if self.use_focus else None,
-                                    ctx.n_sensitivity_samples, ctx.device, ctx.random_state)
+                                    self.settings["n_sensitivity_samples"], ctx.device, ctx.random_state)
         scores = {n: s for n, s in scores.items() if n in eligible}
         always = _embedding_rows(module, ctx.groups) if self.settings.get("embedding_rows") else {}
-        return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module), always=always)
+        return SparseMask.from_scores(scores, budget(module, self.settings["density"]), backbone_shapes(module), always=always)
 
 
 class BatchedFisher(LayerFocus):

@@ -173,7 +173,7 @@ class FitStages(FrozenWork):
     def stage_selection(self, state):
         ctx = FitContext(
             encodings=state.train_encodings, y=state.y_train, groups=state.groups, focus=state.focus,
-            density=self.density, n_sensitivity_samples=self.n_sensitivity_samples, device=state.device,
+            device=state.device,
             random_state=state.seed, progress=self._progress("sensitivity"),
             sync=broadcast_from_main if state.accelerator is not None else None, kind=state.kind,
         )

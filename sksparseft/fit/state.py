@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..strategies import get_strategy
+from ..strategies import get_strategy, option_names
 from ..model.devices import broadcast_from_main, make_accelerator, resolve_device, resolve_precision
 from ..validation import check_unknown_label, class_weights, drop_unweighted, label_names, validate_labelled
+from .moved import strategy_options
 from .selection import ModelSelection
 from .targets import target_kind
 
@@ -92,7 +93,9 @@ class FitState:
     @classmethod
     def start(cls, est, X, y, sample_weight=None):
         """Validate the inputs and ``est``'s settings that need them; fail before anything loads."""
-        strategy = get_strategy(est.strategy, est.strategy_options)
+        if est.strategy_options is not None and not isinstance(est.strategy_options, dict):
+            raise ValueError(f"strategy_options must be a dict or None, got {est.strategy_options!r}")
+        strategy = get_strategy(est.strategy, strategy_options(est, option_names(est.strategy)))
         if strategy.settings.get("ce_min_layer") is not None and not est.contrastive_epochs:
             raise ValueError("strategy_options ce_min_layer needs a contrastive stage (contrastive_epochs > 0): "
                              "without one the entries below it would never train")

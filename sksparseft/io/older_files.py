@@ -42,5 +42,21 @@ REJECTOR = None
 
 
 def with_older_params(params):
-    """``params`` of a model file, with what files written before a parameter existed were fitted with."""
-    return {**PARAMS, **params}
+    """``params`` of a model file, with what files written before a parameter existed were fitted with.
+
+    Before 0.9.0 the mask strategies' ``density`` and ``n_sensitivity_samples`` were parameters:
+    a value other than the option's default moves into ``strategy_options`` (loading never warns).
+    """
+    from ..fit.moved import MOVED, NOT_GIVEN
+    from ..strategies import STRATEGIES, checked_options, option_names
+
+    params = {**PARAMS, **params}
+    strategy = params.get("strategy")
+    for name in MOVED:
+        value = params.get(name)
+        if isinstance(value, str) or value is None:
+            continue
+        params[name] = NOT_GIVEN
+        if name in option_names(strategy) and value != checked_options(STRATEGIES[strategy], {})[name]:
+            params["strategy_options"] = {**(params.get("strategy_options") or {}), name: value}
+    return params

@@ -7,13 +7,15 @@ line saying what it trains, the learning rate customary for the method, the opti
 strategies in docs/strategies.md is rendered from them (:func:`strategy_table`).
 """
 
+import dataclasses
+
 from .base import FitContext, MaskStrategy, Strategy
 from .bitfit import BitFit
 from .fisher import Fisher, FisherOptions
 from .full import Full
 from .layers import Layers, LayersOptions
 from .lora import LoRA, LoRAOptions
-from .options import option, option_rows, options_class
+from .options import checked_options, option, option_rows, options_class
 from .prefix import PrefixOptions, PrefixTuning, register
 from .random_mask import RandomMask
 from .random_rows import RandomRows, RandomRowsOptions
@@ -32,6 +34,11 @@ def get_strategy(name, options=None):
     if options is not None and not isinstance(options, dict):
         raise ValueError(f"strategy_options must be a dict or None, got {options!r}")
     return STRATEGIES[name](**(options or {}))
+
+
+def option_names(name):
+    """The option names of the strategy called ``name`` (none for a name no strategy has)."""
+    return {f.name for f in dataclasses.fields(options_class(STRATEGIES[name]))} if name in STRATEGIES else set()
 
 
 def from_description(description):

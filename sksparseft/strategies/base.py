@@ -18,8 +18,6 @@ class FitContext:
     y: np.ndarray
     groups: list
     focus: np.ndarray | None
-    density: float
-    n_sensitivity_samples: int
     device: object
     random_state: int | None
     options: dict = field(default_factory=dict)

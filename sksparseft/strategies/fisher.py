@@ -5,7 +5,7 @@ from __future__ import annotations
 from .options import options_from
 from .token_sparse import TokenSparse, TokenSparseOptions
 
-FisherOptions = options_from(TokenSparseOptions, "embedding_rows", "min_layer", "cache_frozen", "rows",
+FisherOptions = options_from(TokenSparseOptions, "density", "n_sensitivity_samples", "embedding_rows", "min_layer", "cache_frozen", "rows",
                              "ce_min_layer", name="FisherOptions", embedding_rows=False)
 
 

@@ -19,12 +19,13 @@ import typing
 import numpy as np
 
 
-def option(default, doc, *, low=None, above=None, below=None):
+def option(default, doc, *, low=None, above=None, below=None, high=None):
     """One field of an options class: its default, a one-line description, and for numbers a range.
 
-    The value must be ``>= low``, ``> above`` and ``< below`` (each when given).
+    The value must be ``>= low``, ``> above``, ``< below`` and ``<= high`` (each when given).
     """
-    return dataclasses.field(default=default, metadata={"doc": doc, "low": low, "above": above, "below": below})
+    return dataclasses.field(default=default, metadata={"doc": doc, "low": low, "above": above, "below": below,
+                                                        "high": high})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +115,9 @@ def _fits_kind(kind, meta, value):
         number = numbers.Integral if kind is int else numbers.Real
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, number):
             return False
-        low, above, below = meta.get("low"), meta.get("above"), meta.get("below")
-        return (low is None or value >= low) and (above is None or value > above) and (below is None or value < below)
+        low, above, below, high = (meta.get(k) for k in ("low", "above", "below", "high"))
+        return ((low is None or value >= low) and (above is None or value > above) and (below is None or value < below)
+                and (high is None or value <= high))
     if typing.get_origin(kind) in (list, tuple):
         return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     return isinstance(value, kind)
@@ -136,13 +138,15 @@ def _accepts(tp, meta):
         if kind is bool:
             words.append("True or False")
         elif kind in (int, float):
-            low, above, below = meta.get("low"), meta.get("above"), meta.get("below")
+            low, above, below, high = (meta.get(k) for k in ("low", "above", "below", "high"))
             bound = "[" if low is not None else "(" if above is not None else None
             noun = "an integer" if kind is int else "a number"
-            if bound and below is not None:
-                words.append(f"{noun} in {bound}{low if low is not None else above}, {below})")
+            if bound and (below is not None or high is not None):
+                end = f"{below})" if below is not None else f"{high}]"
+                words.append(f"{noun} in {bound}{low if low is not None else above}, {end}")
             else:
-                limits = [f"{op} {v}" for op, v in ((">=", low), (">", above), ("<", below)) if v is not None]
+                limits = [f"{op} {v}" for op, v in ((">=", low), (">", above), ("<", below), ("<=", high))
+                          if v is not None]
                 words.append(" ".join([noun, " and ".join(limits)]).strip())
         elif typing.get_origin(kind) in (list, tuple):
             words.append("a list of strings")

@@ -11,7 +11,7 @@ from .base import MaskStrategy, backbone_shapes, budget
 from .options import options_from
 from .token_sparse import TokenSparseOptions
 
-RandomMaskOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", "ce_min_layer", name="RandomMaskOptions")
+RandomMaskOptions = options_from(TokenSparseOptions, "density", "min_layer", "cache_frozen", "ce_min_layer", name="RandomMaskOptions")
 
 
 class RandomMask(MaskStrategy):
@@ -34,4 +34,4 @@ class RandomMask(MaskStrategy):
             if not names:
                 raise ValueError(f"strategy_options min_layer={min_layer} leaves no transformer block to train")
         scores = {n: torch.rand(params[n].shape, generator=g) for n in names}
-        return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module))
+        return SparseMask.from_scores(scores, budget(module, self.settings["density"]), backbone_shapes(module))

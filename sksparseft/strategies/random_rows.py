@@ -8,7 +8,7 @@ from .options import options_from
 from .rows import linear_weights, rows_mask
 from .token_sparse import TokenSparse, TokenSparseOptions
 
-RandomRowsOptions = options_from(TokenSparseOptions, "min_layer", "cache_frozen", "ce_min_layer",
+RandomRowsOptions = options_from(TokenSparseOptions, "density", "min_layer", "cache_frozen", "ce_min_layer",
                                   name="RandomRowsOptions")
 
 
@@ -31,5 +31,5 @@ class RandomRows(TokenSparse):
 
     def select(self, module, ctx):
         g = torch.Generator().manual_seed(0 if ctx.random_state is None else int(ctx.random_state))
-        return rows_mask(module, linear_weights(module, self.settings.get("min_layer")), ctx.density,
+        return rows_mask(module, linear_weights(module, self.settings.get("min_layer")), self.settings["density"],
                          lambda name, n_rows, k: torch.randperm(n_rows, generator=g)[:k])

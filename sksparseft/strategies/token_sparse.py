@@ -1,4 +1,4 @@
-"""token_sparse (the method): top-density entries by sensitivity focused on token groups, plus their embedding rows."""
+"""token_sparse (the method): top-`density` entries by sensitivity focused on token groups, plus their embedding rows."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def _embedding_rows(module, groups):
 
 @dataclass(frozen=True)
 class TokenSparseOptions:
-    """The options of ``token_sparse`` (``fisher`` and ``random_rows`` take some of them)."""
+    """The options of ``token_sparse`` (``fisher``, ``random`` and ``random_rows`` take some of them)."""
 
+    density: float = option(0.01, "share of the backbone's entries the mask trains; `mask_summary_` says how much "
+                            "a fit trained", above=0.0, high=1.0)
+    n_sensitivity_samples: int = option(256, "training texts that score each entry's sensitivity", low=1)
     embedding_rows: bool = option(True, "also train the token groups' embedding rows, on top of `density`")
     min_layer: int | None = option(
         None, "train only the transformer blocks >= this index, and no embedding rows: the backward pass stops "
@@ -66,11 +69,12 @@ class TokenSparse(MaskStrategy):
                 raise ValueError(f"strategy_options min_layer={min_layer} leaves no transformer block to train")
         scores = sensitivity_scores(
             module, ctx.encodings, ctx.y, names, focus=ctx.focus if self.token_focus else None,
-            n_samples=ctx.n_sensitivity_samples, device=ctx.device, random_state=ctx.random_state,
+            n_samples=self.settings["n_sensitivity_samples"], device=ctx.device, random_state=ctx.random_state,
             progress=ctx.progress, kind=ctx.kind,
         )
         rows = self.settings.get("embedding_rows") and min_layer is None
         always = _embedding_rows(module, ctx.groups) if rows else {}
         if structured:
-            return rows_mask(module, names, ctx.density, top_rows(scores), always=always)
-        return SparseMask.from_scores(scores, budget(module, ctx.density), backbone_shapes(module), always=always)
+            return rows_mask(module, names, self.settings["density"], top_rows(scores), always=always)
+        return SparseMask.from_scores(scores, budget(module, self.settings["density"]), backbone_shapes(module),
+                                      always=always)

@@ -1,0 +1,82 @@
+"""What made a result row, as a short hash: the release's rows are those whose fingerprint is today's.
+
+- A fit of the package (a strategy at the estimator's defaults, plus a config's parameters): the
+  fit code (every module of ``sksparseft`` that a fit runs: the estimator, ``fit/``, ``model/``,
+  ``strategies/``, ``text/``), compared as syntax trees so comments and docstrings do not count,
+  and the estimator's default parameters.
+- A reference: the code of ``benchmarks/compare.py`` that builds it; a peer adds its child script
+  and its environment's requirements (:mod:`benchmarks.peers`).
+
+README.md and the guide render only rows whose fingerprint equals :func:`fingerprint` of their method
+now (tests/test_docs.py): a change to the fit code or a default leaves them unrendered until the
+``release`` config runs again.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+from pathlib import Path
+
+from .common import ROOT
+
+PACKAGE = ROOT / "sksparseft"
+#: the parts of the package a fit runs (the rest: io, exports, CLI, plotting, explanations)
+FIT_CODE = ("estimator.py", "fit", "model", "strategies", "text")
+
+
+def _code_digest(paths):
+    """sha256 over the files' syntax trees, docstrings dropped, in a fixed order."""
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        tree = ast.parse(Path(path).read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(Path(path).relative_to(ROOT).as_posix().encode())
+        h.update(ast.dump(tree, annotate_fields=False).encode())
+    return h.hexdigest()
+
+
+def fit_code_files():
+    files = []
+    for part in FIT_CODE:
+        p = PACKAGE / part
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return files
+
+
+def default_params():
+    """The estimator's default parameters, as JSON (the model's name, not a path)."""
+    from sksparseft import TokenSparseClassifier
+
+    return json.dumps(TokenSparseClassifier().get_params(deep=False), sort_keys=True, default=repr)
+
+
+def fit_fingerprint():
+    h = hashlib.sha256((_code_digest(fit_code_files()) + default_params()).encode())
+    return h.hexdigest()[:12]
+
+
+def reference_fingerprint(name):
+    from . import compare
+
+    parts = [inspect.getsource(compare.reference), inspect.getsource(compare.FrozenEmbeddings),
+             repr(compare.FROZEN_LR_CS)]
+    if name in ("setfit", "fastfit"):
+        from . import peers
+
+        parts += [(peers.HERE / "child.py").read_text(), peers.requirements(name).read_text()]
+    parts.append(name)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def fingerprint(method):
+    """The fingerprint a row of ``method`` (a reference's name, or a strategy's) made today would carry."""
+    from .compare import ALL_REFERENCES, BASELINES
+
+    return reference_fingerprint(method) if method in ALL_REFERENCES + BASELINES else fit_fingerprint()
