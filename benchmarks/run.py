@@ -102,7 +102,7 @@ BUDGET_CANDIDATES = {
     "budget_bf16": {"method": "random", "params": {"precision": "bfloat16", "max_steps": 600,
                                                    "contrastive_max_steps": 64}},
 }
-#: The second candidate (docs/benchmarks.md, "A tighter budget"), and `full` in bf16 with its budgets.
+#: The second candidate (docs/research.md, "A tighter budget"), and `full` in bf16 with its budgets.
 BUDGET_CANDIDATES["budget300_bf16"] = {"method": "random", "params": {"precision": "bfloat16", "max_steps": 300,
                                                                      "contrastive_max_steps": 32}}
 FULL_BF16_300 = {"full_bf16_300": {"method": "full", "params": {"precision": "bfloat16", "max_steps": 300,
@@ -170,9 +170,10 @@ CONFIGS = {
                           "each in a fresh process; on a 2-core CPU `full` and `fisher` ran seed 0 only (17-21 "
                           "minutes a fit), SetFit not at all (hours a fit)"},
     "release": {"cells": [["banking77", "10shot"], ["clinc150", "10shot"], ["banking77", "full"]], "seeds": SEEDS,
-                "strategies": ["random", "token_sparse", "full", "full_bf16"],
+                "strategies": ["random", "default_f32", "token_sparse", "fisher", "full", "full_bf16"],
                 "references": ["frozen_lr_cv", "tfidf_lr", "setfit", "fastfit"], "estimator": {},
-                "variants": {"full_bf16": {"strategy": "full", "precision": "bfloat16"}},
+                "variants": {"default_f32": {"strategy": "random", "precision": "float32"},
+                             "full_bf16": {"strategy": "full", "precision": "bfloat16"}},
                 "about": "the release's rows (README and guide render only these): 10-shot BANKING77 and CLINC150 and "
                          "all of BANKING77, test splits, at the defaults, beside full finetuning in float32 and bf16, "
                          "the paper's method, frozen-embedding LR with C by cross-validation, TF-IDF LR and the peers "
@@ -303,7 +304,7 @@ CONFIGS = {
                      "regime": "10shot", "dev_size": 1500,
                      "about": "fast-default candidates (top blocks only, frozen prefix run once per text) against "
                               "the default, `full` and frozen-embedding LR on the 10-shot dev splits, seeds 0-2, "
-                              "0.7.0 code (the rule: docs/benchmarks.md, 'How the speed default is chosen')",
+                              "0.7.0 code (the rule: docs/research.md, 'How the speed default is chosen')",
                      # The references by name, then each candidate: (strategy, its strategy_options).
                      "variants": {**{name: {"method": method} for name, method in (
                          ("frozen_lr", "frozen_lr"), ("random_c2", "random"), ("full_c2", "full"),
@@ -315,14 +316,14 @@ CONFIGS = {
                          "about": "bf16 autocast on the CPU (precision='bfloat16') for the default and for the "
                                   "fast recipe (layers, two blocks, cache_frozen), beside the default, `full` and "
                                   "frozen-embedding LR in float32; 10-shot dev splits, seeds 0-2 (the rule: "
-                                  "docs/benchmarks.md, 'Does bf16 pay on the CPU?')",
+                                  "docs/research.md, 'Does bf16 pay on the CPU?')",
                          "variants": {"frozen_lr": {"method": "frozen_lr"}, **PRECISION_VARIANTS}},
     "fast_full": {"part": "dev_screen", "name": "fast_full", "datasets": ["banking77", "clinc150", "drugreviews"],
                   "seeds": [0, 1, 2], "regime": "full", "dev_fraction": 0.2,
                   "about": "the fast recipe (layers, two blocks, cache_frozen; float32 and bf16) with all the "
                            "training data but a stratified fifth kept as the dev part, beside `full`, today's "
                            "default, frozen-embedding LR, TF-IDF LR and the majority class (the speed rule's "
-                           "full-data and drug-review tests: docs/benchmarks.md, 'How the speed default is chosen')",
+                           "full-data and drug-review tests: docs/research.md, 'How the speed default is chosen')",
                   "variants": {name: {"method": name} for name in ("majority", "frozen_lr", "tfidf_lr")}
                   | PRECISION_VARIANTS
                   | {"random_c0_bf16": {"method": "random", "params": {"precision": "bfloat16",
@@ -346,7 +347,7 @@ CONFIGS = {
     "ce_screen": ten_shot_screen(
         "ce_screen", "the cross-entropy epochs stopped at the top blocks after a contrastive stage over every block "
         "(ce_min_layer), beside the default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 "
-        "(the rule: docs/benchmarks.md, 'How the speed default is chosen')", CE_CANDIDATES),
+        "(the rule: docs/research.md, 'How the speed default is chosen')", CE_CANDIDATES),
     "ce_screen_full": full_data_screen(
         "ce_screen_full", ["banking77", "drugreviews"],
         "the ce_screen's candidates with all the training data but a dev fifth, beside the default in bf16, frozen-"
@@ -355,7 +356,7 @@ CONFIGS = {
     "epoch_screen": ten_shot_screen(
         "epoch_screen", "the default with fewer epochs (one contrastive, three cross-entropy, both), beside the "
         "default in bf16, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: "
-        "docs/benchmarks.md, 'Can the default run fewer epochs?')", EPOCH_CANDIDATES),
+        "docs/research.md, 'Can the default run fewer epochs?')", EPOCH_CANDIDATES),
     "epoch_screen_full": full_data_screen(
         "epoch_screen_full", ["drugreviews", "banking77"],
         "the epoch_screen's candidates with all the training data but a dev fifth, beside the default in bf16, "
@@ -365,30 +366,30 @@ CONFIGS = {
         "cap_screen_full", ["banking77", "clinc150"],
         "the contrastive stage stopped after 128 steps (contrastive_max_steps), with all the training data but a dev "
         "fifth, beside the default in bf16, frozen-embedding LR and the majority class (run: seed 0 of both with "
-        "--seeds 0; the rule: docs/benchmarks.md, 'Can the contrastive stage stop at a number of steps?')",
+        "--seeds 0; the rule: docs/research.md, 'Can the contrastive stage stop at a number of steps?')",
         {"random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"], **CAP_CANDIDATES}),
     "patience_screen": ten_shot_screen(
         "patience_screen", "early stopping with a patience of 2 epochs, beside the default in bf16, `full` and "
-        "frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'Does early stopping "
+        "frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the rule: docs/research.md, 'Does early stopping "
         "need three epochs of patience?')", PATIENCE_CANDIDATES),
     "patience_screen_full": full_data_screen(
         "patience_screen_full", ["drugreviews"],
         "the patience_screen's candidate on the drug reviews (all the training data but a dev fifth), beside the "
-        "default in bf16, frozen-embedding LR and the majority class, seeds 0-2 (the rule: docs/benchmarks.md, "
+        "default in bf16, frozen-embedding LR and the majority class, seeds 0-2 (the rule: docs/research.md, "
         "'Does early stopping need three epochs of patience?')",
         {**PATIENCE_CANDIDATES, "random_c2_bf16": PRECISION_VARIANTS["random_c2_bf16"]}),
     "patience_check_full": full_data_screen(
         "patience_check_full", ["banking77", "clinc150"],
         "the default of 0.7.8 (patience 2) beside the same fit at patience 3, with all the training data but a dev "
         "fifth, seeds 0-2, frozen-embedding LR and the majority class; then `full_c2` on BANKING77 seed 0 (--only "
-        "full_c2 --datasets banking77 --seeds 0; the rule: docs/benchmarks.md, 'Does patience 2 hold with all the "
+        "full_c2 --datasets banking77 --seeds 0; the rule: docs/research.md, 'Does patience 2 hold with all the "
         "training data?')",
         {**PATIENCE_PAIR, "full_c2": PRECISION_VARIANTS["full_c2"]}),
     "budget_screen": {"part": "dev_screen", "name": "budget_screen", "datasets": BOTH, "seeds": [0, 1, 2],
                       "regime": "10shot", "dev_size": 1500,
                       "about": "the finetune budgeted in optimiser steps (max_steps=600, contrastive_max_steps=64), "
                                "beside 0.7.10's default, `full` in bf16 and frozen-embedding LR (C=1 and C chosen by "
-                               "cross-validation); 10-shot dev splits, seeds 0-2 (the rule: docs/benchmarks.md, 'Can "
+                               "cross-validation); 10-shot dev splits, seeds 0-2 (the rule: docs/research.md, 'Can "
                                "the finetune be budgeted in steps?')",
                       "variants": {"frozen_lr": {"method": "frozen_lr"}, "frozen_lr_cv": {"method": "frozen_lr_cv"},
                                    **BUDGET_CANDIDATES, **DEFAULT_0_7_10, **FULL_BF16, **FULL_F32}},
@@ -396,20 +397,20 @@ CONFIGS = {
         "budget_screen_full", ["banking77", "clinc150", "drugreviews"],
         "the budget_screen's candidate with all the training data but a dev fifth, seeds 0-2, beside frozen-embedding "
         "LR (C=1 and C chosen by cross-validation) and the majority class; `full` in bf16 on seed 0 (--only full_bf16 "
-        "--seeds 0); the rule: docs/benchmarks.md, 'Can the finetune be budgeted in steps?'",
+        "--seeds 0); the rule: docs/research.md, 'Can the finetune be budgeted in steps?'",
         {"frozen_lr_cv": {"method": "frozen_lr_cv"}, **BUDGET_CANDIDATES, **FULL_BF16, **FULL_F32, **FULL_BF16_300}),
     "group_features": {"part": "group_features", "name": "group_features",
                        "datasets": ["banking77", "clinc150", "drugreviews"], "seeds": [0, 1, 2],
                        "about": "the token groups as 0/1 features beside the frozen embedding (logistic regression), "
                                 "against the embedding alone, the same number of frequent n-grams, TF-IDF and the "
                                 "majority class; 10-shot dev splits and the drug reviews' training folds, seeds 0-2 "
-                                "(the rule: docs/benchmarks.md, 'Do the token groups help as features?')"},
+                                "(the rule: docs/research.md, 'Do the token groups help as features?')"},
     "token_structure": {"part": "dev_screen", "name": "token_structure", "datasets": BOTH, "seeds": [0, 1, 2],
                         "regime": "10shot", "dev_size": 1500,
                         "about": "the token groups' choice in a structured budget (whole rows, or entries, in the top "
                                  "three blocks) against random structure of the same size and plain Fisher, beside "
                                  "the default, `full` and frozen-embedding LR; 10-shot dev splits, seeds 0-2 (the "
-                                 "rule: docs/benchmarks.md, 'Do the token groups choose better in a structured budget?')",
+                                 "rule: docs/research.md, 'Do the token groups choose better in a structured budget?')",
                         "variants": {**{name: {"method": method} for name, method in (
                             ("frozen_lr", "frozen_lr"), ("random_c2", "random"), ("full_c2", "full"))},
                             **{name: {"method": method, "params": {"strategy_options": {

@@ -18,7 +18,7 @@ from pathlib import Path
 BLOCK = re.compile(r"(<!-- rendered:([a-z0-9_-]+) -->\n)(.*?)(<!-- /rendered:\2 -->)", re.S)
 #: The blocks rendered here, and the files that hold them.
 REFERENCE_BLOCKS = ("parameters", "attributes", "strategies")
-REFERENCE_FILES = ("README.md", "docs/parameters.md", "docs/strategies.md")
+REFERENCE_FILES = ("docs/parameters.md", "docs/strategies.md")
 
 
 @dataclass(frozen=True)

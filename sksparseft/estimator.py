@@ -53,9 +53,9 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
         Options of the strategy, by name, checked when fit starts; each strategy's
         options, their defaults and what they accept are listed in docs/strategies.md
         (and declared in its options class, e.g. ``sksparseft.strategies.LoRAOptions``).
-    density, n_sensitivity_samples : deprecated
-        Options of the mask strategies since 0.9.0 (``strategy_options={"density": 0.05}``);
-        a value given here warns and is passed on until 0.11.0.
+    density : float in (0, 1] or "deprecated", default="deprecated"
+        Deprecated: the mask strategies' option (``strategy_options={"density": 0.05}``); a
+        value given here warns (FutureWarning) and is passed on to the strategy until 0.11.0.
     n_token_groups : int or None, default=None
         Token groups to keep; None means 10 per class.
     max_ngram : int, default=3
@@ -66,6 +66,8 @@ class TokenSparseClassifier(FitStages, ClassifierMixin, BaseEstimator):
     adaptive_tokenization : bool, default=False
         Add each token group that is one word split into pieces to the tokenizer as a
         whole-word token, its embedding row started at the mean of its pieces' rows.
+    n_sensitivity_samples : int or "deprecated", default="deprecated"
+        Deprecated: an option of ``token_sparse`` and ``fisher``, as ``density`` is.
     learning_rate : float or None, default=None
         AdamW learning rate of what the strategy trains (warm-up, then linear decay);
         None uses the strategy's customary rate (docs/strategies.md).

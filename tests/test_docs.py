@@ -67,11 +67,75 @@ def test_every_repository_path_the_docs_name_exists():
     assert missing == []
 
 
-def test_the_benchmarks_page_gives_results_first_and_research_notes_after():
-    text = (ROOT / "docs" / "benchmarks.md").read_text()
-    notes = text.index("\n## Research notes\n")
+def test_the_results_page_gives_the_release_first_and_the_research_log_keeps_the_screens():
+    text = (ROOT / "docs" / "results.md").read_text()
+    other = text.index("\n## Other measurements\n")
     where = {m.group(2): m.start() for m in render.BLOCK.finditer(text)}
-    results = ["comparisons-current", "interpolation", "oos", "multilabel", "serving", "exports"]
-    research = ["dev-screen", "dev-variants", "comparisons-earlier"]
-    assert all(where[name] < notes for name in results) and all(where[name] > notes for name in research)
-    assert [h for h in re.findall(r"^## (.+)$", text, re.M)] == ["Current defaults", "Research notes"]
+    assert where["release-results"] < other
+    assert all(where[name] > other for name in ["comparisons-current", "interpolation", "oos", "multilabel",
+                                                "serving", "exports"])
+    assert re.findall(r"^## (.+)$", text, re.M) == ["This release", "Other measurements"]
+    research = {m.group(2) for m in render.BLOCK.finditer((ROOT / "docs" / "research.md").read_text())}
+    assert {"dev-screen", "dev-variants", "comparisons-earlier", "budget-screen"} <= research
+
+
+# -- the README and the guide: a product manual that shows this release's rows only ---------------
+#: The guide: every page of docs/ but the results page and the research log (dated by design).
+GUIDE = [p for p in sorted((ROOT / "docs").glob("*.md")) if p.name not in ("results.md", "research.md")]
+CODE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def _prose(page):
+    """A page's own words: its text less the rendered blocks and the code blocks."""
+    return CODE.sub("", render.BLOCK.sub("", page.read_text()))
+
+
+def test_the_readme_is_short_and_names_nothing_outside_the_repository():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 120
+    assert "../" not in text and "shared/data" not in text
+    assert re.findall(r"^## (.+)$", text, re.M)[:4] == [
+        "When to use it, and when not", "Set-up: two commands", "Ten lines", "What it scores and what a fit costs"]
+
+
+@pytest.mark.parametrize("page", GUIDE, ids=lambda p: p.name)
+def test_a_guide_page_is_short_and_names_no_release_outside_its_captions(page):
+    assert len(page.read_text().splitlines()) <= 150
+    assert re.findall(r"\b0\.\d+\.\d+\b", _prose(page)) == []
+
+
+#: what a measured figure looks like in prose: an accuracy, seconds, a speed ratio
+FIGURE = re.compile(r"\b0\.\d{3,}\b|\b\d+(?:\.\d+)? ?(?:s|seconds|minutes)\b(?! per)|\b\d+(?:\.\d+)?(?:x|×)(?=\W)")
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *GUIDE], ids=lambda p: p.name)
+def test_every_figure_of_the_readme_and_the_guide_is_rendered_from_a_row(page):
+    assert FIGURE.findall(_prose(page)) == []
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *GUIDE], ids=lambda p: p.name)
+def test_the_readme_and_the_guide_show_only_the_release_tables(page):
+    names = {m.group(2) for m in render.BLOCK.finditer(page.read_text())}
+    assert names <= set(render.RELEASE_BLOCKS) | set(render.REFERENCE_BLOCKS), page.name
+
+
+def test_the_release_tables_leave_out_rows_of_other_fit_code_or_defaults():
+    from benchmarks.fingerprint import fingerprint
+    from benchmarks.render.release import EMPTY
+
+    def row(method, accuracy, fingerprint, seed=0):
+        return {"config": "release", "method": method, "dataset": "banking77", "regime": "10shot", "seed": seed,
+                "params": {}, "fingerprint": fingerprint, "accuracy": accuracy, "macro_f1": accuracy, "fit_s": 40.0,
+                "predict_s": 1.0, "n_train": 770, "n_test": 3080, "peak_rss_mib": 1000.0, "trainable_params": 1,
+                "version": "9.9.9", "date": "2026-12-07", "device": "cpu (2 cores)", "torch": "2.13.0+cpu"}
+
+    today = fingerprint("random")
+    files = {"release": [row("random", 0.8123, today), row("random", 0.7777, "0123456789ab", seed=1),
+                         row("frozen_lr_cv", 0.6543, "0123456789ab")]}
+    for name, renderer in render.RELEASE_BLOCKS.items():
+        text = "\n".join(renderer(files, False))
+        assert "0.8123" in text or name == "release-costs", name  # the costs table shows seconds, not accuracy
+        assert "0.7777" not in text and "0.6543" not in text, name
+        assert "seed 0" in text or name in ("release-costs", "release-results"), name  # one seed is named
+    stale = {"release": [dict(r, fingerprint="0123456789ab") for r in files["release"]]}
+    assert all(renderer(stale, False) == EMPTY for renderer in render.RELEASE_BLOCKS.values())

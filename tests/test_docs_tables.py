@@ -25,11 +25,12 @@ RE_RENDER = 'python -c "from sksparseft._docs import render_reference_tables; re
 # cache_frozen for layers in 0.7.0; rows for token_sparse, min_layer, cache_frozen and rows for fisher in
 # 0.7.1; ce_min_layer for the four mask strategies in 0.7.5): describe(), and so the ``strategy_`` of saved files.
 OPTIONS = {
-    "token_sparse": {"embedding_rows": True, "min_layer": None, "cache_frozen": False, "rows": False,
-                     "ce_min_layer": None},
-    "fisher": {"embedding_rows": False, "min_layer": None, "cache_frozen": False, "rows": False, "ce_min_layer": None},
-    "random": {"min_layer": None, "cache_frozen": False, "ce_min_layer": None},
-    "random_rows": {"min_layer": None, "cache_frozen": False, "ce_min_layer": None},
+    "token_sparse": {"density": 0.01, "n_sensitivity_samples": 256, "embedding_rows": True, "min_layer": None,
+                     "cache_frozen": False, "rows": False, "ce_min_layer": None},
+    "fisher": {"density": 0.01, "n_sensitivity_samples": 256, "embedding_rows": False, "min_layer": None,
+               "cache_frozen": False, "rows": False, "ce_min_layer": None},
+    "random": {"density": 0.01, "min_layer": None, "cache_frozen": False, "ce_min_layer": None},
+    "random_rows": {"density": 0.01, "min_layer": None, "cache_frozen": False, "ce_min_layer": None},
     "bitfit": {},
     "layers": {"n_layers": 2, "cache_frozen": False},
     "full": {},
@@ -45,7 +46,7 @@ def test_every_rendered_reference_block_is_current(rel):
 
 
 def test_the_files_hold_the_blocks_where_expected():
-    where = {"README.md": {"parameters", "attributes"}, "docs/parameters.md": {"parameters", "attributes"},
+    where = {"docs/parameters.md": {"parameters", "attributes"},
              "docs/strategies.md": {"strategies"}}
     for rel, names in where.items():
         text = (ROOT / rel).read_text()
@@ -104,7 +105,8 @@ def test_describe_is_what_it_was_and_old_descriptions_load():
     lora = {"alpha": 16, "dropout": 0.1, "r": 2, "strategy": "lora", "target_modules": None}
     assert from_description(lora).describe() == lora
     token = {"cache_frozen": False, "embedding_rows": True, "min_layer": None, "strategy": "token_sparse"}
-    assert from_description(token).describe() == {**token, "rows": False, "ce_min_layer": None}
+    assert from_description(token).describe() == {**token, "rows": False, "ce_min_layer": None, "density": 0.01,
+                                                   "n_sensitivity_samples": 256}
     # fisher as 0.7.0 wrote it: the options it gained in 0.7.1 at their defaults
     assert from_description({"strategy": "fisher", "embedding_rows": False}).describe() == {
         "strategy": "fisher", **OPTIONS["fisher"]}
@@ -144,7 +146,8 @@ def test_each_option_rejects_a_wrong_type_and_an_out_of_range_value(name, field,
     ("lora", {"rank": 4}, "strategy_options ['rank'] are not known to strategy 'lora' "
                           "(known: ['alpha', 'dropout', 'r', 'target_modules'])"),
     ("fisher", {"n_layers": 1}, "strategy_options ['n_layers'] are not known to strategy 'fisher' "
-                                "(known: ['cache_frozen', 'ce_min_layer', 'embedding_rows', 'min_layer', 'rows'])"),
+                                "(known: ['cache_frozen', 'ce_min_layer', 'density', 'embedding_rows', 'min_layer', "
+                                "'n_sensitivity_samples', 'rows'])"),
     ("full", {"r": 1}, "strategy_options ['r'] are not known to strategy 'full' (known: none)"),
 ])
 def test_option_messages(name, options, message):

@@ -87,5 +87,6 @@ def test_a_model_file_saved_before_the_move_loads_and_refits_without_a_warning(t
         warnings.simplefilter("error", FutureWarning)
         clf = TokenSparseClassifier.load(legacy)
         assert clf.strategy_options["density"] == 0.001 and clf.density == "deprecated"
+        assert clf.strategy_["density"] == 0.001  # what the file's model was fitted with
         clf.set_params(model=tiny_model, **PARAMS).fit(*toy_data)
     assert clf.strategy_["density"] == 0.001

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..common import RESULTS
 from .comparisons import _comparisons, _summary, summary_config
 from .budget import budget_screen, main_job_release, speed_costs
+from .release import release_claims, release_costs, release_results, release_table
 from .cost import _cost, _exports, _main_job, _processes, _search
 from .dev_splits import DEV_VARIANTS, _dev_screen, _dev_variants, _interpolation
 from .features import _multilabel, _oos, _serving
@@ -21,11 +22,20 @@ from .screens import (_ce_screen, _fast_full, _kernels, _kernels_full, _patience
                       _precision_screen, _speed_screen, replay_stop)
 from .token_groups import _group_features, _token_structure
 
-__all__ = ["BLOCK", "BLOCKS", "DEV_VARIANTS", "DOCS", "REFERENCE_BLOCKS", "RESULTS", "newest_runs", "render",
+__all__ = ["BLOCK", "BLOCKS", "DEV_VARIANTS", "DOCS", "REFERENCE_BLOCKS", "RELEASE_BLOCKS", "RESULTS", "newest_runs", "render",
            "rendered", "replay_stop", "rows_by_file", "summary_config"]
 
 
+#: The blocks README.md and the guide may show: rows of this release only (benchmarks/render/release.py).
+RELEASE_BLOCKS = {
+    "release": release_table,
+    "release-results": release_results,
+    "release-costs": release_costs,
+    "release-claims": release_claims,
+}
+
 BLOCKS = {
+    **RELEASE_BLOCKS,
     "summary": _summary,
     "serving": _serving,
     "oos": _oos,

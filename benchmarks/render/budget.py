@@ -1,4 +1,4 @@
-"""The budget screen (docs/benchmarks.md: "Can the finetune be budgeted in steps?"): its tables and its rule's tests."""
+"""The budget screen (docs/research.md: "Can the finetune be budgeted in steps?"): its tables and its rule's tests."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import numpy as np
 from .rows import _above, _at_least, _dev_groups, _ms, _screen_heading
 
 
-#: The speed screen's reference points (docs/benchmarks.md, "How the speed default is chosen").
+#: The speed screen's reference points (docs/research.md, "How the speed default is chosen").
 SPEED_REFERENCES = {"default": "random_c2", "full": "full_c2", "frozen": "frozen_lr"}
 
 
@@ -55,7 +55,7 @@ def _speed_screen(files, plots, config="speed_screen",
     return lines or [f"No rows yet: `python -m benchmarks.run --config {config}`.", ""]
 
 
-#: The precision screen's pairs: (bf16 variant, its float32 twin) (docs/benchmarks.md, "Does bf16 pay on the CPU?").
+#: The precision screen's pairs: (bf16 variant, its float32 twin) (docs/research.md, "Does bf16 pay on the CPU?").
 PRECISION_PAIRS = (("random_c2_bf16", "random_c2"), ("layers_c2_cached_bf16", "layers_c2_cached"))
 
 
@@ -178,7 +178,7 @@ def _kernels_full(files, plots):
 SCREEN_REFERENCES = {"default": "random_c2_bf16", "full": "full_c2", "frozen": "frozen_lr", "majority": "majority"}
 
 
-#: Each such screen's candidates, and whether "at least full" is one of its rule's tests (docs/benchmarks.md:
+#: Each such screen's candidates, and whether "at least full" is one of its rule's tests (docs/research.md:
 #: "Can the cross-entropy epochs stop at the top blocks?", "Can the default run fewer epochs?").
 SCREENS = {"ce_screen": {"candidates": ("random_ce4_bf16", "random_ce4_c1_bf16"), "full_is_test": True},
            "epoch_screen": {"candidates": ("random_c1_bf16", "random_e3_bf16", "random_c1_e3_bf16"), "full_is_test": False},
@@ -253,7 +253,7 @@ def replay_stop(valid_acc, patience, threshold=1e-4):
     return len(valid_acc), best_epoch
 
 
-#: The patience rule's candidate and its patience, the default's (docs/benchmarks.md: "Does early
+#: The patience rule's candidate and its patience, the default's (docs/research.md: "Does early
 #: stopping need three epochs of patience?"), and the all-data rows its stop is replayed on.
 PATIENCE_RULE = {"candidate": ("random_p2_bf16", 2), "default": ("random_c2_bf16", 3), "replayed_on": "cap_screen_full"}
 
@@ -313,7 +313,7 @@ def _patience_replay(files, plots):
     return lines + [""]
 
 
-#: The all-data check of the patience default (docs/benchmarks.md: "Does patience 2 hold with all the
+#: The all-data check of the patience default (docs/research.md: "Does patience 2 hold with all the
 #: training data?"): the default of 0.7.8 and the same fit at 0.7.7's patience.
 PATIENCE_CHECK = {"config": "patience_check_full", "short": ("random_p2_bf16", 2), "long": ("random_p3_bf16", 3)}
 

@@ -168,6 +168,7 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
         values = fitted_from_json(fitted)
     except KeyError as exc:
         raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from None
+    _describe_moved_options(values, params)
     est = cls(**params)
     est._validate_params()  # parameters a fit could not have had
     _check_fitted_values(path, est, values)
@@ -186,6 +187,17 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
     if proba.shape != (1, len(values["classes_"])) or not np.isfinite(proba).all():
         raise ModelFileError(f"{path}: the rebuilt model does not give one finite probability per class")
     return est
+
+
+def _describe_moved_options(values, params):
+    """A file saved while the mask options were parameters: its ``strategy_`` takes them from its parameters."""
+    from ..fit.moved import MOVED
+
+    described = values.get("strategy_")
+    if isinstance(described, dict):
+        for name, value in (params.get("strategy_options") or {}).items():
+            if name in MOVED:
+                described.setdefault(name, value)
 
 
 def _check_fitted_values(path, est, values):

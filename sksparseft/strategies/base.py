@@ -53,7 +53,7 @@ class Strategy:
     def bf16_on_cpu(self):
         """Whether ``precision="auto"`` trains this strategy in bf16 on a CPU with native bf16.
 
-        Only where a screen measured it as accurate in bf16 as in float32 (docs/benchmarks.md,
+        Only where a screen measured it as accurate in bf16 as in float32 (docs/research.md,
         "Does bf16 pay on the CPU?"); ``precision="bfloat16"`` asks for it anywhere.
         """
         return False
