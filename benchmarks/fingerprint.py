@@ -27,18 +27,23 @@ PACKAGE = ROOT / "sksparseft"
 FIT_CODE = ("estimator.py", "fit", "model", "strategies", "text")
 
 
+def tree_dump(source):
+    """A module's syntax tree as text, its docstrings dropped (comments never reach the tree)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
 def _code_digest(paths):
-    """sha256 over the files' syntax trees, docstrings dropped, in a fixed order."""
+    """sha256 over the files' names and syntax trees, in a fixed order."""
     h = hashlib.sha256()
     for path in sorted(paths):
-        tree = ast.parse(Path(path).read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                    and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
         h.update(Path(path).relative_to(ROOT).as_posix().encode())
-        h.update(ast.dump(tree, annotate_fields=False).encode())
+        h.update(tree_dump(Path(path).read_text()).encode())
     return h.hexdigest()
 
 

@@ -2,6 +2,7 @@
 
     python examples/banking77.py                  # full train set, official test set
     python examples/banking77.py --n-train 2000   # a quicker run on a stratified subset
+    python examples/banking77.py --n-per-class 10 # few-shot: 10 training texts per intent
 """
 
 import argparse
@@ -20,6 +21,7 @@ from sksparseft.datasets import load_banking77
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-train", type=int, default=None, help="stratified subset of the training set")
+    parser.add_argument("--n-per-class", type=int, default=None, help="draw this many training texts per intent")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
@@ -30,7 +32,7 @@ def main():
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
 
-    X_train, y_train = load_banking77("train", return_X_y=True)
+    X_train, y_train = load_banking77("train", return_X_y=True, n_per_class=args.n_per_class, random_state=args.seed)
     X_test, y_test = load_banking77("test", return_X_y=True)
     if args.n_train and args.n_train < len(X_train):
         X_train, _, y_train, _ = train_test_split(X_train, y_train, train_size=args.n_train, stratify=y_train, random_state=args.seed)

@@ -192,4 +192,15 @@ def release_claims(files, plots=False):
         out.append(f"| {label} | " + " | ".join(_accuracy(cells.get((m, *c), [])) for c in CELLS) + " |")
     for a, b in (("token_sparse", "random"), ("token_sparse", "fisher")):
         out.append(f"| `{a}` − `{b}`, same seed | " + " | ".join(_paired(cells, a, b, c) for c in CELLS) + " |")
-    return out + ["", _caption(rows)]
+    counts = [(label, *_above_in(cells, "token_sparse", b)) for b, label in
+              (("random", "`random`"), ("fisher", "`fisher`"), ("full", "full finetuning"))]
+    said = ", ".join(f"above {label} in {k} of {n}" for label, k, n in counts if n)
+    verdict = [f"On these rows `token_sparse`'s mean accuracy is {said} regimes.", ""] if said else []
+    return out + [""] + verdict + [_caption(rows)]
+
+
+def _above_in(cells, a, b):
+    """In how many regimes ``a``'s mean accuracy is above ``b``'s, of those where both ran."""
+    both = [c for c in CELLS if cells.get((a, *c)) and cells.get((b, *c))]
+    return sum(np.mean([r["accuracy"] for r in cells[(a, *c)]]) > np.mean([r["accuracy"] for r in cells[(b, *c)]])
+               + 1e-9 for c in both), len(both)

@@ -262,7 +262,8 @@ class BatchedFisher(LayerFocus):
     """The same batched scores over every position, no embedding rows: plain per-example Fisher."""
 
     name = "fisher_batched"
-    options = {"embedding_rows": False, "min_layer": None, "cache_frozen": False}
+    options = {"density": 0.01, "n_sensitivity_samples": 256, "embedding_rows": False, "min_layer": None,
+               "cache_frozen": False}
     use_focus = False
 
 
