@@ -44,8 +44,8 @@ VARIANTS = {
     "random": ("random", False, None),
     # Whole random rows (the random_rows strategy), all blocks or the top three.
     "random_rows_top3": ("random_rows", False, {"min_layer": 3}),
-    "random_rows_d5": ("random_rows", False, None, {"density": 0.05}),
-    "random_rows_top3_d5": ("random_rows", False, {"min_layer": 3}, {"density": 0.05}),
+    "random_rows_d5": ("random_rows", False, {"density": 0.05}),
+    "random_rows_top3_d5": ("random_rows", False, {"min_layer": 3, "density": 0.05}),
 }
 
 

@@ -7,9 +7,12 @@
 - A reference: the code of ``benchmarks/compare.py`` that builds it; a peer adds its child script
   and its environment's requirements (:mod:`benchmarks.peers`).
 
-README.md and the guide render only rows whose fingerprint equals :func:`fingerprint` of their method
-now (tests/test_docs.py): a change to the fit code or a default leaves them unrendered until the
-``release`` config runs again.
+The release's fingerprints are recorded in ``benchmarks/release_fingerprint.json``
+(``python -m benchmarks.fingerprint --record``, when the ``release`` config has run): README.md and
+the guide render only rows that carry them (tests/test_docs.py), and a lab test fails when today's
+code gives other fingerprints (benchmarks/tests/test_fingerprint.py), so a change to the fit code
+or a default leaves the release's tables to be made again by ``--config release``. Syntax trees
+differ between Python versions: that test compares on the Python version that recorded them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import ast
 import hashlib
 import inspect
 import json
+import sys
 from pathlib import Path
 
 from .common import ROOT
@@ -85,3 +89,35 @@ def fingerprint(method):
     from .compare import ALL_REFERENCES, BASELINES
 
     return reference_fingerprint(method) if method in ALL_REFERENCES + BASELINES else fit_fingerprint()
+
+
+RECORDED = ROOT / "benchmarks" / "release_fingerprint.json"
+
+
+def recorded():
+    """The release's fingerprints as recorded: ``{"python": "3.11", "fit": ..., "references": {name: ...}}``."""
+    return json.loads(RECORDED.read_text())
+
+
+def release_fingerprint(method):
+    """The fingerprint a ``method``'s rows carry in this release (recorded, not computed)."""
+    from .compare import ALL_REFERENCES, BASELINES
+
+    release = recorded()
+    return release["references"].get(method) if method in ALL_REFERENCES + BASELINES else release["fit"]
+
+
+def record():
+    """Write today's fingerprints as the release's."""
+    from .compare import ALL_REFERENCES
+
+    release = {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "fit": fit_fingerprint(),
+               "references": {name: reference_fingerprint(name) for name in ALL_REFERENCES}}
+    RECORDED.write_text(json.dumps(release, indent=1) + "\n")
+    return release
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        raise SystemExit("usage: python -m benchmarks.fingerprint --record")
+    print(record())

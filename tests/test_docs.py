@@ -94,6 +94,7 @@ def test_the_readme_is_short_and_names_nothing_outside_the_repository():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 120
     assert "../" not in text and "shared/data" not in text
+    assert re.findall(r"\b0\.\d+\.\d+\b", render.BLOCK.sub("", text)) == []  # versions live in CHANGELOG.md
     assert re.findall(r"^## (.+)$", text, re.M)[:4] == [
         "When to use it, and when not", "Set-up: two commands", "Ten lines", "What it scores and what a fit costs"]
 
@@ -105,7 +106,8 @@ def test_a_guide_page_is_short_and_names_no_release_outside_its_captions(page):
 
 
 #: what a measured figure looks like in prose: an accuracy, seconds, a speed ratio
-FIGURE = re.compile(r"\b0\.\d{3,}\b|\b\d+(?:\.\d+)? ?(?:s|seconds|minutes)\b(?! per)|\b\d+(?:\.\d+)?(?:x|×)(?=\W)")
+FIGURE = re.compile(r"\b0\.\d{3,}\b|\b\d+(?:\.\d+)? ?(?:ms|s|seconds|minutes?|hours?)\b(?! per)"
+                    r"|\b\d+(?:\.\d+)?(?:x|×)(?=\W)|\b\d+(?:\.\d+)? times\b|\ba minute or two\b")
 
 
 @pytest.mark.parametrize("page", [ROOT / "README.md", *GUIDE], ids=lambda p: p.name)
@@ -120,7 +122,7 @@ def test_the_readme_and_the_guide_show_only_the_release_tables(page):
 
 
 def test_the_release_tables_leave_out_rows_of_other_fit_code_or_defaults():
-    from benchmarks.fingerprint import fingerprint
+    from benchmarks.fingerprint import release_fingerprint
     from benchmarks.render.release import EMPTY
 
     def row(method, accuracy, fingerprint, seed=0):
@@ -129,13 +131,13 @@ def test_the_release_tables_leave_out_rows_of_other_fit_code_or_defaults():
                 "predict_s": 1.0, "n_train": 770, "n_test": 3080, "peak_rss_mib": 1000.0, "trainable_params": 1,
                 "version": "9.9.9", "date": "2026-12-07", "device": "cpu (2 cores)", "torch": "2.13.0+cpu"}
 
-    today = fingerprint("random")
+    today = release_fingerprint("random")
     files = {"release": [row("random", 0.8123, today), row("random", 0.7777, "0123456789ab", seed=1),
-                         row("frozen_lr_cv", 0.6543, "0123456789ab")]}
+                         dict(row("frozen_lr_cv", 0.6543, "0123456789ab"), fit_s=987.0)]}
     for name, renderer in render.RELEASE_BLOCKS.items():
         text = "\n".join(renderer(files, False))
         assert "0.8123" in text or name == "release-costs", name  # the costs table shows seconds, not accuracy
-        assert "0.7777" not in text and "0.6543" not in text, name
+        assert "0.7777" not in text and "0.6543" not in text and "987" not in text, name
         assert "seed 0" in text or name in ("release-costs", "release-results"), name  # one seed is named
     stale = {"release": [dict(r, fingerprint="0123456789ab") for r in files["release"]]}
     assert all(renderer(stale, False) == EMPTY for renderer in render.RELEASE_BLOCKS.values())

@@ -214,7 +214,6 @@ def test_predict_before_fit():
 @pytest.mark.parametrize("param,value,match", [
     ("strategy_options", {"density": 0.0}, "density"),
     ("strategy_options", {"density": 1.5}, "density"),
-    ("strategy_options", {"n_sensitivity_samples": 0}, "n_sensitivity_samples"),
     ("density", 1.5, "density"),  # the moved parameter is still checked while it is honoured
     ("max_epochs", -1, "max_epochs"),
     ("batch_size", -2, "batch_size"),

@@ -25,7 +25,8 @@ PARAMS = dict(FAST, max_epochs=1, contrastive_epochs=0, random_state=0, validati
                                                  ("fisher", "n_sensitivity_samples", 4)])
 def test_a_moved_parameter_warns_and_fits_as_the_option_does(tiny_model, toy_data, strategy, name, value):
     X, y = toy_data
-    with pytest.warns(FutureWarning, match=rf"strategy_options=\{{'{name}': {value}\}}.*|{name} moved"):
+    with pytest.warns(FutureWarning, match=rf"the parameter {name} moved into strategy_options.*"
+                                           rf"strategy_options=\{{'{name}': {value}\}}"):
         old = TokenSparseClassifier(tiny_model, strategy=strategy, **{name: value}, **PARAMS).fit(X, y)
     new = TokenSparseClassifier(tiny_model, strategy=strategy, strategy_options={name: value}, **PARAMS).fit(X, y)
     default = TokenSparseClassifier(tiny_model, strategy=strategy, **PARAMS).fit(X, y)
@@ -38,9 +39,26 @@ def test_a_moved_parameter_warns_and_fits_as_the_option_does(tiny_model, toy_dat
 
 def test_the_options_given_without_the_old_parameters_never_warn(tiny_model, toy_data):
     X, y = toy_data
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         TokenSparseClassifier(tiny_model, strategy_options={"density": 0.02}, **PARAMS).fit(X, y)
+    assert [str(w.message) for w in seen if "strategy_options" in str(w.message)] == []
+
+
+def test_the_number_of_sensitivity_texts_changes_the_mask_and_is_checked(tiny_model, toy_data, monkeypatch):
+    X, y = toy_data
+    few = TokenSparseClassifier(tiny_model, strategy="fisher", strategy_options={"n_sensitivity_samples": 2},
+                                **PARAMS).fit(X, y)
+    every = TokenSparseClassifier(tiny_model, strategy="fisher", **PARAMS).fit(X, y)
+    assert any(not np.array_equal(few.mask_.indices[n], every.mask_.indices[n]) for n in every.mask_.indices)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the backbone must not be loaded")
+
+    monkeypatch.setattr(TokenSparseClassifier, "stage_load", never)
+    with pytest.raises(ValueError, match="n_sensitivity_samples must be an integer >= 1"):
+        TokenSparseClassifier(tiny_model, strategy="token_sparse", strategy_options={"n_sensitivity_samples": 0},
+                              **PARAMS).fit(X, y)
 
 
 def test_a_moved_parameter_given_twice_is_refused_before_anything_loads(tiny_model, toy_data, monkeypatch):

@@ -76,7 +76,7 @@ def test_runner_specs_cover_the_config():
     assert {s["method"] for s in specs} == set(run.STRATEGIES_0_2) | {"frozen_lr", "tfidf_lr", "setfit"}
     assert all(s["method"] not in ("frozen_lr", "tfidf_lr", "setfit") for s in run.compare_specs("slm", run.CONFIGS["slm"]))
     only = run.compare_specs("density", run.CONFIGS["density"], datasets=["banking77"])
-    assert {s["params"]["density"] for s in only} == {0.001, 0.005, 0.01, 0.05} and len(only) == 12
+    assert {s["params"]["strategy_options"]["density"] for s in only} == {0.001, 0.005, 0.01, 0.05} and len(only) == 12
 
 
 def test_every_strategy_of_the_runner_is_the_package_registry():

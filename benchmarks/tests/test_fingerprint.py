@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from benchmarks import fingerprint as fp
+from benchmarks import peers
 
 
 def test_comments_and_docstrings_do_not_change_the_fit_fingerprint_and_code_does():
@@ -23,7 +28,21 @@ def test_the_fit_fingerprint_covers_the_fit_code_and_the_defaults(monkeypatch):
     assert fp.fit_fingerprint() != today
 
 
-def test_each_reference_and_peer_has_its_own_fingerprint_and_every_fit_the_same():
-    refs = {name: fp.fingerprint(name) for name in ("frozen_lr_cv", "tfidf_lr", "setfit", "fastfit")}
-    assert len(set(refs.values())) == len(refs)
-    assert fp.fingerprint("random") == fp.fingerprint("full_bf16") == fp.fit_fingerprint()
+def test_a_peer_fingerprint_follows_its_environment_and_no_other(monkeypatch, tmp_path):
+    before = {name: fp.reference_fingerprint(name) for name in ("setfit", "fastfit", "frozen_lr_cv")}
+    pinned = tmp_path / "requirements-setfit.txt"
+    pinned.write_text(peers.requirements("setfit").read_text().replace("setfit==", "setfit>="))
+    monkeypatch.setattr(peers, "requirements", lambda name, real=peers.requirements: pinned if name == "setfit" else real(name))
+    after = {name: fp.reference_fingerprint(name) for name in before}
+    assert after["setfit"] != before["setfit"]
+    assert after["fastfit"] == before["fastfit"] and after["frozen_lr_cv"] == before["frozen_lr_cv"]
+
+
+@pytest.mark.skipif(f"{sys.version_info.major}.{sys.version_info.minor}" != fp.recorded()["python"],
+                    reason="syntax trees differ between Python versions: the release was fingerprinted on another")
+def test_the_recorded_release_is_todays_code_and_defaults():
+    # Fails after any change to the fit code, a default or a reference's recipe: run the release config
+    # again (python -m benchmarks.run --config release) and record (python -m benchmarks.fingerprint --record).
+    release = fp.recorded()
+    assert release["fit"] == fp.fit_fingerprint()
+    assert release["references"] == {name: fp.reference_fingerprint(name) for name in release["references"]}

@@ -42,21 +42,37 @@ REJECTOR = None
 
 
 def with_older_params(params):
-    """``params`` of a model file, with what files written before a parameter existed were fitted with.
+    """``params`` of a model file, with what files written before a parameter existed were fitted with."""
+    return moved_params({**PARAMS, **params})[0]
 
-    Before 0.9.0 the mask strategies' ``density`` and ``n_sensitivity_samples`` were parameters:
-    a value other than the option's default moves into ``strategy_options`` (loading never warns).
+
+def moved_params(params):
+    """``(params, moved)``: the mask options that were parameters before 0.9.0, moved; ``moved`` their values.
+
+    ``density`` and ``n_sensitivity_samples`` saved as numbers become ``"deprecated"``; a value other
+    than the option's default goes into ``strategy_options`` where the strategy has the option, so
+    a loaded model refits as it was fitted, without a warning. ``moved`` holds every value found
+    that the strategy knows (its ``strategy_`` description lacks them).
     """
     from ..fit.moved import MOVED, NOT_GIVEN
     from ..strategies import STRATEGIES, checked_options, option_names
 
-    params = {**PARAMS, **params}
+    params, moved = dict(params), {}
     strategy = params.get("strategy")
     for name in MOVED:
         value = params.get(name)
         if isinstance(value, str) or value is None:
             continue
         params[name] = NOT_GIVEN
-        if name in option_names(strategy) and value != checked_options(STRATEGIES[strategy], {})[name]:
-            params["strategy_options"] = {**(params.get("strategy_options") or {}), name: value}
-    return params
+        if name in option_names(strategy):
+            moved[name] = value
+            if value != checked_options(STRATEGIES[strategy], {})[name]:
+                params["strategy_options"] = {**(params.get("strategy_options") or {}), name: value}
+    return params, moved
+
+
+def describe_moved(description, moved):
+    """A fitted ``strategy_`` description from before 0.9.0, with the mask options it was fitted with."""
+    if isinstance(description, dict):
+        for name, value in moved.items():
+            description.setdefault(name, value)

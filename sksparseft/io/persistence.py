@@ -22,7 +22,7 @@ from ..model.sparse_delta import with_delta
 from ..atomic import atomic_write
 from .model_file import (FORMAT, FORMAT_VERSION, ModelFileError, backbone_fingerprint, check_tensors, check_tokenizer,
                          digest, dumps, json_object, read_file, tokenizer_files, tokenizer_from_files, versions)
-from .older_files import REJECTOR, with_older_params
+from .older_files import REJECTOR, describe_moved, moved_params, with_older_params
 from .fitted import fitted_from_json, fitted_to_json, json_default, set_fitted
 from ..strategies import from_description
 from ..text.vocabulary import extend_embeddings
@@ -161,14 +161,15 @@ def load_estimator(cls, path, device=None):
 def _rebuild_estimator(cls, path, metadata, tensors, device):
     from ..model.devices import resolve_device
 
-    params = params_from_json(json_object(path, metadata, "params"))
+    raw = json_object(path, metadata, "params")
+    params = params_from_json(raw)
     fitted = json_object(path, metadata, "fitted")
     backbone = json_object(path, metadata, "backbone")
     try:
         values = fitted_from_json(fitted)
     except KeyError as exc:
         raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from None
-    _describe_moved_options(values, params)
+    describe_moved(values.get("strategy_"), moved_params({**raw, "strategy": params.get("strategy")})[1])
     est = cls(**params)
     est._validate_params()  # parameters a fit could not have had
     _check_fitted_values(path, est, values)
@@ -187,17 +188,6 @@ def _rebuild_estimator(cls, path, metadata, tensors, device):
     if proba.shape != (1, len(values["classes_"])) or not np.isfinite(proba).all():
         raise ModelFileError(f"{path}: the rebuilt model does not give one finite probability per class")
     return est
-
-
-def _describe_moved_options(values, params):
-    """A file saved while the mask options were parameters: its ``strategy_`` takes them from its parameters."""
-    from ..fit.moved import MOVED
-
-    described = values.get("strategy_")
-    if isinstance(described, dict):
-        for name, value in (params.get("strategy_options") or {}).items():
-            if name in MOVED:
-                described.setdefault(name, value)
 
 
 def _check_fitted_values(path, est, values):

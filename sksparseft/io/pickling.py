@@ -11,7 +11,8 @@ import warnings
 
 import torch
 
-from .older_files import PARAMS, REJECTOR
+from ..fit.moved import MOVED
+from .older_files import PARAMS, REJECTOR, describe_moved, moved_params
 
 #: Fitted attributes holding torch modules.
 MODULES = ("module_", "rejector_")
@@ -35,6 +36,11 @@ def restore_modules(est, state):
     est.__dict__.update(state)
     for name, value in PARAMS.items():  # parameters added after the pickle was written
         est.__dict__.setdefault(name, value)
+    # parameters that moved into the strategy's options after the pickle was written
+    names = ("strategy", "strategy_options", *MOVED)
+    params, moved = moved_params({k: est.__dict__[k] for k in names if k in est.__dict__})
+    est.__dict__.update(params)
+    describe_moved(est.__dict__.get("strategy_"), moved)
     if blobs["module_"] is None:
         return
     device = torch.device(state["device_"])
