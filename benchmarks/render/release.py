@@ -17,8 +17,8 @@ CONFIG = "release"
 COMMAND = "`python -m benchmarks.run --config release`"
 #: (method, label), in the order the tables show them
 METHODS = [
-    ("random", "sksparseft, default settings"),
-    ("default_f32", "sksparseft, default settings in float32"),
+    ("random", "sksparseft, default settings (bf16 on this CPU)"),
+    ("default_f32", "sksparseft, default settings in float32 (a CPU without bf16)"),
     ("token_sparse", "`token_sparse` (the paper's mask)"),
     ("fisher", "`fisher` (plain Fisher mask)"),
     ("full", "full finetuning, float32"),
