@@ -19,8 +19,8 @@ COMMAND = "`python -m benchmarks.run --config release`"
 METHODS = [
     ("random", "sksparseft, default settings (bf16 on this CPU)"),
     ("default_f32", "sksparseft, default settings in float32 (a CPU without bf16)"),
-    ("token_sparse", "`token_sparse` (the paper's mask)"),
-    ("fisher", "`fisher` (plain Fisher mask)"),
+    ("token_sparse", "`token_sparse` (the paper's mask), float32"),
+    ("fisher", "`fisher` (plain Fisher mask), float32"),
     ("full", "full finetuning, float32"),
     ("full_bf16", "full finetuning, bf16"),
     ("frozen_lr_cv", "frozen-embedding LR, C by cross-validation"),
@@ -126,14 +126,15 @@ def release_results(files, plots=False):
         if not any(cells.get((m, *cell)) for m, _ in METHODS):
             continue
         out += [f"#### {CELL_NAMES[cell]}", "",
-                "| method | seeds | accuracy | macro-F1 | fit s | peak memory, MiB | trained parameters | cross-entropy epochs |",
+                "| method | seeds | accuracy | macro-F1 | fit s | peak memory, MiB | trained parameters | cross-entropy epochs run (planned) |",
                 "|---|---|---|---|---|---|---|---|"]
         for method, label in METHODS:
             group = cells.get((method, *cell), [])
             if not group:
                 continue
             plan = {r.get("finetune_plan", {}).get("epochs") for r in group} - {None}
-            epochs = ", ".join(str(e) for e in sorted(plan)) if plan else ""
+            ran = ", ".join(str(r["epochs"]) for r in group if r.get("epochs") is not None)
+            epochs = f"{ran} ({', '.join(str(e) for e in sorted(plan))})" if plan else ""
             out.append(f"| {label} | {', '.join(str(r['seed']) for r in group)} | {_ms([r['accuracy'] for r in group])} | "
                        f"{_ms([r['macro_f1'] for r in group])} | {_seconds(group)} | "
                        f"{np.mean([r['peak_rss_mib'] for r in group]):,.0f} | "
@@ -158,7 +159,8 @@ def release_costs(files, plots=False):
                    + " | ".join(_seconds(cells.get((m, *cell), [])) or "not run" for m, _ in shown) + " |")
     plans = {(r["dataset"], r["regime"]): r.get("finetune_plan") for r in rows if r["method"] == "random"}
     steps = "; ".join(f"{CELL_NAMES[c]}: {p['epochs']} cross-entropy epoch(s) of {p['steps_per_epoch']} steps "
-                      f"({p['regime']})" for c, p in ((c, plans.get(c)) for c in CELLS) if p)
+                      f"({p['regime']}; early stopping may end it sooner)" for c, p in ((c, plans.get(c)) for c in CELLS)
+                      if p)
     return out + ["", f"Fit seconds, mean over the seeds run (the accuracy table on the [results page](results.md#this-release) "
                       f"names them). The default's plan: {steps}. " + _caption(rows)]
 
