@@ -149,7 +149,8 @@ def release_costs(files, plots=False):
     if not rows:
         return EMPTY
     cells = _by_cell(rows)
-    shown = [(m, label) for m, label in METHODS if m not in ("token_sparse", "fisher", "tfidf_lr")]
+    shown = [(m, label) for m, label in METHODS if m not in ("token_sparse", "fisher", "tfidf_lr")
+             and any(cells.get((m, *c)) for c in CELLS)]
     out = ["| training texts | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
     for cell in CELLS:
         sizes = {r["n_train"] for m, _ in shown for r in cells.get((m, *cell), [])}
