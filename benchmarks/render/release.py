@@ -149,8 +149,7 @@ def release_costs(files, plots=False):
     if not rows:
         return EMPTY
     cells = _by_cell(rows)
-    shown = [(m, label) for m, label in METHODS if m not in ("token_sparse", "fisher", "tfidf_lr")
-             and any(cells.get((m, *c)) for c in CELLS)]
+    shown = [(m, label) for m, label in METHODS if m != "tfidf_lr" and any(cells.get((m, *c)) for c in CELLS)]
     out = ["| training texts | " + " | ".join(label for _, label in shown) + " |", "|---|" + "---|" * len(shown)]
     for cell in CELLS:
         sizes = {r["n_train"] for m, _ in shown for r in cells.get((m, *cell), [])}
@@ -185,7 +184,7 @@ def release_claims(files, plots=False):
     cells = _by_cell(rows)
     methods = [("token_sparse", "`token_sparse` (the paper's mask)"), ("fisher", "`fisher`"),
                ("random", "`random` (the default)"), ("full", "full finetuning, float32"),
-               ("frozen_lr_cv", "frozen-embedding LR, C by cross-validation")]
+               ("frozen_lr_cv", "frozen-embedding LR, C by cross-validation"), ("setfit", "SetFit")]
     out = ["| test accuracy | " + " | ".join(CELL_NAMES[c] for c in CELLS) + " |", "|---|" + "---|" * len(CELLS)]
     for m, label in methods:
         out.append(f"| {label} | " + " | ".join(_accuracy(cells.get((m, *c), [])) for c in CELLS) + " |")
