@@ -40,11 +40,11 @@ def release_rows(files):
 
     A fit run again counts once, as its latest row (the raw file keeps both).
     """
-    from ..fingerprint import release_fingerprint
+    from ..fingerprint import recorded, release_fingerprint
 
-    latest = {}
+    release, latest = recorded(), {}
     for r in files.get(CONFIG, []):
-        if r.get("fingerprint") and r["fingerprint"] == release_fingerprint(r["method"]):
+        if r.get("fingerprint") and r["fingerprint"] == release_fingerprint(r["method"], release):
             latest[(r["method"], r["dataset"], r["regime"], r["seed"])] = r
     return list(latest.values())
 
