@@ -1,6 +1,7 @@
 """sksparseft: token-driven sparse finetuning of small language models, as a scikit-learn classifier."""
 
 from .estimator import TokenSparseClassifier
+from .tagging import TokenSparseTagger
 from .text.tokens import TokenGroup
 from . import _moved
 
@@ -8,4 +9,4 @@ _moved.install()
 
 __version__ = "0.9.0"
 
-__all__ = ["TokenSparseClassifier", "TokenGroup", "__version__"]
+__all__ = ["TokenSparseClassifier", "TokenSparseTagger", "TokenGroup", "__version__"]
