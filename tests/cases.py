@@ -102,3 +102,39 @@ def run_onnx(path, clf, texts):
     outputs = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
                               "attention_mask": enc["attention_mask"].astype(np.int64)})
     return meta, outputs
+
+
+def slot_task(n=60, seed=0):
+    """A small generated intents-and-slots task: ``(word lists, (intent, IOB2 tags) pairs)``.
+
+    Three intents, each with its own phrasings; slots for cities (from, to, in), dates and cuisines,
+    some of two words. Generated here, so its licence is the package's.
+    """
+    rng = np.random.default_rng(seed)
+    cities = ["boston", "denver", "new york", "san francisco", "paris", "tokyo"]
+    dates = ["monday", "tomorrow", "june fourth", "next friday"]
+    cuisines = ["thai", "italian", "sushi", "indian"]
+    frames = {
+        "book_flight": ["book a flight from {from} to {to} on {date}", "i want to fly from {from} to {to}",
+                        "flights to {to} from {from} {date}"],
+        "weather": ["what is the weather in {city} on {date}", "will it rain in {city} {date}"],
+        "restaurant": ["find a {cuisine} restaurant in {city}", "i want {cuisine} food near {city}"],
+    }
+    fillers = {"from": cities, "to": cities, "city": cities, "date": dates, "cuisine": cuisines}
+    X, y = [], []
+    for i in range(n):
+        intent = list(frames)[i % 3]
+        template = frames[intent][rng.integers(len(frames[intent]))]
+        words, tags = [], []
+        for piece in template.split():
+            if piece.startswith("{"):
+                slot = piece.strip("{}")
+                value = fillers[slot][rng.integers(len(fillers[slot]))].split()
+                words += value
+                tags += [f"B-{slot}"] + [f"I-{slot}"] * (len(value) - 1)
+            else:
+                words.append(piece)
+                tags.append("O")
+        X.append(words)
+        y.append((intent, tags))
+    return X, y

@@ -54,11 +54,29 @@ def params_from_json(params):
 # -- save ------------------------------------------------------------------------------
 def save_estimator(est, path, include_backbone=False):
     """Write a fitted estimator to ``path`` atomically (see module docstring)."""
-    from safetensors.torch import save_file
+    tensors, fitted, backbone = module_tensors(est.model, est.module_, include_backbone,
+                                               getattr(est, "added_tokens_", []))
+    rejector = getattr(est, "rejector_", None)
+    if rejector is not None:
+        tensors["rejector.head.weight"], tensors["rejector.head.bias"] = rejector.head.weight, rejector.head.bias
+        if include_backbone:  # otherwise the rejector's backbone is the one re-read from ``model``
+            for name, p in rejector.encoder.state_dict().items():
+                tensors[f"rejector.backbone.{name}"] = p
+    fitted = {**fitted_to_json(est), **fitted, "mask_shapes": est.mask_.shapes if est.mask_ is not None else None,
+              "rejector": rejector is not None}
+    return write_model_file(path, tensors, {"params": params_to_json(est), "fitted": fitted,
+                                            "tokenizer": tokenizer_files(est.tokenizer_), "backbone": backbone})
 
+
+def module_tensors(model, module, include_backbone, added=()):
+    """``(tensors, fitted fields, backbone field)`` of what a fitted module learned beyond its backbone.
+
+    The head, the delta (flat indices and values), tensors trained whole and adapters; with
+    ``include_backbone`` the whole backbone, else the backbone's fingerprint (it is re-read from
+    ``model`` on load, checked against it). Any other module of the fit (a tagger's intent head) adds its own.
+    """
     from ..model.backbone import load_backbone
 
-    module = est.module_
     encoder = module.encoder
     tensors = {"head.weight": module.head.weight, "head.bias": module.head.bias}
     trained = list(getattr(module, "trained_names", []))
@@ -68,47 +86,37 @@ def save_estimator(est, path, include_backbone=False):
         tensors[f"delta.{name}.values"] = values
     params = dict(encoder.named_parameters())
     base_names = set()
-    backbone = {"model": os.fspath(est.model), "included": bool(include_backbone)}
+    backbone = {"model": os.fspath(model), "included": bool(include_backbone)}
     if include_backbone:
         for name, p in encoder.state_dict().items():
             tensors[f"backbone.{name}"] = p
     else:
-        _, base, _ = load_backbone(est.model)
+        _, base, _ = load_backbone(model)
         base_names = set(dict(base.named_parameters()))
         backbone["fingerprint"] = backbone_fingerprint(base)
-        extend_embeddings(base, getattr(est, "added_tokens_", []))  # the rows fit started from
+        extend_embeddings(base, list(added))  # the rows fit started from
         for name in trained:
             if name not in module.delta_names:
                 tensors[f"tensor.{name}"] = params[name]
         _check_delta_reproduces(module, base, trained)
-    rejector = getattr(est, "rejector_", None)
-    if rejector is not None:
-        tensors["rejector.head.weight"], tensors["rejector.head.bias"] = rejector.head.weight, rejector.head.bias
-        if include_backbone:  # otherwise the rejector's backbone is the one re-read from ``model``
-            for name, p in rejector.encoder.state_dict().items():
-                tensors[f"rejector.backbone.{name}"] = p
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    fitted = fitted_to_json(est)
-    fitted.update({
+    fitted = {
         # What the module needs beyond the fitted attributes to be rebuilt.
-        "mask_shapes": est.mask_.shapes if est.mask_ is not None else None,
         "dropout_module": float(module.dropout.p),
         "trained_names": trained,
         "adapter_names": [n for n in trained if n not in base_names] if not include_backbone else [],
         "encoder_config": encoder.config.to_dict(),
-        "rejector": rejector is not None,
-    })
-    metadata = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "versions": dumps(versions()),
-        "params": dumps(params_to_json(est)),
-        "fitted": dumps(fitted),
-        "tokenizer": dumps(tokenizer_files(est.tokenizer_)),
-        "backbone": dumps(backbone),
     }
-    metadata["digest"] = digest(tensors, metadata)
+    return tensors, fitted, backbone
 
+
+def write_model_file(path, tensors, fields):
+    """Write ``tensors`` and the JSON ``fields`` (with the format, versions and digest) to ``path``, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "versions": dumps(versions()),
+                **{k: v if isinstance(v, str) else dumps(v) for k, v in fields.items()}}
+    metadata["digest"] = digest(tensors, metadata)
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name such as model.safetensors")
@@ -147,6 +155,9 @@ def load_estimator(cls, path, device=None):
     the wrong shape or dtype, a tokenizer other than the backbone's) is a :class:`ModelFileError`.
     """
     metadata, tensors = read_file(path)
+    written = metadata.get("estimator", "TokenSparseClassifier")
+    if written != cls.__name__ and cls.__name__ in ("TokenSparseClassifier", "TokenSparseTagger"):
+        raise ModelFileError(f"{path} holds a {written}, not a {cls.__name__}: load it with {written}.load")
     try:
         return _rebuild_estimator(cls, path, metadata, tensors, device)
     except ModelFileError:
@@ -279,12 +290,17 @@ def _rebuild_rejector(path, encoder, fitted, values, tensors, included):
     return rejector.eval()
 
 
-def _rebuild_module(path, encoder, fitted, values, tensors, included):
-    """The fitted ClassifierModule (delta merged) and its mask, from the file's tensors."""
+def _rebuild_module(path, encoder, fitted, values, tensors, included, module=None):
+    """The fitted ClassifierModule (delta merged) and its mask, from the file's tensors.
+
+    ``module``: an empty module of another shape to fill (a tagger's), in place of a ClassifierModule.
+    """
     from ..model.mask import SparseMask
     from ..model.module import ClassifierModule, param_key
 
-    module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"], dropout=fitted["dropout_module"])
+    if module is None:
+        module = ClassifierModule(encoder, len(values["classes_"]), pooling=fitted["pooling"],
+                                  dropout=fitted["dropout_module"])
     mask = None
     if fitted["mask_shapes"] is None:
         from_description(values["strategy_"]).rebuild(module)  # adapters: same structure, then their values
