@@ -6,6 +6,8 @@
   and the estimator's default parameters.
 - A reference: the code of ``benchmarks/compare.py`` that builds it; a peer adds its child script
   and its environment's requirements (:mod:`benchmarks.peers`).
+- A tagger's fit on ATIS (:mod:`benchmarks.slots`): the fit code, the tagger's modules a fit runs and
+  its default parameters; the CRF: its builder's code.
 
 The release's fingerprints are recorded in ``benchmarks/release_fingerprint.json``
 (``python -m benchmarks.fingerprint --record``, when the ``release`` config has run): README.md and
@@ -111,8 +113,11 @@ def record():
     """Write today's fingerprints as the release's."""
     from .compare import ALL_REFERENCES
 
+    from .slots import METHODS, fingerprint as slots_fingerprint
+
     release = {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "fit": fit_fingerprint(),
-               "references": {name: reference_fingerprint(name) for name in ALL_REFERENCES}}
+               "references": {name: reference_fingerprint(name) for name in ALL_REFERENCES},
+               "slots": {name: slots_fingerprint(name) for name in METHODS}}
     RECORDED.write_text(json.dumps(release, indent=1) + "\n")
     return release
 

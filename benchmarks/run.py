@@ -470,9 +470,18 @@ def results_path(name, tag=None):
     return RESULTS / (f"{name}_{tag}.jsonl" if tag else f"{name}.jsonl")
 
 
+#: results files that another tool writes, and what writes them
+WRITTEN_ELSEWHERE = {
+    "slots": "python -m benchmarks.slots (the tagger on ATIS)",
+    "published": "figures others published, entered by hand with their source",
+}
+
+
 def config_of(path):
     """The config that writes results file ``path`` (its name, less any tag), or None."""
     stem = path.stem
+    if stem in WRITTEN_ELSEWHERE:
+        return stem
     for name in sorted(CONFIGS, key=len, reverse=True):
         if stem == name or stem.startswith(name + "_") and stem[len(name) + 1:] not in CONFIGS:
             return name

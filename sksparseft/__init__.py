@@ -7,6 +7,6 @@ from . import _moved
 
 _moved.install()
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"
 
 __all__ = ["TokenSparseClassifier", "TokenSparseTagger", "TokenGroup", "__version__"]

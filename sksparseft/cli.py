@@ -1,4 +1,5 @@
-"""Command line: ``sksparseft fit | predict | evaluate | explain`` over CSV/TSV/JSONL files.
+"""Command line: ``sksparseft fit | predict | evaluate | explain`` over CSV/TSV/JSONL files, and
+``sksparseft tag ...`` for slots and intents (:mod:`sksparseft.tagging.cli`).
 
 Exit codes (stable, for scripts):
   0  success
@@ -272,6 +273,9 @@ def build_parser():
         if name == "explain":
             sp.add_argument("--top", type=int, default=5)
         sp.set_defaults(func=func)
+    from .tagging.cli import add_parser
+
+    add_parser(sub)
     return p
 
 

@@ -134,10 +134,28 @@ def test_the_release_tables_leave_out_rows_of_other_fit_code_or_defaults():
     today = release_fingerprint("random")
     files = {"release": [row("random", 0.8123, today), row("random", 0.7777, "0123456789ab", seed=1),
                          dict(row("frozen_lr_cv", 0.6543, "0123456789ab"), fit_s=987.0)]}
-    for name, renderer in render.RELEASE_BLOCKS.items():
+    classifier = {name: renderer for name, renderer in render.RELEASE_BLOCKS.items() if name.startswith("release")}
+    for name, renderer in classifier.items():
         text = "\n".join(renderer(files, False))
         assert "0.8123" in text or name == "release-costs", name  # the costs table shows seconds, not accuracy
         assert "0.7777" not in text and "0.6543" not in text and "987" not in text, name
         assert "seed 0" in text or name in ("release-costs", "release-results"), name  # one seed is named
     stale = {"release": [dict(r, fingerprint="0123456789ab") for r in files["release"]]}
-    assert all(renderer(stale, False) == EMPTY for renderer in render.RELEASE_BLOCKS.values())
+    assert all(renderer(stale, False) == EMPTY for renderer in classifier.values())
+
+
+def test_the_slots_table_leaves_out_rows_of_other_tagger_code_or_defaults():
+    from benchmarks.fingerprint import recorded
+    from benchmarks.render.slots import EMPTY, slots_table
+
+    def row(method, f1, fingerprint, seed=0):
+        return {"config": "slots", "dataset": "atis", "method": method, "seed": seed, "fingerprint": fingerprint,
+                "fit_s": 100.0, "n_train": 4478, "test_n": 893, "dev_n": 500, "test_slot_f1": f1,
+                "test_intent_acc": 0.9, "test_frame_acc": 0.8, "dev_slot_f1": f1, "dev_intent_acc": 0.9,
+                "version": "9.9.9", "date": "2026-12-07", "device": "cpu (2 cores)", "torch": "2.13.0+cpu"}
+
+    today = recorded()["slots"]["random"]
+    files = {"slots": [row("random", 0.9123, today), row("random", 0.7777, "0123456789ab", seed=1)]}
+    text = "\n".join(slots_table(files))
+    assert "0.9123" in text and "0.7777" not in text
+    assert slots_table({"slots": [dict(r, fingerprint="0123456789ab") for r in files["slots"]]}) == EMPTY

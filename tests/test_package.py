@@ -14,8 +14,8 @@ import sksparseft
 PACKAGE = Path(sksparseft.__file__).parent
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-# Packages tested as a whole: tests/test_strategies.py, tests/test_datasets.py.
-WHOLE = ("strategies", "datasets")
+# Packages tested as a whole: tests/test_strategies.py, tests/test_datasets.py, tests/test_tagging*.py (the tagger).
+WHOLE = ("strategies", "datasets", "tagging")
 MAX_LINES = 450
 
 

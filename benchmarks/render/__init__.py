@@ -20,6 +20,7 @@ from .features import _multilabel, _oos, _serving
 from .rows import BLOCK, DOCS, REFERENCE_BLOCKS, ROOT, newest_runs, render_reference_tables, rows_by_file
 from .screens import (_ce_screen, _fast_full, _kernels, _kernels_full, _patience_check, _patience_replay,
                       _precision_screen, _speed_screen, replay_stop)
+from .slots import slots_screen, slots_table
 from .token_groups import _group_features, _token_structure
 
 __all__ = ["BLOCK", "BLOCKS", "DEV_VARIANTS", "DOCS", "REFERENCE_BLOCKS", "RELEASE_BLOCKS", "RESULTS", "newest_runs", "render",
@@ -32,6 +33,7 @@ RELEASE_BLOCKS = {
     "release-results": release_results,
     "release-costs": release_costs,
     "release-claims": release_claims,
+    "slots": slots_table,
 }
 
 BLOCKS = {
@@ -71,6 +73,7 @@ BLOCKS = {
     "processes": _processes,
     "cost": _cost,
     "exports": _exports,
+    "slots-screen": slots_screen,
 }
 
 

@@ -46,3 +46,15 @@ def test_the_recorded_release_is_todays_code_and_defaults():
     release = fp.recorded()
     assert release["fit"] == fp.fit_fingerprint()
     assert release["references"] == {name: fp.reference_fingerprint(name) for name in release["references"]}
+    from benchmarks import slots
+
+    assert release["slots"] == {name: slots.fingerprint(name) for name in slots.METHODS}
+
+
+def test_the_tagger_fingerprint_covers_its_fit_modules_and_defaults(monkeypatch):
+    from benchmarks import slots
+
+    today = slots.fingerprint("random")
+    assert slots.fingerprint("crf") != today
+    monkeypatch.setattr(slots, "TAGGER_FIT", slots.TAGGER_FIT[:-1])
+    assert slots.fingerprint("random") != today
