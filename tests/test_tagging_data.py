@@ -98,3 +98,15 @@ def test_joint_scores():
     assert slot_f1_score(true, pred) == 1.0
     assert intent_accuracy_score(true, pred) == 0.5
     assert frame_accuracy_score(true, pred) == 0.5
+
+
+def test_plain_labels_score_as_runs():
+    true = [["O", "city", "city", "date"]]
+    assert slot_f1_score(true, true) == 1.0
+    assert slot_f1_score(true, [["O", "city", "O", "date"]]) == pytest.approx(0.5)
+
+
+def test_a_span_may_open_with_an_inside_tag():
+    from sksparseft.tagging.stages import _spans
+
+    assert _spans(["O", "I-city", "I-city", "B-date"], "iob2") == [({1, 2}, "city"), ({3}, "date")]

@@ -156,8 +156,8 @@ def load_estimator(cls, path, device=None):
     """
     metadata, tensors = read_file(path)
     written = metadata.get("estimator", "TokenSparseClassifier")
-    if written != cls.__name__ and cls.__name__ in ("TokenSparseClassifier", "TokenSparseTagger"):
-        raise ModelFileError(f"{path} holds a {written}, not a {cls.__name__}: load it with {written}.load")
+    if written != "TokenSparseClassifier":
+        raise ModelFileError(f"{path} holds a {written}, not a TokenSparseClassifier: load it with {written}.load")
     try:
         return _rebuild_estimator(cls, path, metadata, tensors, device)
     except ModelFileError:

@@ -102,10 +102,14 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from .targets import frame_accuracy_score, intent_accuracy_score, slot_f1_score
 
+    from .data import validate_tags, validate_words
+
     est = _load(args)
     rows = read_lines(args.data)
-    words, y = _words(rows), _labels(rows, args.data)
     try:
+        words = validate_words(_words(rows))
+        y = _labels(rows, args.data)
+        validate_tags(y, words)
         pred = est.predict(words)
     except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from exc
@@ -122,7 +126,10 @@ def cmd_evaluate(args):
 
 def cmd_explain(args):
     est = _load(args)
-    out = est.explain(_words(read_lines(args.data)), top=args.top)
+    try:
+        out = est.explain(_words(read_lines(args.data)), top=args.top)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from exc
     _write(args.output, lambda f: [f.write(json.dumps(o, default=_plain) + "\n") for o in out])
 
 

@@ -75,16 +75,21 @@ def validate_tags(y, words, name="y"):
     joint = is_joint(rows)
     tags, intents = [], [] if joint else None
     for i, row in enumerate(rows):
+        if is_joint([row]) != joint:
+            raise ValueError(f"{name}[{i}] is " + ("a tag list but y[0] is an (intent, tags) pair" if joint else
+                                                   "an (intent, tags) pair but y[0] is a tag list")
+                             + "; give every row the same form")
         if joint:
-            if not (isinstance(row, (tuple, list)) and len(row) == 2):
-                raise ValueError(f"{name}[{i}] is not an (intent, tags) pair like {name}[0]: {row!r:.80}")
             intent, row = row
-            if intent is None or isinstance(intent, (list, tuple, np.ndarray)):
-                raise ValueError(f"{name}[{i}]'s intent must be one label, got {intent!r:.60}")
+            if intent is None or isinstance(intent, float) and np.isnan(intent):
+                raise ValueError(f"{name}[{i}]'s intent is missing ({intent!r})")
             intents.append(intent)
         if isinstance(row, str) or not isinstance(row, (list, tuple, np.ndarray)):
             raise TypeError(f"{name}[{i}] must be a list of tags (one per word), got {type(row).__name__}: {row!r:.60}")
-        row = [str(t) for t in row]
+        bad = [t for t in row if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"{name}[{i}] holds a tag that is a {type(bad[0]).__name__}, not a str: {bad[0]!r:.60}")
+        row = list(row)
         if len(row) != len(words[i]):
             raise ValueError(f"{name}[{i}] has {len(row)} tags but X[{i}] has {len(words[i])} words "
                              f"({' '.join(words[i])[:80]!r}); give one tag per word")
@@ -155,7 +160,8 @@ def align(tokenizer, words, max_length, tag_ids=None, intent_ids=None, warn=None
         out["labels"] = labels
     if intent_ids is not None:
         out["intent"] = np.asarray(intent_ids, dtype=np.int64)
-    cut = int((n_seen < out["n_words"]).sum())
+    # Cut: the pieces fill max_length and words are left (a word the tokenizer drops entirely is no cut).
+    cut = int(((n_seen < out["n_words"]) & (out["attention_mask"].sum(axis=1) >= max_length)).sum())
     if cut and warn:
         warnings.warn(f"{cut} of {n} {warn} are longer than max_length={max_length} tokens: their words past it "
                       f"{'are left out of training' if tag_ids is not None else 'are tagged ' + repr(OUTSIDE)}; "

@@ -18,7 +18,7 @@ from ..model.devices import PRECISIONS, resolve_device, resolve_precision
 from ..model.inference import eval_batch_size, progress_bar
 from ..strategies import get_strategy
 from .data import OUTSIDE, align, as_iob2, tag_scheme, validate_tags, validate_words
-from .stages import TaggerStages, TaggerState, _words_tags, token_outputs
+from .stages import TaggerStages, TaggerState, fill_row, token_outputs
 from .targets import frame_accuracy_score, intent_accuracy_score, slot_f1_score
 
 #: texts tokenised and run at a time by predict (peak memory stays flat on long inputs)
@@ -53,7 +53,8 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     n_token_groups : int or None, default=None
         Token groups to keep (subword n-grams of the slots' spans); None means 10 per slot type.
     max_ngram, min_count : int, default=3, 3
-        Longest token group in pieces; fewest spans it must occur in.
+        Longest token group in pieces; fewest spans it must occur in (lowered where a slot type has
+        few spans, so that every type can have groups).
     learning_rate : float or None, default=None
         AdamW learning rate of what the strategy trains; None uses the strategy's customary rate.
     head_learning_rate : float or None, default=None
@@ -78,10 +79,12 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     interpolate_weights : bool, default=True
         The point between the probe (0) and the finetune (1) best on validation (WiSE-FT).
     refit_head : bool, default=False
-        Refit the heads as logistic regressions on every text's final states, validation included.
+        Refit the heads as logistic regressions on every text's final states, validation included;
+        the refit heads are not scored against the frozen probe (the floor holds for what comes before).
     device : str, default="auto"
     precision : {"auto", "float32", "bfloat16"}, default="auto"
-        As for the classifier: bf16 training passes where ``auto`` finds them measured as accurate.
+        As for the classifier: bf16 passes (probe, selection, training, interpolation) where ``auto``
+        picks them for the classifier (the bf16 screen was the classifier's), else float32.
     random_state : int or None, default=None
         Seeds the split, the mask, the batches and dropout; on CPU the same seed gives the same tags.
     verbose : int, default=0
@@ -222,23 +225,16 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
         check_is_fitted(self, "module_")
         words = validate_words(X)
         tags, intents = [], []
-        fill = self._fill_row()
+        fill = fill_row(self.tags_)
         for start in range(0, len(words), _CHUNK):
             part = words[start:start + _CHUNK]
             enc = align(self.tokenizer_, part, self.max_length, warn="texts")
-            t, i = token_outputs(self.module_, enc, eval_batch_size(self.batch_size), self.device_,
-                                 progress_bar(self.verbose, "predict"))
-            tags += [np.vstack([p, np.tile(fill, (len(w) - len(p), 1))]) for p, w in zip(t, part)]
+            t, i, _ = token_outputs(self.module_, enc, eval_batch_size(self.batch_size), self.device_, fill,
+                                    progress_bar(self.verbose, "predict"))
+            tags += t
             if i is not None:
                 intents.append(i)
         return words, tags, (np.vstack(intents) if intents else None) if self.intents_ is not None else None
-
-    def _fill_row(self):
-        """The probabilities of a word past ``max_length``: all on "O" (or on the first tag without an "O")."""
-        row = np.zeros(len(self.tags_))
-        where = np.flatnonzero(self.tags_ == OUTSIDE)
-        row[where[0] if where.size else 0] = 1.0
-        return row
 
     def predict_proba(self, X):
         """Per text, an array ``(n_words, n_tags)``: each word's tag probabilities, columns in the order of ``tags_``."""
@@ -274,7 +270,8 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
                              + " intents")
         unseen = sorted({t for row in tags for t in row} - set(self.tags_.tolist()))
         if intents is not None:
-            unseen += sorted({str(c) for c in intents} - {str(c) for c in self.intents_.tolist()})
+            known = set(self.intents_.tolist())
+            unseen += sorted({repr(c) for c in intents if c not in known})
         if unseen:
             raise ValueError(f"y holds labels the tagger never saw in fit: {unseen[:10]}; it cannot predict them "
                              "(sksparseft.tagging.slot_f1_score(y, tagger.predict(X)) counts them as misses)")
@@ -287,6 +284,9 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
 
     def frame_accuracy(self, X, y):
         """Share of texts whose intent and every tag ``predict`` gets right (joint mode)."""
+        check_is_fitted(self, "module_")
+        if self.intents_ is None:
+            raise AttributeError("frame_accuracy needs a joint fit: y of (intent, tags) pairs")
         words = validate_words(X)
         tags, intents = validate_tags(y, words)
         if intents is None:

@@ -26,7 +26,8 @@ model = AutoModelForTokenClassification.from_pretrained(folder).eval()
 
 
 def predict(word_lists):
-    """The tag of every word (read at its first piece), as the tagger predicts it."""
+    """``(tags, outputs)``: the tag of every word, read at its first piece, as the tagger predicts it
+    (a word cut by max_length gets "O"), and the model's outputs."""
     enc = tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length={max_length},
                     padding=True, return_tensors="pt")
     with torch.no_grad():

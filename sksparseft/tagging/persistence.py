@@ -14,6 +14,7 @@ from ..io.fitted import _groups_from_json, _groups_to_json, labels_from_json, la
 from ..io.model_file import ModelFileError, json_object, read_file, tokenizer_files, tokenizer_from_files
 from ..io.persistence import _INCONSISTENT, _load_encoder, _rebuild_module, module_tensors, params_to_json, write_model_file
 from ..strategies import from_description
+from .data import tag_scheme
 
 ESTIMATOR = "TokenSparseTagger"
 #: the fitted attributes a file stores as JSON (the module, tokenizer and device are rebuilt)
@@ -67,6 +68,17 @@ def _rebuild(cls, path, metadata, tensors, device):
     intents = None if fitted["intents"] is None else labels_from_json(fitted["intents"])
     if tags.ndim != 1 or not len(tags) or (intents is not None and (intents.ndim != 1 or not len(intents))):
         raise ModelFileError(f"{path}: tags (and intents) must be non-empty lists")
+    if not all(isinstance(t, str) for t in tags.tolist()) or len(set(tags.tolist())) != len(tags) or \
+            (intents is not None and len(set(intents.tolist())) != len(intents)):
+        raise ModelFileError(f"{path}: tags must be distinct strings, and intents distinct")
+    if fitted["tag_scheme"] != tag_scheme([tags.tolist()]):
+        raise ModelFileError(f"{path}: the tag scheme {fitted['tag_scheme']!r} does not fit the tags")
+    rows = fitted["interpolation_scores"]
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 3 and
+                                             all(isinstance(v, (int, float)) for v in r) for r in rows):
+        raise ModelFileError(f"{path}: interpolation_scores must be [blend, score, loss] rows")
+    if not isinstance(fitted["history"], list) or not all(isinstance(r, dict) for r in fitted["history"]):
+        raise ModelFileError(f"{path}: history must be a list of objects")
     tokenizer = tokenizer_from_files(path, json_object(path, metadata, "tokenizer"))
     encoder = _load_encoder(path, backbone, fitted, [], tokenizer)
     strategy = fitted["strategy"]
@@ -90,8 +102,6 @@ def _rebuild(cls, path, metadata, tensors, device):
                   token_groups_=_groups_from_json(fitted["token_groups"], {"classes": fitted["tags"]}),
                   interpolation_scores_={row[0]: tuple(row[1:]) for row in fitted["interpolation_scores"]},
                   mask_=mask, module_=module, tokenizer_=tokenizer, device_=dev)
-    if values["tag_scheme_"] not in ("iob2", "plain"):
-        raise ModelFileError(f"{path}: unknown tag scheme {values['tag_scheme_']!r}")
     est = set_fitted(est, values)
     proba = est.predict_proba([["a", "model", "file", "check"]])  # what loads must predict
     if proba[0].shape != (4, len(tags)) or not np.isfinite(proba[0]).all():

@@ -33,7 +33,7 @@ from .training import batch_of, train_tagger
 
 STAGES = ("load", "token_groups", "linear_probe", "selection", "training", "interpolation", "head_refit", "finalize")
 #: the stages whose passes follow ``precision`` (bf16 autocast on a CPU that has it)
-AUTOCAST_STAGES = ("selection", "training", "interpolation")
+AUTOCAST_STAGES = ("linear_probe", "selection", "training", "interpolation")
 
 
 @dataclass
@@ -89,14 +89,14 @@ class TaggerState:
 
 
 @torch.inference_mode()
-def token_outputs(module, encodings, batch_size, device, progress=None):
-    """Per text: tag probabilities at each word's first piece ``(n_seen, tags)``, intent probabilities (or None).
+def token_outputs(module, encodings, batch_size, device, fill, progress=None):
+    """Per text, tag probabilities ``(n_words, tags)`` read at each word's first piece; intent probabilities or None.
 
-    Also the hidden states at those pieces and the mean states, with ``states=True`` callers
-    (:func:`frozen_states`).
+    A word with no piece of its own (cut by ``max_length``, or dropped by the tokenizer) gets ``fill``.
+    Also, per text, which words had a piece (a boolean array).
     """
-    tags, intents = [None] * len(encodings["input_ids"]), []
-    intent_out = None
+    n = len(encodings["input_ids"])
+    tags, seen, intent_out = [None] * n, [None] * n, None
     was = module.training
     module.eval()
     order = np.argsort(-encodings["attention_mask"].sum(axis=1), kind="stable")
@@ -109,14 +109,27 @@ def token_outputs(module, encodings, batch_size, device, progress=None):
             proba = torch.softmax(tokens.double(), dim=-1).cpu().numpy()
             first = encodings["word_index"][rows, :proba.shape[1]]
             for k, r in enumerate(rows):
-                tags[r] = proba[k][first[k] >= 0]
+                at = first[k] >= 0
+                full = np.tile(fill, (int(encodings["n_words"][r]), 1))
+                full[first[k][at]] = proba[k][at]
+                mask = np.zeros(len(full), dtype=bool)
+                mask[first[k][at]] = True
+                tags[r], seen[r] = full, mask
             if intent is not None:
                 if intent_out is None:
-                    intent_out = np.empty((len(order), intent.shape[1]))
+                    intent_out = np.empty((n, intent.shape[1]))
                 intent_out[rows] = torch.softmax(intent.double(), dim=-1).cpu().numpy()
     finally:
         module.train(was)
-    return tags, intent_out
+    return tags, intent_out, seen
+
+
+def fill_row(classes):
+    """The probabilities of a word without a piece: all on "O" (or on the first tag without an "O")."""
+    row = np.zeros(len(classes))
+    where = np.flatnonzero(np.asarray(classes) == OUTSIDE)
+    row[where[0] if where.size else 0] = 1.0
+    return row
 
 
 @torch.inference_mode()
@@ -161,9 +174,10 @@ class TaggerStages:
 
     # -- load: backbone, pieces, held-out split ----------------------------------------------
     def stage_load(self, state):
-        tokenizer, encoder, _ = load_backbone(self.model)
+        tokenizer, encoder, path = load_backbone(self.model)
         if tokenizer.pad_token is None:
             raise ValueError(f"the tokenizer of model={self.model!r} has no pad token")
+        tokenizer = words_tokenizer(tokenizer, path)
         state.tokenizer, state.encoder = tokenizer, encoder
         tag_ids = {t: i for i, t in enumerate(state.tag_classes.tolist())}
         intent_ids = None
@@ -172,8 +186,13 @@ class TaggerStages:
             intent_ids = [index[c] for c in state.intents]
         state.encodings = align(tokenizer, state.words, self.max_length, [[tag_ids[t] for t in row] for row in state.tags],
                                 intent_ids, warn="training texts")
-        # Stratified by intent in the joint mode (every intent seen in both parts where it can be).
-        strata = np.asarray(intent_ids) if intent_ids is not None else np.zeros(len(state.words), dtype=np.int64)
+        # Stratified by intent in the joint mode (every intent seen in both parts where it can be); the
+        # intents of a single text share one stratum, or the split could not be stratified at all.
+        strata = np.zeros(len(state.words), dtype=np.int64)
+        if intent_ids is not None:
+            counts = np.bincount(intent_ids)
+            strata = np.where(counts[intent_ids] >= 2, np.asarray(intent_ids) + 1, 0)
+            strata = np.unique(strata, return_inverse=True)[1]
         state.train_idx, state.valid_idx = validation_split(strata, self.validation_fraction, state.seed)
 
     # -- token groups: the labelled spans, and the pieces they cover -----------------------------
@@ -196,6 +215,7 @@ class TaggerStages:
         if not seqs:
             return
         n_groups = self.n_token_groups if self.n_token_groups is not None else 10 * len(types)
+        # Rare slot types: min_count drops to half the rarest type's spans, so that every type can have groups.
         counts = np.bincount(labels, minlength=len(types))
         min_count = max(min(self.min_count, max(1, int(counts[counts > 0].min()) // 2)), 1)
         state.groups = discover_token_groups(seqs, np.asarray(labels), len(types), n_groups=n_groups,
@@ -237,6 +257,8 @@ class TaggerStages:
         module.trained_names = [n for n, p in module.encoder.named_parameters() if p.requires_grad]
         state.n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         state.mask_summary = state.strategy.summary(module, state.mask)
+        if "added_parameters" in state.mask_summary and module.intent_head is not None:  # a head, not an adapter
+            state.mask_summary["added_parameters"] -= sum(p.numel() for p in module.intent_head.parameters())
         lr = self.learning_rate
         state.learning_rate = lr if lr is not None else state.strategy.default_learning_rate
         scorer = self._validation_scorer(state)
@@ -265,11 +287,11 @@ class TaggerStages:
 
         def score(module):
             with self._oom_advice("validation"):
-                tags, intents = token_outputs(module, valid, batch, state.device)
-            pred = as_iob2(_words_tags(tags, valid["n_words"], classes), state.scheme)
+                tags, intents, seen = token_outputs(module, valid, batch, state.device, fill_row(classes))
+            pred = as_iob2(_words_tags(tags, classes), state.scheme)
             value = slot_f1_score(true_tags, pred)
             true_ids = (_ids(state.tags[i], classes) for i in state.valid_idx)
-            picked = [p[np.arange(len(p)), t[:len(p)]] for p, t in zip(tags, true_ids)]
+            picked = [p[np.arange(len(p)), t][m] for p, t, m in zip(tags, true_ids, seen)]
             loss = -float(np.mean(np.log(np.maximum(np.concatenate(picked), 1e-12))))
             if intents is not None:
                 acc = intent_accuracy_score([(c,) for c in true_intents],
@@ -296,6 +318,8 @@ class TaggerStages:
         history = [dict(r, valid_acc=r.get("valid_score", -1.0)) for r in state.history]
         state.selection.choose_blend(state.module, history, self.interpolate_weights)
         state.selection.keep_floor_if_better(state.module)
+        if not state.selection.trained:  # nothing trained (max_epochs=0): the probe, whatever the heads started from
+            state.module.load_trainable_state_(state.selection.floor)
 
     # -- head refit: the heads as logistic regressions on every text's final states ----------------
     def stage_head_refit(self, state):
@@ -317,17 +341,16 @@ def _ids(tags, classes):
     return np.array([index[t] for t in tags], dtype=np.int64)
 
 
-def _words_tags(probas, n_words, classes, fill=OUTSIDE):
-    """Each text's tags, one per word: the most probable at its first piece; words past ``max_length`` get ``fill``."""
-    fill = fill if fill in set(classes.tolist()) else classes[0]
-    return [classes[p.argmax(axis=1)].tolist() + [fill] * (int(n) - len(p)) for p, n in zip(probas, n_words)]
+def _words_tags(probas, classes):
+    """Each text's tags, one per word: the most probable of each row."""
+    return [classes[p.argmax(axis=1)].tolist() for p in probas]
 
 
 def _spans(tags, scheme):
     """``[(set of word indices, slot type), ...]`` of one text's tags."""
     spans, current, kind = [], None, None
     for i, t in enumerate(as_iob2([tags], scheme)[0]):
-        if t == OUTSIDE or t.startswith("B-") or (kind is not None and t[2:] != kind):
+        if t == OUTSIDE or t.startswith("B-") or t[2:] != kind:  # an I- of another type (or after O) opens a span
             if current:
                 spans.append((current, kind))
             current, kind = (set(), t[2:]) if t != OUTSIDE else (None, None)
@@ -336,3 +359,19 @@ def _spans(tags, scheme):
     if current:
         spans.append((current, kind))
     return spans
+
+
+def words_tokenizer(tokenizer, path):
+    """The tokenizer, able to read pre-split words: byte-level BPE ones need ``add_prefix_space=True``."""
+    try:
+        tokenizer([["a", "b"]], is_split_into_words=True)
+        return tokenizer
+    except (ValueError, TypeError, AssertionError) as exc:
+        if "add_prefix_space" not in str(exc):
+            raise
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False, add_prefix_space=True)
+    if again.pad_token is None:
+        again.pad_token = tokenizer.pad_token
+    return again

@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import make_scorer
 from torch.nn import functional as F
 
-from .data import IGNORE, OUTSIDE
+from .data import IGNORE, OUTSIDE, as_iob2, is_joint, tag_scheme
 
 
 class TokenTags:
@@ -38,14 +38,11 @@ class TokenTags:
         return torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
 
 
-def _iob2(rows):
-    return [[str(t) for t in row] for row in rows]
-
-
 def slot_f1_score(y_true, y_pred):
-    """Entity-level micro-F1 of IOB2 tag lists (``seqeval``); joint ``(intent, tags)`` pairs score their tags.
+    """Entity-level micro-F1 of tag lists (``seqeval``); joint ``(intent, tags)`` pairs score their tags.
 
-    A span counts when its type and both ends match. With no span in either, 1.0.
+    A span counts when its type and both ends match. Plain labels (not IOB2) are read as runs: each
+    run of one label is one span. With no span in either, 1.0.
     """
     from seqeval.metrics import f1_score
 
@@ -54,7 +51,8 @@ def slot_f1_score(y_true, y_pred):
         raise ValueError(f"y_true holds {len(true)} texts, y_pred {len(pred)}")
     if not any(t != OUTSIDE for row in true + pred for t in row):
         return 1.0
-    return float(f1_score(_iob2(true), _iob2(pred), mode=None, zero_division=0))
+    scheme = tag_scheme(true + pred)
+    return float(f1_score(as_iob2(true, scheme), as_iob2(pred, scheme), mode=None, zero_division=0))
 
 
 def intent_accuracy_score(y_true, y_pred):
@@ -75,8 +73,7 @@ def frame_accuracy_score(y_true, y_pred):
 
 def _tags_only(rows):
     rows = list(rows)
-    joint = rows and isinstance(rows[0], tuple) and len(rows[0]) == 2 and isinstance(rows[0][1], (list, tuple))
-    return [list(r[1]) for r in rows] if joint else [list(r) for r in rows]
+    return [[str(t) for t in r[1]] for r in rows] if is_joint(rows) else [[str(t) for t in r] for r in rows]
 
 
 #: scorers for ``cross_val_score`` / ``GridSearchCV(scoring=...)``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -32,10 +33,11 @@ def train_tagger(module, encodings, kind, *, epochs, batch_size, lr, head_lr, we
 
     ``score(module)`` gives the validation ``(score, loss)`` after each epoch (None: no validation
     split): the best epoch's weights are restored at the end, and ``patience`` epochs without a
-    better score stop training early.
+    better score stop training early (0: never). The gradient's norm is clipped at 1, as the classifier's is.
     """
     heads = [p for n, p in module.named_parameters() if p.requires_grad and n.split(".")[0] in ("head", "intent_head")]
     body = [p for n, p in module.named_parameters() if p.requires_grad and n.split(".")[0] not in ("head", "intent_head")]
+    trainable = body + heads
     groups = [{"params": body, "lr": lr}] if body else []
     groups.append({"params": heads, "lr": head_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
@@ -55,6 +57,7 @@ def train_tagger(module, encodings, kind, *, epochs, batch_size, lr, head_lr, we
                 loss = kind.loss(module(b["input_ids"], b["attention_mask"]), b["target"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # as the classifier's net clips
                 optimizer.step()
                 schedule.step()
                 module_losses.append(float(loss.detach()))
@@ -73,10 +76,11 @@ def train_tagger(module, encodings, kind, *, epochs, batch_size, lr, head_lr, we
             history.append(row)
             if say is not None:
                 say(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
-            if score is not None and waited and waited >= patience:
+            if score is not None and patience and waited >= patience:  # patience=0: no early stop
                 break
     except KeyboardInterrupt:
         interrupted = True
+        warnings.warn("training was interrupted; the tagger keeps the best weights so far", stacklevel=2)
     if best_state is not None:
         module.load_trainable_state_(best_state)
     return history, losses, interrupted
