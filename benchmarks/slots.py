@@ -81,12 +81,13 @@ def build(method, seed):
     from sksparseft import TokenSparseTagger
 
     if method == "frozen_probe":
-        return TokenSparseTagger(max_epochs=0, random_state=seed)
+        return TokenSparseTagger(strategy="random", max_epochs=0, random_state=seed)
     return TokenSparseTagger(strategy=method, random_state=seed)
 
 
 def fingerprint(method):
-    """Code that made a row: the package (tagger and the fit code it shares) or the CRF's builder."""
+    """Code that made a row: the package (the tagger's fit modules, the fit code they share, the default
+    parameters but the strategy, which every row names) or the CRF's builder."""
     if method == "crf":
         parts = inspect.getsource(CRFWithIntent) + inspect.getsource(word_features)
         return hashlib.sha256(parts.encode()).hexdigest()[:12]
@@ -95,7 +96,9 @@ def fingerprint(method):
     from sksparseft import TokenSparseTagger
 
     files = fit_code_files() + [PACKAGE / "tagging" / f"{name}.py" for name in TAGGER_FIT]
-    defaults = json.dumps(TokenSparseTagger().get_params(deep=False), sort_keys=True, default=repr)
+    # Every row names its strategy, so the default strategy is no part of what made it.
+    defaults = {k: v for k, v in TokenSparseTagger().get_params(deep=False).items() if k != "strategy"}
+    defaults = json.dumps(defaults, sort_keys=True, default=repr)
     return hashlib.sha256((_code_digest(files) + defaults).encode()).hexdigest()[:12]
 
 
