@@ -28,7 +28,7 @@ STRATEGIES = ("random", "token_sparse", "fisher", "full")
 REFERENCES = ("frozen_probe", "crf")
 METHODS = STRATEGIES + REFERENCES
 #: the tagger's modules a fit runs (its files, exports and explanations are left out), besides the fit code
-TAGGER_FIT = ("data", "estimator", "module", "stages", "targets", "training")
+TAGGER_FIT = ("data", "decoding", "estimator", "module", "stages", "targets", "training")
 
 
 def splits():
@@ -129,6 +129,11 @@ def run_one(spec, queue):
         row.update({f"{split}_{k}": v for k, v in s.items()})
         row[f"{split}_n"] = len(data[split][0])
         row[f"{split}_predict_s"] = seconds
+    if getattr(est, "decoding", None) == "constrained":  # the same fit read by argmax: the decoding rule's other arm
+        est.decoding = "argmax"
+        for split in ("dev", "test"):
+            row.update({f"{split}_argmax_{k}": v for k, v in scores(est, *data[split])[0].items()})
+        est.decoding = "constrained"
     if hasattr(est, "fit_stages_"):
         row.update(fit_stages=est.fit_stages_, finetune_plan=est.finetune_plan_, interpolation=est.interpolation_,
                    finetuned=est.finetuned_, trainable_params=est.n_trainable_params_,

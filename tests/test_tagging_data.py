@@ -110,3 +110,20 @@ def test_a_span_may_open_with_an_inside_tag():
     from sksparseft.tagging.stages import _spans
 
     assert _spans(["O", "I-city", "I-city", "B-date"], "iob2") == [({1, 2}, "city"), ({3}, "date")]
+
+
+def test_constrained_decoding_is_the_best_valid_sequence():
+    import itertools
+
+    from sksparseft.tagging.decoding import allowed_transitions, decode
+
+    tags = ["B-x", "I-x", "O", "B-y", "I-y"]
+    allowed = allowed_transitions(tags)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = rng.dirichlet(np.ones(len(tags)), size=4)
+        valid = [seq for seq in itertools.product(range(len(tags)), repeat=4)
+                 if allowed[-1, seq[0]] and all(allowed[a, b] for a, b in zip(seq, seq[1:]))]
+        best = max(valid, key=lambda seq: sum(np.log(p[i, t]) for i, t in enumerate(seq)))
+        assert decode([p], tags, "iob2", "constrained") == [[tags[t] for t in best]]
+        assert decode([p], tags, "iob2", "argmax") == [[tags[t] for t in p.argmax(axis=1)]]

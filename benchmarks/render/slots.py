@@ -106,6 +106,13 @@ def verdict(rows):
     missing = [m for m in CANDIDATES if m not in complete]
     if missing:
         lines.append(f"Not decided on (seeds missing): {', '.join(f'`{m}`' for m in missing)}.")
+    paired = [r for m in complete for r in rows[m] if "dev_argmax_slot_f1" in r]
+    if paired:
+        diffs = [(r["dev_slot_f1"] - r["dev_argmax_slot_f1"]) for r in paired]
+        keep = float(np.mean(diffs)) >= 0.0
+        lines.append(f"Constrained decoding minus argmax, dev slot F1 over the candidates' {len(diffs)} fits: "
+                     f"{np.mean(diffs):+.4f} ± {np.std(diffs, ddof=1) if len(diffs) > 1 else 0.0:.4f}; by the rule "
+                     f"the default decoding is {'constrained' if keep else 'argmax'}.")
     if {"token_sparse", "random", "fisher"} <= set(complete):
         holds = True
         for other in ("random", "fisher"):

@@ -17,6 +17,8 @@ from ..model.backbone import DEFAULT_MODEL
 from ..model.devices import PRECISIONS, resolve_device, resolve_precision
 from ..model.inference import eval_batch_size, progress_bar
 from ..strategies import get_strategy
+from .decoding import decode
+from .defaults import DEFAULT_STRATEGY
 from .data import OUTSIDE, align, as_iob2, tag_scheme, validate_tags, validate_words
 from .stages import TaggerStages, TaggerState, fill_row, token_outputs
 from .targets import frame_accuracy_score, intent_accuracy_score, slot_f1_score
@@ -46,8 +48,9 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     ----------
     model : str or path, default="all-MiniLM-L6-v2"
         Backbone, as for :class:`~sksparseft.TokenSparseClassifier` (its tokenizer must be a fast one).
-    strategy : str, default="random"
-        What to finetune: a name from ``sksparseft.strategies.STRATEGIES`` (docs/strategies.md).
+    strategy : str, default="token_sparse"
+        What to finetune: a name from ``sksparseft.strategies.STRATEGIES`` (docs/strategies.md); the
+        default is the one the rule of docs/research.md chose on ATIS's development split.
     strategy_options : dict or None, default=None
         Options of the strategy (``{"density": 0.05}`` for the mask strategies, ``{"r": 16}`` for lora...).
     n_token_groups : int or None, default=None
@@ -81,6 +84,10 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     refit_head : bool, default=False
         Refit the heads as logistic regressions on every text's final states, validation included;
         the refit heads are not scored against the frozen probe (the floor holds for what comes before).
+    decoding : {"constrained", "argmax"}, default="constrained"
+        How ``predict`` (and the choices on validation) read tags off the probabilities: the most
+        probable valid IOB2 sequence (an ``I-x`` only after ``B-x`` or ``I-x``; Viterbi), or each
+        word's most probable tag. Plain labels are read by ``argmax`` either way.
     device : str, default="auto"
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         As for the classifier: bf16 passes (probe, selection, training, interpolation) where ``auto``
@@ -105,11 +112,11 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     module_, tokenizer_, device_ : TaggerModule, tokenizer, torch.device
     """
 
-    def __init__(self, model=DEFAULT_MODEL, *, strategy="random", strategy_options=None, n_token_groups=None,
+    def __init__(self, model=DEFAULT_MODEL, *, strategy=DEFAULT_STRATEGY, strategy_options=None, n_token_groups=None,
                  max_ngram=3, min_count=3, learning_rate=None, head_learning_rate=None, weight_decay=0.01,
                  max_epochs=8, max_steps=600, batch_size=32, max_length=128, dropout=0.1, head_init="linear_probe",
-                 validation_fraction=0.1, patience=2, interpolate_weights=True, refit_head=False, device="auto",
-                 precision="auto", random_state=None, verbose=0):
+                 validation_fraction=0.1, patience=2, interpolate_weights=True, refit_head=False,
+                 decoding="constrained", device="auto", precision="auto", random_state=None, verbose=0):
         self.model = model
         self.strategy = strategy
         self.strategy_options = strategy_options
@@ -129,6 +136,7 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
         self.patience = patience
         self.interpolate_weights = interpolate_weights
         self.refit_head = refit_head
+        self.decoding = decoding
         self.device = device
         self.precision = precision
         self.random_state = random_state
@@ -154,6 +162,7 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
         "patience": [Interval(Integral, 0, None, closed="left")],
         "interpolate_weights": ["boolean"],
         "refit_head": ["boolean"],
+        "decoding": [StrOptions({"constrained", "argmax"})],
         "device": [str, torch.device, None],
         "precision": [StrOptions(set(PRECISIONS))],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"), None],
@@ -250,7 +259,7 @@ class TokenSparseTagger(TaggerStages, BaseEstimator):
     def predict(self, X):
         """Per text, its tags (one per word); in the joint mode ``(intent, tags)`` pairs."""
         _, proba, intents = self._outputs(X)
-        tags = [self.tags_[p.argmax(axis=1)].tolist() for p in proba]
+        tags = decode(proba, self.tags_, self.tag_scheme_, self.decoding)
         if intents is None:
             return tags
         return [(self.intents_[i], t) for i, t in zip(intents.argmax(axis=1).tolist(), tags)]

@@ -27,6 +27,7 @@ from ..strategies import FitContext
 from ..text.tokens import discover_token_groups
 from ..validation import validation_split
 from .data import IGNORE, OUTSIDE, align, as_iob2, rows_of, span_type, targets
+from .decoding import decode
 from .module import TaggerModule
 from .targets import TokenTags, intent_accuracy_score, slot_f1_score
 from .training import batch_of, train_tagger
@@ -288,7 +289,7 @@ class TaggerStages:
         def score(module):
             with self._oom_advice("validation"):
                 tags, intents, seen = token_outputs(module, valid, batch, state.device, fill_row(classes))
-            pred = as_iob2(_words_tags(tags, classes), state.scheme)
+            pred = as_iob2(decode(tags, classes, state.scheme, self.decoding), state.scheme)
             value = slot_f1_score(true_tags, pred)
             true_ids = (_ids(state.tags[i], classes) for i in state.valid_idx)
             picked = [p[np.arange(len(p)), t][m] for p, t, m in zip(tags, true_ids, seen)]
@@ -339,11 +340,6 @@ class TaggerStages:
 def _ids(tags, classes):
     index = {c: i for i, c in enumerate(classes.tolist())}
     return np.array([index[t] for t in tags], dtype=np.int64)
-
-
-def _words_tags(probas, classes):
-    """Each text's tags, one per word: the most probable of each row."""
-    return [classes[p.argmax(axis=1)].tolist() for p in probas]
 
 
 def _spans(tags, scheme):
