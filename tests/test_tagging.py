@@ -47,10 +47,19 @@ def test_predict_gives_a_tag_per_word(tags_only, slots):
 def test_predict_proba_per_word_and_tag_in_the_order_of_tags(tags_only, slots):
     X, _ = slots
     proba = tags_only.predict_proba(X[:5])
-    for p, w, tags in zip(proba, X[:5], tags_only.predict(X[:5])):
+    argmax = clone(tags_only).set_params(decoding="argmax")
+    argmax.__dict__.update({k: v for k, v in tags_only.__dict__.items() if k.endswith("_")})
+    for p, w, tags in zip(proba, X[:5], argmax.predict(X[:5])):
         assert p.shape == (len(w), len(tags_only.tags_))
         np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
         assert tags_only.tags_[p.argmax(axis=1)].tolist() == tags
+
+
+def test_constrained_decoding_gives_valid_iob2(tags_only, slots):
+    X, _ = slots
+    for row in tags_only.predict(X):
+        for prev, tag in zip(["O"] + row, row):
+            assert not tag.startswith("I-") or prev in (f"B-{tag[2:]}", tag)
 
 
 def test_joint_predict_gives_intent_and_tags(joint, slots):

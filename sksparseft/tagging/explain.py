@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..text.tokens import occurrences
+from .decoding import decode
 from .stages import _spans
 
 
@@ -23,7 +24,7 @@ def explain_slots(est, words, top=5):
     for text in words:
         variants = [text] + [text[:i] + [filler] + text[i + 1:] for i in range(len(text))]
         proba = est.predict_proba(variants)
-        tags = est.tags_[proba[0].argmax(axis=1)].tolist()
+        tags = decode([proba[0]], est.tags_, est.tag_scheme_, est.decoding)[0]
         slots = []
         for span, kind in _spans(tags, est.tag_scheme_):
             span = sorted(span)

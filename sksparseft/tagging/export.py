@@ -16,30 +16,43 @@ import torch
 from ..atomic import atomic_dir, atomic_write
 from ..io.export import plain_backbone_state
 
-LOADING_CODE = '''\
+LOADING_CODE = '''\\
+import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 folder = "{folder}"
 tokenizer = AutoTokenizer.from_pretrained(folder)
 model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+tags_ = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+settings = model.config.sksparseft  # decoding: "{decoding}", tag scheme: "{scheme}"
+
+
+{decoding_code}
 
 
 def predict(word_lists):
-    """``(tags, outputs)``: the tag of every word, read at its first piece, as the tagger predicts it
-    (a word cut by max_length gets "O"), and the model's outputs."""
+    \"\"\"``(tags, outputs)``: the tags of every word, read at its first piece as the tagger reads them
+    (a word cut by max_length gets "O"), and the model's outputs.\"\"\"
     enc = tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length={max_length},
                     padding=True, return_tensors="pt")
     with torch.no_grad():
         out = model(**enc, output_hidden_states=True)
+    proba = torch.softmax(out.logits.double(), dim=-1).numpy()
+    allowed = allowed_transitions(tags_)
     tags = []
     for i, words in enumerate(word_lists):
-        ids, seen, row = enc.word_ids(i), set(), ["O"] * len(words)
-        for pos, w in enumerate(ids):
+        rows = np.zeros((len(words), len(tags_)))
+        rows[:, tags_.index("O") if "O" in tags_ else 0] = 1.0
+        seen = set()
+        for pos, w in enumerate(enc.word_ids(i)):
             if w is not None and w not in seen:
                 seen.add(w)
-                row[w] = model.config.id2label[int(out.logits[i, pos].argmax())]
-        tags.append(row)
+                rows[w] = proba[i, pos]
+        if settings["decoding"] == "constrained" and settings["tag_scheme"] == "iob2" and allowed[-1].any():
+            tags.append([tags_[j] for j in viterbi(np.log(np.maximum(rows, 1e-300)), allowed)])
+        else:
+            tags.append([tags_[j] for j in rows.argmax(axis=1)])
     return tags, out
 '''
 
@@ -60,6 +73,21 @@ def predict_intent(word_lists):
     logits = states @ intent_head["weight"].T + intent_head["bias"]
     return [intents[int(j)] for j in logits.argmax(-1)], tags
 '''
+
+
+def _decoding_code():
+    """The package's own constrained decoding, docstrings left out: the folder decodes as predict does."""
+    import ast
+    import inspect
+
+    from .decoding import allowed_transitions, viterbi
+
+    code = []
+    for func in (allowed_transitions, viterbi):
+        lines = inspect.getsource(func).splitlines()
+        doc = ast.parse("\n".join(lines)).body[0].body[0]
+        code.append("\n".join(lines[:doc.lineno - 1] + lines[doc.end_lineno:]))
+    return "\n\n\n".join(code)
 
 
 def _token_model(est):
@@ -87,7 +115,7 @@ def _token_model(est):
     with torch.no_grad():
         head[0].weight.copy_(module.head.weight.detach().cpu().float())
         head[0].bias.copy_(module.head.bias.detach().cpu().float())
-    config.sksparseft = {"tag_scheme": est.tag_scheme_, "max_length": int(est.max_length),
+    config.sksparseft = {"tag_scheme": est.tag_scheme_, "max_length": int(est.max_length), "decoding": est.decoding,
                          "strategy": est.strategy_["strategy"],
                          "intents": None if est.intents_ is None else [str(c) for c in est.intents_]}
     return model.eval()
@@ -106,7 +134,8 @@ def to_huggingface(est, path, overwrite=False):
     def write(tmp):
         model.save_pretrained(tmp)
         est.tokenizer_.save_pretrained(tmp)
-        code = LOADING_CODE.format(folder=path.name, max_length=int(est.max_length))
+        code = LOADING_CODE.format(folder=path.name, max_length=int(est.max_length), decoding=est.decoding,
+                                   scheme=est.tag_scheme_, decoding_code=_decoding_code())
         if intent_head is not None:
             save_file({"weight": intent_head.weight.detach().cpu().contiguous(),
                        "bias": intent_head.bias.detach().cpu().contiguous()}, str(tmp / "intent_head.safetensors"))
@@ -159,7 +188,7 @@ def to_onnx(est, path, opset=18):
         output_names=["tag_probabilities"] + (["intent_probabilities"] if intent is not None else []),
         dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
         opset_version=opset, dynamo=True, external_data=False)
-    meta = json.dumps({"tags": [str(t) for t in est.tags_], "tag_scheme": est.tag_scheme_,
+    meta = json.dumps({"tags": [str(t) for t in est.tags_], "tag_scheme": est.tag_scheme_, "decoding": est.decoding,
                        "intents": None if est.intents_ is None else [str(c) for c in est.intents_],
                        "max_length": int(est.max_length)})
 
