@@ -260,6 +260,11 @@ def to_onnx(est, path, opset=18):
     meta = json.dumps({"classes": label_texts(est), "pooling": est.pooling_, "max_length": int(est.max_length),
                        **prediction_settings(est)})
 
+    return save_onnx(program, path, meta)
+
+
+def save_onnx(program, path, meta):
+    """Write an exported ONNX program to ``path`` atomically, ``meta`` (JSON) as its ``sksparseft`` property."""
     def write(tmp):
         import onnx
 

@@ -154,12 +154,23 @@ def load_estimator(cls, path, device=None):
     Anything in the file that does not fit the rest (metadata of the wrong type, tensors of
     the wrong shape or dtype, a tokenizer other than the backbone's) is a :class:`ModelFileError`.
     """
+    metadata, tensors = read_estimator_file(path, "TokenSparseClassifier")
+    return rebuild_or_refuse(path, lambda: _rebuild_estimator(cls, path, metadata, tensors, device))
+
+
+def read_estimator_file(path, estimator):
+    """``(metadata, tensors)`` of a model file written by ``estimator`` (another's file is refused by name)."""
     metadata, tensors = read_file(path)
-    written = metadata.get("estimator", "TokenSparseClassifier")
-    if written != "TokenSparseClassifier":
-        raise ModelFileError(f"{path} holds a {written}, not a TokenSparseClassifier: load it with {written}.load")
+    written = metadata.get("estimator", "TokenSparseClassifier")  # files before the tagger name none
+    if written != estimator:
+        raise ModelFileError(f"{path} holds a {written}, not a {estimator}: load it with {written}.load")
+    return metadata, tensors
+
+
+def rebuild_or_refuse(path, rebuild):
+    """``rebuild()``, with any sign that the file's parts do not fit together raised as a ModelFileError."""
     try:
-        return _rebuild_estimator(cls, path, metadata, tensors, device)
+        return rebuild()
     except ModelFileError:
         raise
     except KeyError as exc:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_dir, atomic_write
-from ..io.export import plain_backbone_state
+from ..atomic import atomic_dir
+from ..io.export import plain_backbone_state, save_onnx
 
 LOADING_CODE = '''\\
 import numpy as np
@@ -192,12 +192,4 @@ def to_onnx(est, path, opset=18):
                        "intents": None if est.intents_ is None else [str(c) for c in est.intents_],
                        "max_length": int(est.max_length)})
 
-    def write(tmp):
-        import onnx
-
-        program.save(tmp)
-        graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, {"sksparseft": meta})
-        onnx.save(graph, str(tmp))
-
-    return atomic_write(path, write)
+    return save_onnx(program, path, meta)

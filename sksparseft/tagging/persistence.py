@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..io.fitted import _groups_from_json, _groups_to_json, labels_from_json, labels_to_json
-from ..io.model_file import ModelFileError, json_object, read_file, tokenizer_files, tokenizer_from_files
-from ..io.persistence import _INCONSISTENT, _load_encoder, _rebuild_module, module_tensors, params_to_json, write_model_file
+from ..io.model_file import ModelFileError, json_object, tokenizer_files, tokenizer_from_files
+from ..io.persistence import (_load_encoder, _rebuild_module, module_tensors, params_to_json, read_estimator_file,
+                              rebuild_or_refuse, write_model_file)
 from ..strategies import from_description
 from .data import tag_scheme
 
@@ -39,19 +40,8 @@ def save_tagger(est, path, include_backbone=False):
 
 def load_tagger(cls, path, device=None):
     """Rebuild a fitted tagger from ``path``; anything that does not fit together is a ModelFileError."""
-    metadata, tensors = read_file(path)
-    written = metadata.get("estimator", "TokenSparseClassifier")
-    if written != ESTIMATOR:
-        raise ModelFileError(f"{path} holds a {written}, not a {ESTIMATOR}: load it with {written}.load")
-    try:
-        return _rebuild(cls, path, metadata, tensors, device)
-    except ModelFileError:
-        raise
-    except KeyError as exc:
-        raise ModelFileError(f"{path}: the model file lacks the field {exc.args[0]!r}") from exc
-    except _INCONSISTENT as exc:
-        raise ModelFileError(f"{path}: the model file's contents do not fit together "
-                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+    metadata, tensors = read_estimator_file(path, ESTIMATOR)
+    return rebuild_or_refuse(path, lambda: _rebuild(cls, path, metadata, tensors, device))
 
 
 def _rebuild(cls, path, metadata, tensors, device):
